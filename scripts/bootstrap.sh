@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Creates (or refreshes) the project's virtualenv in .venv with the pinned runtime
+# versions from pyproject.toml. Sourced by scripts/demo.sh and scripts/test.sh; idempotent.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+
+die() { echo "bootstrap: $*" >&2; exit 1; }
+
+if ! command -v java >/dev/null 2>&1 && [ -z "${JAVA_HOME:-}" ]; then
+  die "Java is missing. Spark needs a Java 17 (or 21) runtime:
+  Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless
+  macOS:         brew install openjdk@17
+then run this command again (or set JAVA_HOME)."
+fi
+
+pick_python() {
+  # Prefer the runtime's Python (3.12), then any Python >= 3.11.
+  local candidates=("${PYTHON:-}" python3.12)
+  if command -v pyenv >/dev/null 2>&1; then
+    candidates+=($(ls -d "$(pyenv root)"/versions/3.12*/bin/python3 2>/dev/null | sort -V | tail -n 1))
+  fi
+  candidates+=(python3.11 python3)
+  for c in "${candidates[@]}"; do
+    [ -n "$c" ] || continue
+    if "$c" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' >/dev/null 2>&1; then
+      echo "$c"; return 0
+    fi
+  done
+  return 1
+}
+
+stamp_of() { cat "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  PY="$(pick_python)" || die "Python 3.11 or newer is needed (3.12 matches Databricks Runtime 18)."
+  echo "bootstrap: creating .venv with $("$PY" --version)" >&2
+  "$PY" -m venv "$VENV"
+fi
+if [ "$(cat "$VENV/.installed" 2>/dev/null)" != "$(stamp_of)" ]; then
+  echo "bootstrap: installing spark-mlops[dev] (pinned runtime: pyspark 4.1, mlflow 3.8.1); first time takes a few minutes" >&2
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[dev]"
+  stamp_of > "$VENV/.installed"
+fi
+export PATH="$VENV/bin:$PATH"

@@ -1,0 +1,239 @@
+"""Typed configuration, built from CLI flags and environment variables.
+
+Every subcommand takes a :class:`Settings` (where things live: state folder, tracking store,
+registry, catalog/schema, model name) plus its own small config. Defaults give the embedded
+local mode: two sqlite files under a git-ignored ``.mlops/`` folder.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from spark_mlops.errors import ConfigError
+
+DEFAULT_STATE_DIR = ".mlops"
+DEFAULT_MODEL_NAME = "diabetes_classifier"
+DEFAULT_EXPERIMENT = "spark-mlops"
+DEFAULT_SCHEMA = "mlops"
+CHALLENGER_ALIAS = "challenger"
+CHAMPION_ALIAS = "champion"
+
+# Environment variables read when the matching flag is not given.
+ENV = {
+    "state_dir": "SPARK_MLOPS_STATE_DIR",
+    "tracking_uri": "MLFLOW_TRACKING_URI",
+    "registry_uri": "MLFLOW_REGISTRY_URI",
+    "experiment": "SPARK_MLOPS_EXPERIMENT",
+    "model_name": "SPARK_MLOPS_MODEL_NAME",
+    "catalog": "SPARK_MLOPS_CATALOG",
+    "schema": "SPARK_MLOPS_SCHEMA",
+    "contract": "SPARK_MLOPS_CONTRACT",
+    "target": "SPARK_MLOPS_TARGET",
+    "job_run_id": "SPARK_MLOPS_JOB_RUN_ID",
+    "git_commit": "SPARK_MLOPS_GIT_COMMIT",
+    "dfs_tmpdir": "MLFLOW_DFS_TMP",
+}
+
+
+def on_databricks() -> bool:
+    return "DATABRICKS_RUNTIME_VERSION" in os.environ
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the lifecycle reads and writes. Shared by every subcommand."""
+
+    state_dir: Path
+    tracking_uri: str
+    registry_uri: str
+    experiment: str
+    model_name: str
+    catalog: str | None
+    schema: str
+    contract: str | None = None  # path to a contract YAML; None = the packaged example contract
+    target: str | None = None  # bundle target, recorded as a tag
+    job_run_id: str | None = None
+    git_commit: str | None = None
+    dfs_tmpdir: str | None = None  # UC volume path for mlflow.spark on serverless/shared clusters
+
+    @property
+    def separate_registry(self) -> bool:
+        return self.registry_uri != self.tracking_uri
+
+    def table_name(self, name: str) -> str:
+        """Qualify a table name: ``t`` -> ``catalog.schema.t``; names with dots pass through."""
+        if "." in name:
+            return name
+        parts = [p for p in (self.catalog, self.schema) if p]
+        return ".".join([*parts, name])
+
+    def run_tags(self) -> dict[str, str]:
+        """Provenance tags for runs and model versions, where known."""
+        tags = {
+            "git_commit": self.git_commit,
+            "bundle_target": self.target,
+            "job_run_id": self.job_run_id,
+        }
+        return {k: v for k, v in tags.items() if v}
+
+
+def _detect_git_commit() -> str | None:
+    for var in ("SPARK_MLOPS_GIT_COMMIT", "BUILD_SOURCEVERSION", "GITHUB_SHA"):
+        if os.environ.get(var):
+            return os.environ[var]
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _sqlite_uri(path: Path) -> str:
+    return f"sqlite:///{path.resolve()}"
+
+
+def build_settings(
+    *,
+    state_dir: str | None = None,
+    tracking_uri: str | None = None,
+    registry_uri: str | None = None,
+    experiment: str | None = None,
+    model_name: str | None = None,
+    catalog: str | None = None,
+    schema: str | None = None,
+    contract: str | None = None,
+    target: str | None = None,
+    job_run_id: str | None = None,
+    git_commit: str | None = None,
+    dfs_tmpdir: str | None = None,
+) -> Settings:
+    """Flags win over environment variables, which win over the local defaults."""
+
+    def pick(name: str, flag: str | None) -> str | None:
+        if flag not in (None, ""):
+            return flag
+        return os.environ.get(ENV[name]) or None
+
+    state = Path(pick("state_dir", state_dir) or DEFAULT_STATE_DIR).resolve()
+    tracking = pick("tracking_uri", tracking_uri)
+    registry = pick("registry_uri", registry_uri)
+    if tracking is None:
+        tracking = "databricks" if on_databricks() else _sqlite_uri(state / "tracking.db")
+    if registry is None:
+        if on_databricks():
+            registry = "databricks-uc"
+        elif tracking.startswith("sqlite:") and tracking == _sqlite_uri(state / "tracking.db"):
+            registry = _sqlite_uri(state / "registry.db")
+        else:
+            registry = tracking
+    _check_uri("tracking URI", tracking)
+    _check_uri("registry URI", registry)
+
+    name = pick("model_name", model_name) or DEFAULT_MODEL_NAME
+    if registry.startswith("databricks-uc") and name.count(".") != 2:
+        raise ConfigError(
+            f"model name {name!r}: a Unity Catalog registry ({registry}) needs a three-part name "
+            "catalog.schema.model"
+        )
+    return Settings(
+        state_dir=state,
+        tracking_uri=tracking,
+        registry_uri=registry,
+        experiment=pick("experiment", experiment) or DEFAULT_EXPERIMENT,
+        model_name=name,
+        catalog=pick("catalog", catalog),
+        schema=pick("schema", schema) or DEFAULT_SCHEMA,
+        contract=pick("contract", contract),
+        target=pick("target", target),
+        job_run_id=pick("job_run_id", job_run_id),
+        git_commit=pick("git_commit", git_commit) or _detect_git_commit(),
+        dfs_tmpdir=pick("dfs_tmpdir", dfs_tmpdir),
+    )
+
+
+_URI_PREFIXES = ("sqlite:", "http://", "https://", "databricks", "file:", "postgresql", "mysql")
+
+
+def _check_uri(what: str, uri: str) -> None:
+    if not uri.startswith(_URI_PREFIXES) and not Path(uri).is_absolute():
+        raise ConfigError(
+            f"{what} {uri!r} is not supported: expected sqlite:///…, http(s)://…, databricks, "
+            "databricks-uc or databricks://<scope>:<prefix>"
+        )
+
+
+def parse_key_values(text: str | None, what: str) -> dict[str, str]:
+    """``"a=1,b=2"`` -> ``{"a": "1", "b": "2"}``; the bundle passes maps as one string."""
+    if not text:
+        return {}
+    pairs: dict[str, str] = {}
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{what}: {item!r} is not key=value (expected e.g. 'numTrees=50,maxDepth=5')")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def parse_number(value: str, what: str) -> float | int:
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise ConfigError(f"{what}: {value!r} is not a number") from exc
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    input: str
+    clean_table: str = "clean"
+    quarantine_table: str = "quarantine"
+    holdout_fraction: float = 0.2
+    split_seed: int = 42
+    min_rows: int = 100
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    clean_table: str = "clean"
+    classifier: str = "random_forest"
+    params: dict[str, float | int | str] = field(default_factory=dict)
+    cv_folds: int = 0
+    grid: dict[str, list[float | int]] = field(default_factory=dict)
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    clean_table: str = "clean"
+    thresholds: dict[str, float] = field(default_factory=lambda: {"areaUnderROC": 0.75, "accuracy": 0.7})
+    primary_metric: str = "areaUnderROC"
+    tolerance: float = 0.01
+    report_only: bool = False
+    version: str | None = None  # None = the version behind @challenger
+
+
+@dataclass(frozen=True)
+class PromoteConfig:
+    version: str | None = None  # None = the version behind @challenger
+    reason: str = ""
+    stages: bool = False  # also mirror the legacy workspace-registry stages
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    input: str
+    output_table: str = "predictions"
+    rejected_table: str = "scoring_rejected"
+    batch_id: str | None = None
