@@ -132,6 +132,13 @@ def _run_promote(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_reject(args: argparse.Namespace) -> int:
+    from spark_mlops import promotion
+
+    promotion.reject(_settings(args), version=args.version, reason=args.reason)
+    return EXIT_OK  # not reached: reject() always raises so the job run fails
+
+
 def _run_rollback(args: argparse.Namespace) -> int:
     from spark_mlops import promotion
 
@@ -254,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", type=_bool, nargs="?", const=True, default=False,
                    help="also mirror legacy workspace-registry stages (Staging/Production)")
 
+    p = command("reject", "record that the challenger was rejected, and fail with the reason", _run_reject)
+    p.add_argument("--version", help="model version (default: @challenger)")
+    p.add_argument("--reason", default="", help="why it was rejected (the validation verdict)")
+
     p = command("rollback", "move @champion back to the previous champion", _run_rollback)
     p.add_argument("--reason", default="", help="recorded in the audit tags")
     p.add_argument("--stages", type=_bool, nargs="?", const=True, default=False)
@@ -328,3 +339,4 @@ validate_task = _task("validate")
 promote_task = _task("promote")
 score_task = _task("score")
 check_batch_task = _task("check-batch")
+reject_task = _task("reject")
