@@ -1,0 +1,69 @@
+"""Entry points for the runner tests: tiny python_wheel_task targets, no Spark.
+
+Each reads ``--key=value`` pairs from ``sys.argv[1:]`` like a real wheel entry point. Most
+append one JSON line to the file given as ``--log``: the task name and the argv it was called
+with, so tests can check order and resolved parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from spark_mlops import task_values
+
+
+def _args() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for arg in sys.argv[1:]:
+        key, _, value = arg.removeprefix("--").partition("=")
+        out[key] = value
+    return out
+
+
+def _log(name: str) -> dict[str, str]:
+    args = _args()
+    if args.get("log"):
+        with Path(args["log"]).open("a", encoding="utf-8") as fh:
+            entry = {"task": args.get("name", name), "argv": sys.argv,
+                     "state_dir": os.environ.get("SPARK_MLOPS_STATE_DIR")}
+            fh.write(json.dumps(entry) + "\n")
+    return args
+
+
+def ok() -> None:
+    _log("ok")
+
+
+def fail_once() -> None:
+    """Fails on its first call, succeeds afterwards (the count lives in ``--counter``)."""
+    args = _log("fail_once")
+    counter = Path(args["counter"])
+    calls = int(counter.read_text()) + 1 if counter.exists() else 1
+    counter.write_text(str(calls))
+    if calls == 1:
+        raise RuntimeError("first attempt fails")
+
+
+def always_fail() -> None:
+    _log("always_fail")
+    raise RuntimeError("this task always fails")
+
+
+def exit_with() -> None:
+    """``sys.exit(--code)``, like the CLI wrapper entry points do."""
+    args = _log("exit_with")
+    sys.exit(int(args.get("code", "0")))
+
+
+def set_value() -> None:
+    """Set task value ``--key`` to ``--value`` (parsed as JSON when it is JSON)."""
+    args = _log("set_value")
+    raw = args["value"]
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    task_values.current().set(args["key"], value)
