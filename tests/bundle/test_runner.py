@@ -333,6 +333,21 @@ def test_failed_condition_fails_its_branches(job: Job):
     assert result.exit_code == 1
 
 
+@pytest.mark.parametrize(("verdict", "state"), [("passed", "SUCCESS"), ("rejected", "FAILED")])
+def test_release_shaped_gate_fails_the_run_when_the_rejecting_leaf_fails(job: Job, verdict: str, state: str):
+    job.wheel("validate", "set_value", key="verdict", value=verdict)
+    job.condition("gate", "{{tasks.validate.values.verdict}}", "EQUAL_TO", "passed", after=["validate"])
+    job.wheel("promote", after=[("gate", "true")])
+    job.wheel("reject", "always_fail", after=[("gate", "false")])
+    result = job.run()
+    assert result.state == state
+    assert result.exit_code == (0 if state == "SUCCESS" else 1)
+    branch_taken = "promote" if verdict == "passed" else "reject"
+    other = "reject" if verdict == "passed" else "promote"
+    assert result.statuses()[other] == "EXCLUDED"
+    assert result.tasks[branch_taken].attempts == 1
+
+
 @pytest.mark.parametrize(
     ("op", "left", "right", "expected"),
     [
@@ -341,7 +356,8 @@ def test_failed_condition_fails_its_branches(job: Job):
         ("NOT_EQUAL", "12.0", "12", True),
         ("GREATER_THAN_OR_EQUAL", "12.0", "12", True),  # numeric comparison
         ("GREATER_THAN_OR_EQUAL", "10.0", "12", False),
-        ("GREATER_THAN", "9", "10", True) if False else ("GREATER_THAN", "10", "9", True),
+        ("GREATER_THAN", "10", "9", True),  # numbers, not strings
+        ("GREATER_THAN", " 1e3 ", "999", True),
         ("LESS_THAN", "-1.5", "0", True),
         ("LESS_THAN_OR_EQUAL", "2", "2.0", True),
     ],
@@ -373,6 +389,14 @@ def test_job_parameters_defaults_override_and_push_down(job: Job):
     assert "--x=override" in result.tasks["a"].argv
 
 
+def test_job_parameters_are_not_pushed_down_to_positional_parameters(job: Job):
+    job.parameters = [{"name": "x", "default": "1"}]
+    task = job.wheel("a")
+    task["python_wheel_task"] = {"package_name": "sample_tasks", "entry_point": "ok",
+                                 "parameters": ["--got={{job.parameters.x}}"]}
+    assert job.run().tasks["a"].argv == ["--got=1"]
+
+
 def test_unknown_param_is_an_error(job: Job):
     job.parameters = [{"name": "x", "default": "1"}]
     job.wheel("a")
@@ -389,8 +413,7 @@ def test_task_values_flow_into_later_tasks(job: Job):
     assert "--word=hello" in result.tasks["d"].argv
     assert result.value("a", "b") == {"n": 1}
     assert result.task_values.values["c"] == {"plain": "hello"}
-    assert not isinstance(task_values._active, task_values.InMemoryTaskValues) or \
-        task_values._active is not result.task_values
+    assert task_values._active is not result.task_values  # the run's store is not left active
 
 
 def test_missing_task_value_fails_the_task_with_a_clear_message(job: Job):
@@ -415,6 +438,16 @@ def test_run_metadata_references(job: Job):
     assert "--bundle_var=v1" in args  # ${...} resolved by the loader
     assert next(a for a in args if a.startswith("--job_id=")).removeprefix("--job_id=").isdigit()
     assert result.run_id == "42"
+
+
+def test_backquoted_names_and_task_metadata(job: Job):
+    job.wheel("my-task", "set_value", key="odd key", value="7")
+    job.wheel("b", after=["my-task"], v="{{tasks.`my-task`.values.`odd key`}}",
+              state="{{tasks.`my-task`.result_state}}", when="{{job.trigger.time.year}}")
+    result = job.run()
+    args = result.tasks["b"].argv
+    assert "--v=7" in args and "--state=SUCCESS" in args
+    assert f"--when={result.start_time.year}" in args
 
 
 def test_local_run_ids_increase():
