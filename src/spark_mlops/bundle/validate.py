@@ -1,0 +1,591 @@
+"""``spark-mlops bundle validate``: offline checks of databricks.yml + resources/.
+
+Three layers, all reported together:
+
+1. **schema**: every bundle file, as written, against the official bundle JSON schema
+   (see :mod:`spark_mlops.bundle.schema` for where it comes from);
+2. **typed**: every job of every target, resolved, through ``databricks.bundles.jobs.Job.from_dict``
+   (unknown fields, bad enum values);
+3. **semantic**: what neither catches: references, the task graph, entry points and their
+   flags, task values, job parameters, target rules, hard-coded hosts and secrets.
+
+Every problem names the file, the YAML path and what was expected vs found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib.util
+import re
+import sys
+import tomllib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from spark_mlops.bundle import loader
+from spark_mlops.bundle.loader import Bundle, format_path, origin_of
+from spark_mlops.errors import ConfigError
+
+ENTRY_POINT_GROUP = "spark_mlops.tasks"
+PACKAGE_NAME = "spark_mlops"
+
+# Which entry point publishes which task values (dbutils.jobs.taskValues). Cross-checked with
+# spark_mlops.validation.TASK_VALUES when that module declares it.
+TASK_VALUES: dict[str, frozenset[str]] = {
+    "validate": frozenset({"verdict", "challenger_version", "rejection_reason"}),
+}
+
+# Targets this project must have, and the ones that must be locked down.
+REQUIRED_TARGETS = ("dev", "test", "staging", "prod")
+PRODUCTION_TARGETS = ("staging", "prod")
+NO_ACTIVE_TRIGGER_TARGETS = ("dev", "test")
+
+# Dynamic value references a job may use ({{...}}); anything else is probably a typo.
+_DYNAMIC = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+_KNOWN_DYNAMIC = re.compile(
+    r"^(job\.(id|name|run_id|repair_count|trigger\.(type|time\.[\w\[\]-]+|file_arrival\.location)"
+    r"|start_time\.[\w\[\]-]+|parameters\.[\w.-]+)"
+    r"|task\.(name|run_id|execution_count|notebook_path)"
+    r"|tasks\.[\w-]+\.(run_id|result_state|error_code|execution_count|notebook_path|values\.[\w-]+)"
+    r"|backfill\.[\w.\[\]-]+|workspace\.(id|url))$"
+)
+_TASK_VALUE_REF = re.compile(r"\{\{\s*tasks\.([\w-]+)\.values\.([\w-]+)\s*\}\}")
+_JOB_PARAM_REF = re.compile(r"\{\{\s*job\.parameters\.([\w.-]+)\s*\}\}")
+_VAR_REF = re.compile(r"\$\{var\.([A-Za-z0-9_-]+)")
+
+_HOST = re.compile(
+    r"(?:https?://)?[A-Za-z0-9.-]*\b(?:azuredatabricks\.net|cloud\.databricks\.com|gcp\.databricks\.com)\b"
+)
+_SECRETS = (
+    (re.compile(r"\bdapi[0-9a-fA-F]{32}(?:-\d+)?\b"), "a Databricks personal access token (dapi…)"),
+    (re.compile(r"\bdose[0-9a-fA-F]{32}\b"), "a Databricks OAuth secret (dose…)"),
+)
+_SECRET_KEYS = re.compile(r"^(password|passwd|token|client_secret|secret|access_token)$", re.I)
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    file: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.path}: {self.message}"
+
+
+@dataclass
+class TargetResult:
+    target: str
+    bundle: Bundle | None
+    summary: str
+
+
+@dataclass
+class Report:
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    targets: list[TargetResult] = field(default_factory=list)
+    schema_source: str | None = None
+
+    def add(self, file: str, path: tuple | str, message: str) -> None:
+        p = Problem(file, path if isinstance(path, str) else format_path(path), message)
+        if p not in self.problems:
+            self.problems.append(p)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _walk(node: Any, path: tuple = ()) -> Iterator[tuple[tuple, Any]]:
+    """(path, value) for every scalar, keys included as (path + key, key) with marker."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _walk(v, (*path, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _walk(v, (*path, i))
+    else:
+        yield path, node
+
+
+def _strings(node: Any, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
+    for p, v in _walk(node, path):
+        if isinstance(v, str):
+            yield p, v
+
+
+def pyproject_entry_points(root: Path) -> tuple[dict[str, str] | None, str]:
+    path = root / "pyproject.toml"
+    if not path.is_file():
+        return None, "pyproject.toml"
+    with path.open("rb") as fh:
+        data = tomllib.load(fh)
+    eps = (data.get("project") or {}).get("entry-points") or {}
+    return dict(eps.get(ENTRY_POINT_GROUP) or {}), "pyproject.toml"
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    from spark_mlops.cli import build_parser
+
+    parser = build_parser()
+    for action in parser._actions:  # argparse keeps subparsers as a private action type
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _options(parser: argparse.ArgumentParser) -> tuple[set[str], set[str]]:
+    """(all long options, required long options) of a subcommand."""
+    options: set[str] = set()
+    required: set[str] = set()
+    for action in parser._actions:
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        options.update(longs)
+        if action.required and longs:
+            required.add(longs[0])
+    return options, required
+
+
+def declared_task_values() -> tuple[dict[str, frozenset[str]], str | None]:
+    """TASK_VALUES, with ``validate`` taken from spark_mlops.validation.TASK_VALUES when declared.
+
+    The module is read with ``ast`` rather than imported, so that no Spark/MLflow import happens.
+    Returns (map, note) where note describes a disagreement between the two, if any.
+    """
+    values = dict(TASK_VALUES)
+    try:
+        spec = importlib.util.find_spec("spark_mlops.validation")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin or not Path(spec.origin).is_file():
+        return values, None
+    try:
+        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError):
+        return values, None
+    found: Any = None
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, ast.AnnAssign) else []
+        if any(isinstance(t, ast.Name) and t.id == "TASK_VALUES" for t in targets) and node.value is not None:
+            found = node.value
+    if found is None:
+        return values, None
+    if isinstance(found, ast.Call) and isinstance(found.func, ast.Name) and found.args:
+        found = found.args[0]  # frozenset({...}), tuple([...])
+    try:
+        literal = ast.literal_eval(found)
+    except ValueError:
+        return values, None
+    keys = frozenset(str(k) for k in literal)
+    note = None
+    if keys != values["validate"]:
+        note = (f"spark_mlops.validation.TASK_VALUES is {sorted(keys)}, the declared map in "
+                f"spark_mlops.bundle.validate has {sorted(values['validate'])}; using the module's")
+    values["validate"] = keys
+    return values, note
+
+
+# ---------------------------------------------------------------- 1. schema
+
+
+def check_schema(files: list[tuple[str, dict]], root: Path, report: Report, schema_path: Path | None) -> None:
+    from spark_mlops.bundle import schema as bschema
+
+    try:
+        source = (bschema.SchemaSource(str(schema_path), Path(schema_path)) if schema_path
+                  else bschema.find_schema(root))
+    except bschema.SchemaUnavailable as exc:
+        report.warnings.append(f"schema check skipped: {exc}")
+        return
+    report.schema_source = source.description
+    validator = bschema.load_validator(source)
+    for rel, data in files:
+        for error in validator.iter_errors(data):
+            for path, message in bschema.describe(error):
+                report.add(rel, path, f"schema: {message}")
+
+
+# ---------------------------------------------------------------- 2 + 3. per file, as written
+
+
+def check_written(files: list[tuple[str, dict]], raw: dict, report: Report) -> None:
+    declared = set((raw.get("variables") or {}).keys())
+    for rel, data in files:
+        for path, text in _strings(data):
+            for name in _VAR_REF.findall(text):
+                if name not in declared:
+                    report.add(rel, path, f"${{var.{name}}} refers to an undeclared variable "
+                               f"(declared: {', '.join(sorted(declared))})")
+        # Task keys must be unique within each definition (a repeated key in a target
+        # override is an override, so each place is checked on its own).
+        places = [(("resources",), data.get("resources"))]
+        for tname, tdef in (data.get("targets") or {}).items():
+            if isinstance(tdef, dict):
+                places.append((("targets", tname, "resources"), tdef.get("resources")))
+        for prefix, resources in places:
+            for jkey, job in ((resources or {}).get("jobs") or {}).items():
+                seen: dict[str, int] = {}
+                for i, task in enumerate((job or {}).get("tasks") or []):
+                    key = task.get("task_key") if isinstance(task, dict) else None
+                    if key in seen:
+                        report.add(rel, (*prefix, "jobs", jkey, "tasks", i, "task_key"),
+                                   f"duplicate task_key {key!r} (also tasks[{seen[key]}]); expected unique keys")
+                    elif key is not None:
+                        seen[key] = i
+    check_literals(files, report)
+
+
+def check_literals(files: list[tuple[str, dict]], report: Report) -> None:
+    """No hard-coded workspace host or secret-looking value, in values or comments."""
+    for rel, data in files:
+        for path, value in _walk(data):
+            if path and isinstance(path[-1], str) and _SECRET_KEYS.match(path[-1]) and value not in (None, ""):
+                if not (isinstance(value, str) and value.startswith(("${", "{{secrets/"))):
+                    report.add(rel, path, "a secret-looking key with a literal value; expected a secret "
+                               "reference ({{secrets/<scope>/<key>}}) or nothing")
+            if not isinstance(value, str):
+                continue
+            m = _HOST.search(value)
+            if m:
+                report.add(rel, path, f"hard-coded workspace host {m.group(0)!r}; expected none (the host "
+                           "comes from the CLI profile or DATABRICKS_HOST)")
+            for rx, what in _SECRETS:
+                if rx.search(value):
+                    report.add(rel, path, f"looks like {what}; expected no credentials in bundle files")
+        ws = data.get("workspace") or {}
+        if isinstance(ws.get("host"), str) and not ws["host"].startswith("${"):
+            report.add(rel, ("workspace", "host"), f"hard-coded workspace host {ws['host']!r}; expected none")
+        for tname, tdef in (data.get("targets") or {}).items():
+            host = ((tdef or {}).get("workspace") or {}).get("host") if isinstance(tdef, dict) else None
+            if isinstance(host, str) and not host.startswith("${"):
+                report.add(rel, ("targets", tname, "workspace", "host"),
+                           f"hard-coded workspace host {host!r}; expected none")
+
+
+def check_comments(root: Path, files: list[tuple[str, dict]], report: Report) -> None:
+    """Hosts and tokens in comments (not part of the parsed data) are found line by line."""
+    for rel, _ in files:
+        for lineno, line in enumerate((root / rel).read_text(encoding="utf-8").splitlines(), 1):
+            hash_at = line.find("#")
+            if hash_at < 0 or line[:hash_at].count('"') % 2 or line[:hash_at].count("'") % 2:
+                continue
+            comment = line[hash_at:]
+            m = _HOST.search(comment)
+            if m:
+                report.add(rel, f"line {lineno} (comment)", f"hard-coded workspace host {m.group(0)!r}; "
+                           "expected none")
+            for rx, what in _SECRETS:
+                if rx.search(comment):
+                    report.add(rel, f"line {lineno} (comment)", f"looks like {what}; expected no credentials")
+
+
+# ---------------------------------------------------------------- per target
+
+
+def check_targets_written(raw: dict, origins: dict, report: Report) -> None:
+    targets = raw.get("targets") or {}
+    file = origin_of(origins, ("targets",))
+    for name in REQUIRED_TARGETS:
+        if name not in targets:
+            report.add(file, ("targets", name), f"missing target; expected targets {', '.join(REQUIRED_TARGETS)}")
+    for name in PRODUCTION_TARGETS:
+        tdef = targets.get(name)
+        if not isinstance(tdef, dict):
+            continue
+        where = origin_of(origins, ("targets", name))
+        if tdef.get("mode") != "production":
+            report.add(where, ("targets", name, "mode"),
+                       f"expected 'production', found {tdef.get('mode')!r}")
+        run_as = tdef.get("run_as") if "run_as" in tdef else raw.get("run_as")
+        if not isinstance(run_as, dict) or not (run_as.get("service_principal_name") or run_as.get("user_name")):
+            report.add(where, ("targets", name, "run_as"),
+                       f"expected run_as with service_principal_name, found {run_as!r}")
+        root_path = (tdef.get("workspace") or {}).get("root_path")
+        if not root_path:
+            report.add(where, ("targets", name, "workspace", "root_path"),
+                       "expected an explicit workspace.root_path (shared, not a user's home), found none")
+
+
+def _effective_pause(bundle: Bundle, job: dict, section: str) -> str:
+    explicit = (job.get(section) or {}).get("pause_status")
+    if explicit:
+        return str(explicit)
+    preset = (bundle.config.get("presets") or {}).get("trigger_pause_status")
+    if preset:
+        return str(preset)
+    return "PAUSED" if bundle.mode == "development" else "UNPAUSED"
+
+
+def check_bundle_target(bundle: Bundle, root: Path, report: Report, entry_points: dict[str, str] | None,
+                        subcommands: dict[str, argparse.ArgumentParser],
+                        task_values: dict[str, frozenset[str]]) -> None:
+    from databricks.bundles.jobs import Job
+
+    target = bundle.target
+    run_as = bundle.config.get("run_as") or {}
+    if target in PRODUCTION_TARGETS and not (run_as.get("service_principal_name") or run_as.get("user_name")):
+        report.add(*_split_where(bundle.where(("run_as",))),
+                   f"[target {target}] run_as resolves to {run_as!r}; expected a service principal")
+
+    for jkey, job in bundle.jobs.items():
+        jpath = ("resources", "jobs", jkey)
+        file = origin_of(bundle.origins, jpath)
+        # typed check
+        try:
+            Job.from_dict(job)
+        except (ValueError, TypeError, KeyError) as exc:
+            report.add(file, jpath, f"typed check (databricks.bundles.jobs.Job): {exc}")
+
+        # active triggers in dev/test
+        if target in NO_ACTIVE_TRIGGER_TARGETS:
+            for section in ("schedule", "trigger", "continuous"):
+                if section in job and _effective_pause(bundle, job, section) == "UNPAUSED":
+                    report.add(*_split_where(bundle.where((*jpath, section, "pause_status"))),
+                               f"[target {target}] expected PAUSED (no active {section} outside prod), "
+                               "found UNPAUSED")
+
+        _check_tasks(bundle, job, jpath, file, report, entry_points, subcommands, task_values)
+
+
+def _split_where(where: str) -> tuple[str, str]:
+    file, _, path = where.partition(": ")
+    return file, path
+
+
+def _check_tasks(bundle: Bundle, job: dict, jpath: tuple, file: str, report: Report,
+                 entry_points: dict[str, str] | None, subcommands: dict[str, argparse.ArgumentParser],
+                 task_values: dict[str, frozenset[str]]) -> None:
+    tasks = [t for t in job.get("tasks") or [] if isinstance(t, dict)]
+    keys = [t.get("task_key") for t in tasks]
+    by_key = {t.get("task_key"): t for t in tasks}
+    clusters = {c.get("job_cluster_key") for c in job.get("job_clusters") or [] if isinstance(c, dict)}
+    params = {p.get("name") for p in job.get("parameters") or [] if isinstance(p, dict)}
+
+    # depends_on
+    graph: dict[str, list[str]] = {}
+    for i, task in enumerate(tasks):
+        tpath = (*jpath, "tasks", i)
+        graph[task.get("task_key")] = []
+        for j, dep in enumerate(task.get("depends_on") or []):
+            dkey = dep.get("task_key") if isinstance(dep, dict) else None
+            if dkey not in by_key:
+                report.add(file, (*tpath, "depends_on", j, "task_key"),
+                           f"depends on {dkey!r}, which is not a task of this job; expected one of: "
+                           f"{', '.join(k for k in keys if k != task.get('task_key'))}")
+                continue
+            graph[task.get("task_key")].append(dkey)
+            if "outcome" in dep and "condition_task" not in by_key[dkey]:
+                report.add(file, (*tpath, "depends_on", j, "outcome"),
+                           f"outcome set, but {dkey!r} is not a condition_task")
+        jck = task.get("job_cluster_key")
+        if jck is not None and jck not in clusters:
+            report.add(file, (*tpath, "job_cluster_key"),
+                       f"{jck!r} is not a job_clusters entry; expected one of: {', '.join(sorted(clusters))}")
+
+    cycle = _find_cycle(graph)
+    if cycle:
+        first = keys.index(cycle[0])
+        report.add(file, (*jpath, "tasks", first, "depends_on"),
+                   f"the task graph has a cycle: {' -> '.join(cycle)}; expected an acyclic graph")
+        upstream = {k: set() for k in graph}
+    else:
+        upstream = {k: _ancestors(graph, k) for k in graph}
+
+    for i, task in enumerate(tasks):
+        tpath = (*jpath, "tasks", i)
+        key = task.get("task_key")
+        # python_wheel_task: entry point + flags
+        pwt = task.get("python_wheel_task")
+        if isinstance(pwt, dict):
+            _check_wheel_task(pwt, (*tpath, "python_wheel_task"), file, report, entry_points, subcommands)
+            if not task.get("libraries") and not task.get("environment_key"):
+                report.add(file, tpath, "python_wheel_task without the wheel; expected libraries: "
+                           "[{whl: ../dist/*.whl}] or an environment_key")
+        # dynamic references in every string of the task
+        for spath, text in _strings(task, tpath):
+            for ref in _DYNAMIC.findall(text):
+                if not _KNOWN_DYNAMIC.match(ref):
+                    report.add(file, spath, f"unknown dynamic value reference {{{{{ref}}}}}")
+            for pname in _JOB_PARAM_REF.findall(text):
+                if pname not in params:
+                    report.add(file, spath, f"{{{{job.parameters.{pname}}}}} is not a job parameter; "
+                               f"expected one of: {', '.join(sorted(p for p in params if p)) or 'none'}")
+            for src, value in _TASK_VALUE_REF.findall(text):
+                where = f"{{{{tasks.{src}.values.{value}}}}}"
+                if src not in by_key:
+                    report.add(file, spath, f"{where}: no task {src!r} in this job")
+                    continue
+                if src not in upstream.get(key, set()):
+                    report.add(file, spath, f"{where}: task {src!r} is not upstream of {key!r}; expected "
+                               f"{key!r} to depend on it (directly or transitively)")
+                ep = ((by_key[src].get("python_wheel_task") or {}).get("entry_point"))
+                sets = task_values.get(ep, frozenset())
+                if value not in sets:
+                    report.add(file, spath, f"{where}: task {src!r} (entry point {ep!r}) sets "
+                               f"{', '.join(sorted(sets)) or 'no task values'}; {value!r} is not one of them")
+
+
+def _check_wheel_task(pwt: dict, path: tuple, file: str, report: Report, entry_points: dict[str, str] | None,
+                      subcommands: dict[str, argparse.ArgumentParser]) -> None:
+    pkg = pwt.get("package_name")
+    if pkg != PACKAGE_NAME:
+        report.add(file, (*path, "package_name"), f"expected {PACKAGE_NAME!r}, found {pkg!r}")
+    ep = pwt.get("entry_point")
+    if entry_points is not None and ep not in entry_points:
+        report.add(file, (*path, "entry_point"),
+                   f"{ep!r} is not an entry point in [project.entry-points.\"{ENTRY_POINT_GROUP}\"] of "
+                   f"pyproject.toml; expected one of: {', '.join(sorted(entry_points))}")
+        return
+    sub = subcommands.get(ep)
+    if sub is None:
+        report.add(file, (*path, "entry_point"), f"{ep!r} is not a spark-mlops subcommand; expected one of: "
+                   f"{', '.join(sorted(subcommands))}")
+        return
+    options, required = _options(sub)
+    named = pwt.get("named_parameters") or {}
+    if pwt.get("parameters"):
+        report.add(file, (*path, "parameters"), "positional parameters; expected named_parameters (--key=value)")
+    for name in named:
+        if f"--{name}" not in options:
+            report.add(file, (*path, "named_parameters", name),
+                       f"`spark-mlops {ep}` has no option --{name}; expected one of: "
+                       f"{', '.join(sorted(o[2:] for o in options if o != '--help'))}")
+    for opt in sorted(required):
+        if opt[2:] not in named:
+            report.add(file, (*path, "named_parameters"), f"`spark-mlops {ep}` requires {opt}; not passed")
+
+
+def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for dep in graph.get(node, []):
+            if state.get(dep) == 1:
+                return [*stack[stack.index(dep):], dep]
+            if state.get(dep) is None:
+                found = visit(dep)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in graph:
+        if state.get(node) is None:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def _ancestors(graph: dict[str, list[str]], node: str) -> set[str]:
+    seen: set[str] = set()
+    todo = list(graph.get(node, []))
+    while todo:
+        n = todo.pop()
+        if n not in seen:
+            seen.add(n)
+            todo.extend(graph.get(n, []))
+    return seen
+
+
+def _summary(bundle: Bundle) -> str:
+    res = bundle.config.get("resources") or {}
+    jobs = ", ".join(f"{k} ({len(v.get('tasks') or [])} tasks)" for k, v in bundle.jobs.items())
+    others = ", ".join(f"{len(v)} {k}" for k, v in res.items() if k != "jobs" and v)
+    active = [k for k, j in bundle.jobs.items()
+              if any(s in j and _effective_pause(bundle, j, s) == "UNPAUSED" for s in ("schedule", "trigger", "continuous"))]
+    run_as = bundle.config.get("run_as") or {}
+    who = run_as.get("service_principal_name") or run_as.get("user_name") or "deploying user"
+    return (f"mode {bundle.mode or 'default'}, run as {who}, root {bundle.config['workspace'].get('root_path')}; "
+            f"jobs: {jobs}; {others}; active schedules: {', '.join(active) or 'none'}")
+
+
+# ---------------------------------------------------------------- driver
+
+
+def check(root: str | Path = ".", targets: Iterable[str] | None = None, *,
+          schema_path: str | Path | None = None) -> Report:
+    """Run every check; never raises for a problem in the bundle, returns them in the report."""
+    root = Path(root).resolve()
+    report = Report()
+    try:
+        files = loader.bundle_files(root)
+        raw, origins = loader.load_raw(root)
+    except ConfigError as exc:
+        report.add(*_split_config_error(exc))
+        return report
+
+    check_schema(files, root, report, Path(schema_path) if schema_path else None)
+    check_written(files, raw, report)
+    check_comments(root, files, report)
+    check_targets_written(raw, origins, report)
+
+    entry_points, _ = pyproject_entry_points(root)
+    if entry_points is None:
+        report.add("pyproject.toml", "<file>", "missing; expected the project's pyproject.toml next to databricks.yml")
+    subcommands = _subcommands()
+    task_values, note = declared_task_values()
+    if note:
+        report.warnings.append(note)
+
+    names = list(targets) if targets else list((raw.get("targets") or {}).keys())
+    for name in names:
+        try:
+            bundle = loader.load_bundle(root, name)
+        except ConfigError as exc:
+            file, path, message = _split_config_error(exc)
+            report.add(file, path, f"[target {name}] {message}")
+            report.targets.append(TargetResult(name, None, "could not be resolved"))
+            continue
+        check_bundle_target(bundle, root, report, entry_points, subcommands, task_values)
+        sp = (bundle.config.get("run_as") or {}).get("service_principal_name")
+        if sp and set(str(sp)) <= set("0-"):
+            report.warnings.append(f"target {name}: run_as is the placeholder service principal {sp}; "
+                                   "set BUNDLE_VAR_service_principal (or --var) before deploying")
+        report.targets.append(TargetResult(name, bundle, _summary(bundle)))
+    return report
+
+
+def _split_config_error(exc: ConfigError) -> tuple[str, str, str]:
+    parts = str(exc).split(": ", 2)
+    if len(parts) == 3:
+        return parts[0], parts[1], parts[2]
+    return "databricks.yml", "<bundle>", str(exc)
+
+
+def main(root: str | Path = ".", targets: list[str] | None = None, show: bool = False, *,
+         schema_path: str | Path | None = None) -> int:
+    report = check(root, targets, schema_path=schema_path)
+    out = sys.stdout
+    if report.schema_source:
+        print(f"schema: {report.schema_source}", file=out)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=out)
+    for result in report.targets:
+        failed = any(f"[target {result.target}]" in p.message for p in report.problems)
+        status = "FAILED" if failed or result.bundle is None else "ok"
+        print(f"{result.target}: {status}: {result.summary}", file=out)
+        if show and result.bundle is not None:
+            print(f"--- # resolved view of target {result.target}", file=out)
+            print(yaml.safe_dump(result.bundle.config, sort_keys=False, width=120), file=out)
+    if report.problems:
+        print(f"{len(report.problems)} problem(s):", file=out)
+        for problem in report.problems:
+            print(f"  {problem}", file=out)
+        return 1
+    print("bundle ok", file=out)
+    return 0
