@@ -426,7 +426,8 @@ class _Resolver:
                 self.var_cache[name] = self.resolve_tree(self.values[name], ("variables", name))
             finally:
                 self.stack.pop()
-        return self._descend(self.var_cache[name], parts[2:], ref, path)
+        # A copy per use: the same complex value must not be shared between resources.
+        return copy.deepcopy(self._descend(self.var_cache[name], parts[2:], ref, path))
 
     def _descend(self, value: Any, parts: list, ref: str, path: tuple) -> Any:
         for part in parts:
