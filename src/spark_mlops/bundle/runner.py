@@ -649,7 +649,8 @@ def _decide(t: _Task, results: dict[str, TaskResult], tasks: dict[str, _Task]) -
     if met:
         return True, TaskStatus.PENDING, ""
     status = TaskStatus.EXCLUDED if rule in ("AT_LEAST_ONE_FAILED", "ALL_FAILED") else TaskStatus.UPSTREAM_FAILED
-    return False, status, f"run_if {rule} not met"
+    upstream = ", ".join(f"{dep} {results[dep].status}" for dep, _ in t.deps)
+    return False, status, f"run_if {rule} not met: {upstream}"
 
 
 def _number(text: str) -> Decimal:
@@ -764,7 +765,9 @@ def run_job(
 
     state_ = _job_state(plan.tasks, results)
     notes = []
-    timeouts = [k for k, t in plan.tasks.items() if t.spec.get("timeout_seconds")]
+    timeouts = (["the job"] if plan.job.get("timeout_seconds") else []) + [
+        k for k, t in plan.tasks.items() if t.spec.get("timeout_seconds")
+    ]
     if timeouts:
         notes.append(f"timeout_seconds is not enforced locally ({', '.join(timeouts)})")
     result = JobRunResult(
