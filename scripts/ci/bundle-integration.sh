@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Pull-request integration in the staging workspace, using the bundle target `test`.
+#
+#   bundle-integration.sh run -t test [--validate TARGET]... [--job JOB]... [--suffix S]
+#       1. databricks bundle validate -t TARGET        for each --validate (e.g. staging, prod)
+#       2. databricks bundle deploy -t test            (isolated by --var deployment_suffix=S)
+#       3. databricks bundle run JOB -t test           for each --job, in order; stops at the first failure
+#       4. databricks bundle destroy -t test --auto-approve   ALWAYS (EXIT trap), even when 1-3 failed
+#   bundle-integration.sh destroy -t test [--suffix S]
+#       The pipeline's safety net (a step with condition: always()): destroys the deployment
+#       unless the run above already destroyed it (e.g. it was cancelled or timed out).
+#
+# S defaults to pr_<pull request id>_<build id> on Azure Pipelines, so that parallel PR runs do not
+# share a deployment. Exit code: 0 when every step passed; otherwise non-zero, with the failing
+# step, the job run URL and the error printed (and logged as a pipeline error).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+usage() { echo "usage: $0 run|destroy -t TARGET [--validate TARGET]... [--job JOB]... [--suffix S]" >&2; exit 2; }
+
+[ $# -ge 1 ] || usage
+action="$1"; shift
+target=""; suffix=""; validate=(); jobs=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -t|--target) target="$2"; shift 2 ;;
+    --validate) validate+=("$2"); shift 2 ;;
+    --job) jobs+=("$2"); shift 2 ;;
+    --suffix) suffix="$2"; shift 2 ;;
+    *) usage ;;
+  esac
+done
+[ -n "$target" ] || usage
+case "$target" in
+  staging|prod) ci_die "bundle-integration.sh deploys and destroys; it must never target '$target'" ;;
+esac
+
+if [ -z "$suffix" ]; then
+  if ci_is_set "${SYSTEM_PULLREQUEST_PULLREQUESTID:-}"; then
+    suffix="pr_${SYSTEM_PULLREQUEST_PULLREQUESTID}_${BUILD_BUILDID:-0}"
+  elif ci_is_set "${BUILD_BUILDID:-}"; then
+    suffix="ci_${BUILD_BUILDID}"
+  else
+    suffix="local_$(id -un | tr -c 'A-Za-z0-9_\n' '_')"
+  fi
+fi
+bundle_vars=(--var "deployment_suffix=$suffix")
+marker_dir="$CI_ROOT/.databricks/ci"
+marker="$marker_dir/destroyed-$target-$suffix"
+
+cd "$CI_ROOT"
+ci_databricks_auth
+
+destroy() {
+  ci_section "databricks bundle destroy -t $target (deployment_suffix=$suffix)"
+  if databricks bundle destroy -t "$target" "${bundle_vars[@]}" --auto-approve; then
+    mkdir -p "$marker_dir" && touch "$marker"
+    return 0
+  fi
+  ci_error "bundle destroy -t $target failed: resources of deployment '$suffix' may be left in the workspace"
+  return 1
+}
+
+case "$action" in
+  destroy)
+    if [ -f "$marker" ]; then
+      echo "deployment '$suffix' of target $target was already destroyed by the integration step"
+      exit 0
+    fi
+    destroy
+    exit $?
+    ;;
+  run) ;;
+  *) usage ;;
+esac
+
+rm -f "$marker"
+failed_step=""
+on_exit() {
+  local rc=$?
+  trap - EXIT
+  destroy || { [ "$rc" -ne 0 ] || rc=1; }
+  if [ "$rc" -ne 0 ]; then
+    ci_error "bundle integration failed at: ${failed_step:-destroy} (exit $rc)"
+  else
+    echo "bundle integration passed (deployment_suffix=$suffix)"
+  fi
+  exit "$rc"
+}
+trap on_exit EXIT
+
+for t in "${validate[@]}"; do
+  failed_step="bundle validate -t $t"
+  ci_section "$failed_step"
+  databricks bundle validate -t "$t"
+done
+
+failed_step="bundle deploy -t $target"
+ci_section "$failed_step (deployment_suffix=$suffix)"
+databricks bundle deploy -t "$target" "${bundle_vars[@]}"
+
+for job in "${jobs[@]}"; do
+  failed_step="bundle run $job -t $target"
+  ci_bundle_run "$job" "$target" "${bundle_vars[@]}"
+done
+failed_step=""

@@ -1,0 +1,349 @@
+"""Semantic checks of the Azure Pipelines files, beyond what the JSON schema can see.
+
+Checked, for every file under ``.azure/pipelines`` (``${{ if/else/each }}`` blocks spliced in):
+
+* every ``template:`` path exists (relative to the file that uses it);
+* every ``scripts/...`` file a step calls exists, and is executable when it is a shell script;
+* every job named by ``bundle run <job>``, ``--run <job>``, ``--job <job>`` or
+  ``spark-mlops run <job>`` (in the YAML and in ``scripts/ci/*.sh``) is a job of the bundle
+  (``resources.jobs.<key>`` in ``databricks.yml`` and its includes);
+* every ``-t/--target/--validate <target>`` is a target of ``databricks.yml``;
+* the PR pipeline never deploys, runs or destroys anything on ``staging``/``prod``, and uses
+  neither their environments nor the prod variable group;
+* a step that writes to ``staging``/``prod`` (deploy/run) runs only inside a ``deployment`` job
+  bound to the environment ``databricks-<target>``;
+* a ``bundle destroy`` step runs under ``always()`` (or ``succeededOrFailed()``), is the last
+  step of its job, follows every step that deploys a temporary target, and a template that
+  receives the condition forwards it to its steps.
+
+Run: ``python scripts/ci/check_pipelines.py`` (also runs the schema validation when the schema
+is found); ``--list-targets`` / ``--list-jobs`` print the bundle's targets / jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import azure_schema  # noqa: E402
+
+REPO_ROOT = azure_schema.REPO_ROOT
+PR_PIPELINE = "pr-validation.yml"
+PROTECTED_TARGETS = ("staging", "prod")
+ALWAYS_CONDITIONS = ("always()", "succeededorfailed()")
+
+_SCRIPT_RE = re.compile(r"(?<![\w.-])(scripts/[\w./-]+?\.(?:sh|py))\b")
+_JOB_RES = (
+    re.compile(r"\bbundle\s+run\s+([a-z_][a-z0-9_]*)\b"),
+    re.compile(r"(?:^|\s)--(?:run|job)[ =]([a-z_][a-z0-9_]*)\b"),
+    re.compile(r"\bspark-mlops\s+run\s+([a-z_][a-z0-9_]*)\b"),
+)
+_TARGET_RE = re.compile(r"(?:^|\s)(?:-t|--target|--validate)[ =]([a-z_][\w-]*)\b")
+_WRITE_TARGET_RE = re.compile(r"(?:^|\s)(?:-t|--target)[ =]([a-z_][\w-]*)\b")
+_WORKSPACE_WRITE_RE = re.compile(
+    r"\bbundle\s+(?:deploy|run|destroy)\b|bundle-deploy-and-run\.sh|bundle-integration\.sh"
+)
+_DESTROY_RE = re.compile(r"\bbundle\s+destroy\b|bundle-integration\.sh\s+destroy\b")
+_TEMP_DEPLOY_RE = re.compile(r"bundle-integration\.sh\s+run\b|\bbundle\s+deploy\b")
+
+
+# ---------------------------------------------------------------- the bundle
+
+
+def _load(path: Path) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f) or {}
+
+
+def bundle_targets(root: Path = REPO_ROOT) -> list[str]:
+    path = root / "databricks.yml"
+    if not path.is_file():
+        return []
+    return list((_load(path).get("targets") or {}).keys())
+
+
+def bundle_jobs(root: Path = REPO_ROOT) -> list[str]:
+    path = root / "databricks.yml"
+    if not path.is_file():
+        return []
+    main = _load(path)
+    docs = [main]
+    for pattern in main.get("include") or []:
+        for inc in sorted(glob.glob(str(root / pattern))):
+            docs.append(_load(Path(inc)))
+    docs += [t for t in (main.get("targets") or {}).values() if isinstance(t, dict)]
+    jobs: list[str] = []
+    for doc in docs:
+        for key in ((doc.get("resources") or {}).get("jobs") or {}):
+            if key not in jobs:
+                jobs.append(key)
+    return jobs
+
+
+# ---------------------------------------------------------------- walking the YAML
+
+
+@dataclass
+class Step:
+    """A step (or a step-template call) with where it sits."""
+
+    file: Path
+    path: tuple[Any, ...]
+    node: dict[str, Any]
+    ancestors: list[dict[str, Any]]
+    siblings: list[Any]
+    index: int
+    text: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.text = " ".join(_strings(self.node))
+
+    def where(self, root: Path) -> str:
+        return f"{_rel(self.file, root)}: {'/'.join(str(p) for p in self.path)}"
+
+    def condition(self) -> str:
+        cond = self.node.get("condition")
+        if cond is None and isinstance(self.node.get("parameters"), dict):
+            cond = self.node["parameters"].get("condition")
+        return str(cond or "").strip()
+
+    def job(self) -> dict[str, Any] | None:
+        for anc in reversed(self.ancestors):
+            if "job" in anc or "deployment" in anc:
+                return anc
+        return None
+
+
+def _strings(node: Any) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for v in node.values():
+            yield from _strings(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _strings(v)
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _steps(file: Path, doc: Any) -> Iterator[Step]:
+    def visit(node: Any, path: tuple[Any, ...], ancestors: list[dict[str, Any]]) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "steps" and isinstance(value, list):
+                    for i, item in enumerate(value):
+                        if isinstance(item, dict):
+                            yield_list.append(Step(file, path + (key, i), item, [*ancestors, node], value, i))
+                visit(value, path + (key,), [*ancestors, node])
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                visit(item, path + (i,), ancestors)
+
+    yield_list: list[Step] = []
+    visit(doc, (), [])
+    yield from yield_list
+
+
+def load_pipeline(path: Path) -> Any:
+    return azure_schema.splice_expressions(azure_schema.load_yaml(path))
+
+
+def _template_refs(doc: Any) -> Iterator[str]:
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            if key == "template" and isinstance(value, str):
+                yield value
+            else:
+                yield from _template_refs(value)
+    elif isinstance(doc, list):
+        for v in doc:
+            yield from _template_refs(v)
+
+
+def _resolve_template(ref: str, including: Path) -> Path:
+    ref = ref.split("@", 1)[0]
+    return (including.parent / ref).resolve()
+
+
+def closure(path: Path) -> list[Path]:
+    """The file and every template it uses, transitively (existing ones)."""
+    seen: list[Path] = []
+    todo = [path.resolve()]
+    while todo:
+        p = todo.pop()
+        if p in seen or not p.is_file():
+            continue
+        seen.append(p)
+        todo += [_resolve_template(r, p) for r in _template_refs(load_pipeline(p))]
+    return seen
+
+
+def _script_text(path: Path) -> str:
+    """A shell script without its comment lines."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+
+
+# ---------------------------------------------------------------- the checks
+
+
+def check(root: Path = REPO_ROOT) -> list[str]:
+    root = root.resolve()
+    pipelines_dir = root / ".azure" / "pipelines"
+    files = azure_schema.pipeline_files(pipelines_dir)
+    problems: list[str] = []
+    if not files:
+        return [f"no pipeline files under {_rel(pipelines_dir, root)}"]
+    targets = bundle_targets(root)
+    jobs = bundle_jobs(root)
+    if not targets:
+        problems.append("databricks.yml: no targets found (is databricks.yml there?)")
+    if not jobs:
+        problems.append("databricks.yml: no jobs found in resources")
+
+    docs = {f: load_pipeline(f) for f in files}
+    scripts = sorted((root / "scripts" / "ci").glob("*.sh"))
+
+    # template paths
+    for f, doc in docs.items():
+        for ref in _template_refs(doc):
+            if not _resolve_template(ref, f).is_file():
+                problems.append(f"{_rel(f, root)}: template not found: {ref}")
+
+    # scripts called by steps
+    for f, doc in docs.items():
+        for text in _strings(doc):
+            for script in _SCRIPT_RE.findall(text):
+                target = root / script
+                if not target.is_file():
+                    problems.append(f"{_rel(f, root)}: script not found: {script}")
+                elif target.suffix == ".sh" and not target.stat().st_mode & 0o111:
+                    problems.append(f"{_rel(f, root)}: script is not executable: {script}")
+
+    # bundle jobs and targets, in the YAML and in the CI scripts
+    sources = [(f, " ".join(_strings(doc))) for f, doc in docs.items()]
+    sources += [(s, _script_text(s)) for s in scripts]
+    for f, text in sources:
+        for regex in _JOB_RES:
+            for job in regex.findall(text):
+                if jobs and job not in jobs:
+                    problems.append(f"{_rel(f, root)}: unknown bundle job '{job}' (jobs: {', '.join(jobs)})")
+        for target in _TARGET_RE.findall(text):
+            if targets and target not in targets:
+                problems.append(
+                    f"{_rel(f, root)}: unknown bundle target '{target}' (targets: {', '.join(targets)})"
+                )
+
+    steps = [s for f, doc in docs.items() for s in _steps(f, doc)]
+
+    # the PR pipeline (and the templates it uses) never writes to staging/prod
+    pr = pipelines_dir / PR_PIPELINE
+    if not pr.is_file():
+        problems.append(f"{_rel(pr, root)}: missing")
+    else:
+        pr_files = set(closure(pr))
+        for step in steps:
+            if step.file.resolve() not in pr_files or not _WORKSPACE_WRITE_RE.search(step.text):
+                continue
+            for target in _WRITE_TARGET_RE.findall(step.text):
+                if target in PROTECTED_TARGETS:
+                    problems.append(f"{step.where(root)}: the PR pipeline must not deploy/run/destroy on '{target}'")
+        for f in pr_files:
+            text = " ".join(_strings(docs.get(f) or load_pipeline(f)))
+            for forbidden in ("spark-mlops-prod", "databricks-prod", "databricks-staging"):
+                if forbidden in text:
+                    problems.append(f"{_rel(f, root)}: the PR pipeline must not use '{forbidden}'")
+
+    # writes to staging/prod only inside a deployment job bound to databricks-<target>
+    for step in steps:
+        if not _WORKSPACE_WRITE_RE.search(step.text):
+            continue
+        for target in set(_WRITE_TARGET_RE.findall(step.text)) & set(PROTECTED_TARGETS):
+            job = step.job()
+            if job is None or "deployment" not in job:
+                problems.append(f"{step.where(root)}: writes to '{target}' outside a deployment job")
+                continue
+            env = job.get("environment")
+            name = env.get("name") if isinstance(env, dict) else env
+            if name != f"databricks-{target}":
+                problems.append(
+                    f"{step.where(root)}: writes to '{target}' in a deployment job bound to "
+                    f"environment {name!r}, expected 'databricks-{target}'"
+                )
+
+    # destroy: always(), last, after every temporary deploy
+    for step in steps:
+        if not _DESTROY_RE.search(step.text):
+            continue
+        cond = step.condition().replace(" ", "").lower()
+        if not any(c in cond for c in ALWAYS_CONDITIONS):
+            problems.append(
+                f"{step.where(root)}: the destroy step must run under always() "
+                f"(condition: {step.condition() or 'none, i.e. succeeded()'})"
+            )
+        if step.index != len(step.siblings) - 1:
+            problems.append(f"{step.where(root)}: the destroy step must be the last step of its job")
+        if "template" in step.node and "condition" in (step.node.get("parameters") or {}):
+            tpl = _resolve_template(step.node["template"], step.file)
+            if tpl.is_file():
+                for inner in _steps(tpl, load_pipeline(tpl)):
+                    if "parameters.condition" not in str(inner.node.get("condition", "")):
+                        problems.append(
+                            f"{inner.where(root)}: does not forward ${{{{ parameters.condition }}}} "
+                            f"(used by the destroy step {step.where(root)})"
+                        )
+    for step in steps:
+        if _TEMP_DEPLOY_RE.search(step.text) and not _DESTROY_RE.search(step.text):
+            if not set(_WRITE_TARGET_RE.findall(step.text)) - set(PROTECTED_TARGETS):
+                continue
+            later = step.siblings[step.index + 1 :]
+            if not any(isinstance(s, dict) and _DESTROY_RE.search(" ".join(_strings(s))) for s in later):
+                problems.append(f"{step.where(root)}: deploys a temporary target but no destroy step follows")
+
+    return list(dict.fromkeys(problems))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", default=str(REPO_ROOT), help="repository root")
+    parser.add_argument("--list-targets", action="store_true", help="print the bundle's targets and exit")
+    parser.add_argument("--list-jobs", action="store_true", help="print the bundle's jobs and exit")
+    parser.add_argument("--no-schema", action="store_true", help="skip the JSON schema validation")
+    args = parser.parse_args(argv)
+    root = Path(args.root)
+    if args.list_targets:
+        print(" ".join(bundle_targets(root)))
+        return 0
+    if args.list_jobs:
+        print(" ".join(bundle_jobs(root)))
+        return 0
+
+    problems = check(root)
+    for p in problems:
+        print(f"check_pipelines: {p}", file=sys.stderr)
+    print(f"check_pipelines: semantic checks: {'OK' if not problems else f'{len(problems)} problem(s)'}")
+    rc = 1 if problems else 0
+    if not args.no_schema:
+        schema_rc = azure_schema.main([str(f) for f in azure_schema.pipeline_files(root / ".azure" / "pipelines")])
+        if schema_rc == 1:
+            rc = 1
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
