@@ -45,7 +45,7 @@ if [ -z "$suffix" ]; then
   fi
 fi
 bundle_vars=(--var "deployment_suffix=$suffix")
-marker_dir="$CI_ROOT/.databricks/ci"
+marker_dir="${CI_STATE_DIR:-$CI_ROOT/.databricks/ci}"  # where the "destroyed" marker goes
 marker="$marker_dir/destroyed-$target-$suffix"
 
 cd "$CI_ROOT"

@@ -35,7 +35,7 @@ default_dir="${HOME}/.local/databricks-cli/$version"
 [ -n "${AGENT_TOOLSDIRECTORY:-}" ] && default_dir="$AGENT_TOOLSDIRECTORY/databricks-cli/$version"
 dir="${DATABRICKS_CLI_INSTALL_DIR:-$default_dir}"
 
-if [ -x "$dir/databricks" ] && "$dir/databricks" version 2>/dev/null | grep -q "$version"; then
+if [ -x "$dir/databricks" ] && "$dir/databricks" version 2>/dev/null | grep -qF "v$version"; then
   echo "Databricks CLI $version already installed in $dir"
 else
   zip="databricks_cli_${version}_${os}_${arch}.zip"

@@ -1,0 +1,87 @@
+"""Shared helpers for the Azure Pipelines tests (no Spark, no workspace, no network)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CI_DIR = REPO_ROOT / "scripts" / "ci"
+PIPELINES_DIR = REPO_ROOT / ".azure" / "pipelines"
+FAKE_DATABRICKS_DIR = Path(__file__).resolve().parent / "fake_databricks"
+
+if str(CI_DIR) not in sys.path:
+    sys.path.insert(0, str(CI_DIR))
+
+# Variables that an Azure Pipelines agent (or a developer's shell) may have set and that change
+# what the CI scripts do; the tests start from an environment without them.
+_AMBIENT_PREFIXES = ("SYSTEM_", "BUILD_", "AGENT_", "DATABRICKS_", "BUNDLE_VAR_", "ARM_", "CI_", "FAKE_")
+_AMBIENT_NAMES = ("TF_BUILD", "servicePrincipalId", "tenantId", "idToken")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(_AMBIENT_PREFIXES) and k not in _AMBIENT_NAMES
+    }
+    env.update(extra)
+    return env
+
+
+def run_script(name: str, *args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(CI_DIR / name), *args],
+        env=env,
+        cwd=cwd or REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+class FakeDatabricks:
+    """Puts the TEST DOUBLE of the Databricks CLI first on PATH and reads what it recorded."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.log = tmp / "databricks-calls.jsonl"
+        self.env_log = tmp / "databricks-env.jsonl"
+        self.state = tmp / "ci-state"
+
+    def env(self, fail: str = "", **extra: str) -> dict[str, str]:
+        base = clean_env()
+        return {
+            **base,
+            "PATH": f"{FAKE_DATABRICKS_DIR}{os.pathsep}{base.get('PATH', '')}",
+            "FAKE_DATABRICKS_LOG": str(self.log),
+            "FAKE_DATABRICKS_ENV_LOG": str(self.env_log),
+            "FAKE_DATABRICKS_FAIL": fail,
+            "CI_STATE_DIR": str(self.state),
+            **extra,
+        }
+
+    def calls(self) -> list[list[str]]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line]
+
+    def envs(self) -> list[dict[str, str]]:
+        if not self.env_log.exists():
+            return []
+        return [json.loads(line) for line in self.env_log.read_text().splitlines() if line]
+
+
+def copy_repo_subset(dest: Path) -> Path:
+    """The files the pipeline checks look at, copied so that a test can break them."""
+    for rel in (".azure/pipelines", "scripts/ci", "resources"):
+        shutil.copytree(REPO_ROOT / rel, dest / rel, ignore=shutil.ignore_patterns("__pycache__"))
+    for rel in ("databricks.yml", "scripts/bootstrap.sh", "scripts/test.sh"):
+        if (REPO_ROOT / rel).exists():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / rel, dest / rel)
+    return dest
