@@ -140,12 +140,22 @@ def find_bundle_file(root: Path) -> Path:
     raise ConfigError(f"{root}: no bundle file ({' / '.join(BUNDLE_FILE_NAMES)})")
 
 
+# Parsed files by content: validation reads the same files once per target.
+_PARSED: dict[str, Any] = {}
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def read_yaml(path: Path, root: Path) -> dict:
     rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{rel}: not valid YAML: {exc}") from exc
+    text = path.read_text(encoding="utf-8")
+    if text not in _PARSED:
+        try:
+            _PARSED[text] = yaml.load(text, Loader=_YAML_LOADER)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{rel}: not valid YAML: {exc}") from exc
+        if len(_PARSED) > 256:
+            _PARSED.pop(next(iter(_PARSED)))
+    data = copy.deepcopy(_PARSED[text])
     if data is None:
         return {}
     if not isinstance(data, dict):

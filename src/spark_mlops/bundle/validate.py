@@ -262,14 +262,14 @@ def check_literals(files: list[tuple[str, dict]], report: Report) -> None:
             for rx, what in _SECRETS:
                 if rx.search(value):
                     report.add(rel, path, f"looks like {what}; expected no credentials in bundle files")
-        ws = data.get("workspace") or {}
-        if isinstance(ws.get("host"), str) and not ws["host"].startswith("${"):
-            report.add(rel, ("workspace", "host"), f"hard-coded workspace host {ws['host']!r}; expected none")
+        hosts = [(("workspace", "host"), (data.get("workspace") or {}).get("host"))]
         for tname, tdef in (data.get("targets") or {}).items():
-            host = ((tdef or {}).get("workspace") or {}).get("host") if isinstance(tdef, dict) else None
-            if isinstance(host, str) and not host.startswith("${"):
-                report.add(rel, ("targets", tname, "workspace", "host"),
-                           f"hard-coded workspace host {host!r}; expected none")
+            if isinstance(tdef, dict):
+                hosts.append((("targets", tname, "workspace", "host"), (tdef.get("workspace") or {}).get("host")))
+        for path, host in hosts:  # any literal host, also on other domains (the regex above covers the clouds)
+            if isinstance(host, str) and not host.startswith("${") and not _HOST.search(host):
+                report.add(rel, path, f"hard-coded workspace host {host!r}; expected none (the host comes "
+                           "from the CLI profile or DATABRICKS_HOST)")
 
 
 def check_comments(root: Path, files: list[tuple[str, dict]], report: Report) -> None:
@@ -350,11 +350,30 @@ def check_bundle_target(bundle: Bundle, root: Path, report: Report, entry_points
         if target in NO_ACTIVE_TRIGGER_TARGETS:
             for section in ("schedule", "trigger", "continuous"):
                 if section in job and _effective_pause(bundle, job, section) == "UNPAUSED":
-                    report.add(*_split_where(bundle.where((*jpath, section, "pause_status"))),
+                    ppath = (*jpath, section, "pause_status")
+                    written = _written(bundle, ppath)
+                    how = f" (written as {written!r})" if written not in (None, "UNPAUSED") else ""
+                    report.add(*_split_where(bundle.where(ppath)),
                                f"[target {target}] expected PAUSED (no active {section} outside prod), "
-                               "found UNPAUSED")
+                               f"found UNPAUSED{how}")
 
         _check_tasks(bundle, job, jpath, file, report, entry_points, subcommands, task_values)
+
+
+def _written(bundle: Bundle, path: tuple) -> Any:
+    """The value at ``path`` as written (the target override's if it sets it), or None."""
+    raw = bundle.origins.get("__raw__") or {}
+    for candidate in (("targets", bundle.target, *path), path):
+        node: Any = raw
+        for part in candidate:
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            else:
+                node = None
+                break
+        if node is not None:
+            return node
+    return None
 
 
 def _split_where(where: str) -> tuple[str, str]:
@@ -396,7 +415,8 @@ def _check_tasks(bundle: Bundle, job: dict, jpath: tuple, file: str, report: Rep
     if cycle:
         first = keys.index(cycle[0])
         report.add(file, (*jpath, "tasks", first, "depends_on"),
-                   f"the task graph has a cycle: {' -> '.join(cycle)}; expected an acyclic graph")
+                   f"the task graph has a cycle: {' -> '.join(cycle)} (each depends on the next); "
+                   "expected an acyclic graph")
         upstream = {k: set() for k in graph}
     else:
         upstream = {k: _ancestors(graph, k) for k in graph}
