@@ -436,7 +436,45 @@ def test_loader_real_bundle_names(repo_root):
     b = load_bundle(repo_root, "test", {"deployment_suffix": "pr_42"}, local=True)
     named = b.jobs["training"]["tasks"][1]["python_wheel_task"]["named_parameters"]
     assert named["model-name"] == "staging.spark_mlops.diabetes_classifier_pr_42"
-    assert named["experiment"] == "/Shared/spark-mlops/test/pr_42"
+    assert named["experiment"] == "/Shared/spark-mlops-test-pr_42"
     assert b.config["workspace"]["root_path"] == "/local/.bundle/spark-mlops/test"
     assert load_bundle(repo_root, "prod").config["workspace"]["root_path"] == (
         "/Workspace/Shared/.bundle/spark-mlops/prod")
+
+
+# ---------------------------------------------------------------- schema source, task values
+
+
+def test_no_schema_is_said_clearly(bundle_copy, monkeypatch):
+    from spark_mlops.bundle import schema as bschema
+
+    monkeypatch.setenv("SPARK_MLOPS_BUNDLE_SCHEMA", str(bundle_copy.root / "missing.json"))
+    monkeypatch.setenv("PATH", str(bundle_copy.root))  # no databricks CLI
+    with pytest.raises(bschema.SchemaUnavailable, match="no Databricks bundle schema found; looked at: "
+                       r"\$SPARK_MLOPS_BUNDLE_SCHEMA=.*missing.json \(no such file\); `databricks bundle schema` "
+                       r"\(no databricks CLI on PATH\); shared/databricks-bundle-schema/jsonschema.json in "):
+        bschema.find_schema(bundle_copy.root)
+    report = validate.check(bundle_copy.root, ["dev"])
+    assert report.problems == []
+    assert report.schema_source is None
+    assert report.warnings[0].startswith("schema check skipped: no Databricks bundle schema found")
+
+
+def test_task_values_cross_checked_with_the_validation_module(tmp_path):
+    source = tmp_path / "validation.py"
+    source.write_text('TASK_VALUES = frozenset({"verdict", "challenger_version", "rejection_reason"})\n')
+    values, note = validate.task_values_from_source(source)
+    assert values["validate"] == validate.TASK_VALUES["validate"] and note is None
+
+    source.write_text('TASK_VALUES: dict[str, str] = {"verdict": "passed|failed", "version": "n"}\n')
+    values, note = validate.task_values_from_source(source)
+    assert values["validate"] == {"verdict", "version"}
+    assert note.startswith("spark_mlops.validation.TASK_VALUES is ['verdict', 'version']")
+
+
+def test_password_value(bundle_copy, schema_source):
+    bundle_copy.replace("databricks.yml", "  schema:\n    description:", "  schema:\n    password: hunter2\n"
+                        "    description:")
+    problems = run_check(bundle_copy.root, schema_source, ["dev"])
+    assert_problem(problems, "databricks.yml: variables.schema.password: a secret-looking key with a literal value; "
+                   "expected a secret reference")

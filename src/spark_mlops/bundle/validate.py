@@ -51,7 +51,8 @@ _KNOWN_DYNAMIC = re.compile(
     r"^(job\.(id|name|run_id|repair_count|trigger\.(type|time\.[\w\[\]-]+|file_arrival\.location)"
     r"|start_time\.[\w\[\]-]+|parameters\.[\w.-]+)"
     r"|task\.(name|run_id|execution_count|notebook_path)"
-    r"|tasks\.[\w-]+\.(run_id|result_state|error_code|execution_count|notebook_path|values\.[\w-]+)"
+    r"|tasks\.([\w-]+|`[^`]+`)\.(run_id|result_state|error_code|execution_count|notebook_path"
+    r"|values\.([\w-]+|`[^`]+`))"
     r"|backfill\.[\w.\[\]-]+|workspace\.(id|url))$"
 )
 _TASK_VALUE_REF = re.compile(r"\{\{\s*tasks\.([\w-]+)\.values\.([\w-]+)\s*\}\}")
@@ -65,6 +66,7 @@ _SECRETS = (
     (re.compile(r"\bdapi[0-9a-fA-F]{32}(?:-\d+)?\b"), "a Databricks personal access token (dapi…)"),
     (re.compile(r"\bdose[0-9a-fA-F]{32}\b"), "a Databricks OAuth secret (dose…)"),
 )
+_PASSWORD_IN_TEXT = re.compile(r"\b(password|passwd)\s*[:=]\s*\S", re.I)
 _SECRET_KEYS = re.compile(r"^(password|passwd|token|client_secret|secret|access_token)$", re.I)
 
 
@@ -161,15 +163,20 @@ def declared_task_values() -> tuple[dict[str, frozenset[str]], str | None]:
     The module is read with ``ast`` rather than imported, so that no Spark/MLflow import happens.
     Returns (map, note) where note describes a disagreement between the two, if any.
     """
-    values = dict(TASK_VALUES)
     try:
         spec = importlib.util.find_spec("spark_mlops.validation")
     except (ImportError, ValueError):
         spec = None
     if spec is None or not spec.origin or not Path(spec.origin).is_file():
-        return values, None
+        return dict(TASK_VALUES), None
+    return task_values_from_source(Path(spec.origin))
+
+
+def task_values_from_source(path: Path) -> tuple[dict[str, frozenset[str]], str | None]:
+    """See :func:`declared_task_values`; ``path`` is the validation module's source file."""
+    values = dict(TASK_VALUES)
     try:
-        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+        tree = ast.parse(path.read_text(encoding="utf-8"))
     except (OSError, SyntaxError):
         return values, None
     found: Any = None
@@ -287,6 +294,8 @@ def check_comments(root: Path, files: list[tuple[str, dict]], report: Report) ->
             for rx, what in _SECRETS:
                 if rx.search(comment):
                     report.add(rel, f"line {lineno} (comment)", f"looks like {what}; expected no credentials")
+            if _PASSWORD_IN_TEXT.search(comment):
+                report.add(rel, f"line {lineno} (comment)", "a password in a comment; expected no credentials")
 
 
 # ---------------------------------------------------------------- per target
