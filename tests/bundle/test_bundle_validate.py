@@ -435,7 +435,12 @@ def test_loader_duplicate_resource_across_files(small_bundle):
 def test_loader_real_bundle_names(repo_root):
     b = load_bundle(repo_root, "test", {"deployment_suffix": "pr_42"}, local=True)
     named = b.jobs["training"]["tasks"][1]["python_wheel_task"]["named_parameters"]
-    assert named["model-name"] == "staging.spark_mlops.diabetes_classifier_pr_42"
+    assert named["model-name"] == "staging.spark_mlops_pr_42.diabetes_classifier"
+    assert named["clean-table"] == "clean" and named["schema"] == "spark_mlops_pr_42"
+    assert b.config["resources"]["schemas"]["ci_schema"]["name"] == "spark_mlops_pr_42"
+    assert b.config["resources"]["volumes"]["mlflow_tmp"]["schema_name"] == "spark_mlops_pr_42"
+    assert b.jobs["training"]["parameters"][0] == {
+        "name": "input", "default": "/Volumes/staging/spark_mlops/raw/training/diabetes.csv"}
     assert named["experiment"] == "/Shared/spark-mlops-test-pr_42"
     assert b.config["workspace"]["root_path"] == "/local/.bundle/spark-mlops/test"
     assert load_bundle(repo_root, "prod").config["workspace"]["root_path"] == (
