@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -16,6 +17,9 @@ FAKE_DATABRICKS_DIR = Path(__file__).resolve().parent / "fake_databricks"
 
 if str(CI_DIR) not in sys.path:
     sys.path.insert(0, str(CI_DIR))
+# The modules under test live in scripts/ci/ (run there by the pipelines, imported here).
+azure_schema = importlib.import_module("azure_schema")
+check_pipelines = importlib.import_module("check_pipelines")
 
 # Variables that an Azure Pipelines agent (or a developer's shell) may have set and that change
 # what the CI scripts do; the tests start from an environment without them.

@@ -1,0 +1,356 @@
+"""The Azure Pipelines files: JSON-schema validation (offline copy of Microsoft's schema) and the
+semantic checks of scripts/ci/check_pipelines.py, each with mutation tests showing that the
+check catches the mistake it is for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .helpers import PIPELINES_DIR, REPO_ROOT, azure_schema, check_pipelines, copy_repo_subset
+
+PIPELINE_FILES = azure_schema.pipeline_files(PIPELINES_DIR)
+
+
+@pytest.fixture(scope="module")
+def schema_path() -> Path:
+    try:
+        return azure_schema.find_schema(REPO_ROOT)
+    except azure_schema.SchemaNotFound as exc:
+        pytest.skip(f"offline Azure Pipelines schema not available: {exc}")
+
+
+def _doc(rel: str):
+    return azure_schema.load_yaml(PIPELINES_DIR / rel)
+
+
+def _problems(schema_path: Path, text: str, *, template: bool = False) -> list[str]:
+    doc = yaml.load(text, Loader=yaml.BaseLoader)
+    return [str(p) for p in azure_schema.validate_document(doc, schema_path=schema_path, template=template)]
+
+
+# ---------------------------------------------------------------- schema
+
+
+def test_the_pipeline_files_are_there() -> None:
+    rels = {str(p.relative_to(PIPELINES_DIR)) for p in PIPELINE_FILES}
+    assert {"pr-validation.yml", "cd.yml"} <= rels
+    assert any(r.startswith("templates/") for r in rels)
+
+
+@pytest.mark.parametrize("path", PIPELINE_FILES, ids=lambda p: str(p.relative_to(PIPELINES_DIR)))
+def test_every_pipeline_file_validates_against_the_schema(schema_path: Path, path: Path) -> None:
+    assert azure_schema.validate_file(path, schema_path=schema_path, root=REPO_ROOT) == []
+
+
+@pytest.mark.parametrize("path", [p for p in PIPELINE_FILES if "templates" in p.parts],
+                         ids=lambda p: p.name)
+def test_templates_are_validated_as_templates(path: Path) -> None:
+    kind = azure_schema.template_kind(azure_schema.splice_expressions(azure_schema.load_yaml(path)))
+    assert kind in ("stepsTemplate", "variablesTemplate", "jobsTemplate", "stagesTemplate")
+
+
+def test_schema_location_honours_the_environment_variable(schema_path: Path, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv(azure_schema.SCHEMA_ENV, str(schema_path))
+    assert azure_schema.find_schema(tmp_path) == schema_path
+    monkeypatch.setenv(azure_schema.SCHEMA_ENV, str(tmp_path / "missing.json"))
+    with pytest.raises(azure_schema.SchemaNotFound, match="not a file"):
+        azure_schema.find_schema(tmp_path)
+
+
+def test_schema_not_found_says_where_it_looked(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv(azure_schema.SCHEMA_ENV, raising=False)
+    with pytest.raises(azure_schema.SchemaNotFound, match="shared/azure-pipelines-schema"):
+        azure_schema.find_schema(tmp_path)
+
+
+def test_schema_found_in_a_shared_folder_above_the_clone(schema_path: Path, monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv(azure_schema.SCHEMA_ENV, raising=False)
+    target = tmp_path / "shared" / "azure-pipelines-schema" / "service-schema.json"
+    target.parent.mkdir(parents=True)
+    target.symlink_to(schema_path)
+    clone = tmp_path / "work" / "repo"
+    clone.mkdir(parents=True)
+    assert azure_schema.find_schema(clone) == target
+
+
+# mutation tests: each breaks one line of a real file
+
+
+def _mutate(rel: str, old: str, new: str, count: int = 1) -> str:
+    text = (PIPELINES_DIR / rel).read_text()
+    assert old in text, f"{old!r} not in {rel}"
+    return text.replace(old, new, count)
+
+
+def test_typo_stpes_in_a_job_is_caught(schema_path: Path) -> None:
+    text = _mutate("pr-validation.yml", "        steps:\n", "        stpes:\n")
+    problems = _problems(schema_path, text)
+    assert any("'stpes' was unexpected" in p for p in problems), problems
+
+
+def test_typo_stpes_in_a_deployment_job_is_caught(schema_path: Path) -> None:
+    text = _mutate("cd.yml", "            deploy:\n              steps:", "            deploy:\n              stpes:")
+    problems = _problems(schema_path, text)
+    assert any("'stpes' was unexpected" in p for p in problems), problems
+
+
+def test_misspelled_task_input_is_caught(schema_path: Path) -> None:
+    text = _mutate("templates/steps/setup-python.yml", "versionSpec:", "versionSpek:")
+    problems = _problems(schema_path, text, template=True)
+    assert any("'versionSpek' was unexpected" in p for p in problems), problems
+
+
+def test_bad_enum_task_input_is_caught(schema_path: Path) -> None:
+    text = _mutate("templates/steps/databricks-bundle.yml", "scriptType: bash", "scriptType: zsh")
+    problems = _problems(schema_path, text, template=True)
+    assert any("zsh" in p for p in problems), problems
+
+
+def test_missing_required_input_of_the_coverage_task_is_caught(schema_path: Path) -> None:
+    text = _mutate("templates/steps/offline-checks.yml", "      summaryFileLocation: test-results/coverage.xml\n", "")
+    problems = _problems(schema_path, text, template=True)
+    assert any("summaryFileLocation" in p for p in problems), problems
+
+
+def test_unknown_task_is_caught(schema_path: Path) -> None:
+    text = _mutate("templates/steps/offline-checks.yml", "PublishTestResults@2", "PublishTestResult@2")
+    problems = _problems(schema_path, text, template=True)
+    assert any("PublishTestResult@2" in p for p in problems), problems
+
+
+def test_bad_lock_behavior_is_caught(schema_path: Path) -> None:
+    text = _mutate("cd.yml", "lockBehavior: sequential", "lockBehavior: sequentially")
+    assert _problems(schema_path, text)
+
+
+def test_misspelled_key_inside_a_template_expression_branch_is_caught(schema_path: Path) -> None:
+    text = _mutate("templates/steps/databricks-bundle.yml", "        workingDirectory: ${{ parameters.root }}\n",
+                   "        workingDir: ${{ parameters.root }}\n")
+    problems = _problems(schema_path, text, template=True)
+    assert any("'workingDir' was unexpected" in p for p in problems), problems
+
+
+def test_splice_template_expressions() -> None:
+    doc = yaml.load(
+        "steps:\n"
+        "  - bash: a\n"
+        "  - ${{ if eq(parameters.x, true) }}:\n"
+        "      - bash: b\n"
+        "  - ${{ else }}:\n"
+        "      - bash: c\n"
+        "env:\n"
+        "  ${{ if true }}:\n"
+        "    K: v\n"
+        "  J: w\n",
+        Loader=yaml.BaseLoader,
+    )
+    assert azure_schema.splice_expressions(doc) == {
+        "steps": [{"bash": "a"}, {"bash": "b"}, {"bash": "c"}],
+        "env": {"K": "v", "J": "w"},
+    }
+
+
+# ---------------------------------------------------------------- what the pipelines say
+
+
+def test_pr_pipeline_triggers() -> None:
+    doc = _doc("pr-validation.yml")
+    assert doc["trigger"] == "none"
+    assert doc["pr"]["branches"]["include"] == ["main"]
+
+
+def test_pr_offline_stage_has_no_databricks_credentials() -> None:
+    doc = azure_schema.splice_expressions(_doc("pr-validation.yml"))
+    offline = doc["stages"][0]
+    text = str(offline)
+    assert "variables" not in offline
+    for forbidden in ("AzureCLI@2", "System.AccessToken", "DATABRICKS_HOST", "databricks-bundle.yml"):
+        assert forbidden not in text
+
+
+def test_pr_workspace_stage_is_skipped_visibly_when_not_configured() -> None:
+    doc = _doc("pr-validation.yml")
+    stage = doc["stages"][1]
+    config, integration = stage["jobs"]
+    check = config["steps"][1]
+    assert check["name"] == "check" and "check-workspace-config.sh" in check["bash"]
+    assert "dependencies.config.outputs['check.configured']" in integration["condition"]
+    assert integration["dependsOn"] == "config"
+
+
+def test_pr_integration_runs_in_the_required_order_and_destroys_last() -> None:
+    integration = _doc("pr-validation.yml")["stages"][1]["jobs"][1]
+    calls = [s for s in integration["steps"] if s.get("template", "").endswith("databricks-bundle.yml")]
+    assert calls[0]["parameters"]["arguments"] == (
+        "run -t test --validate staging --validate prod --job training --job release"
+    )
+    assert calls[1]["parameters"]["arguments"] == "destroy -t test"
+    assert calls[1]["parameters"]["condition"] == "always()"
+    assert integration["steps"][-1] is calls[1]
+
+
+def test_cd_pipeline_shape() -> None:
+    doc = _doc("cd.yml")
+    assert doc["lockBehavior"] == "sequential"
+    param = next(p for p in doc["parameters"] if p["name"] == "runBatchInference")
+    assert (param["type"], param["default"]) == ("boolean", "false")
+    stages = {s["stage"]: s for s in doc["stages"]}
+    assert list(stages) == ["build", "staging", "prod"]
+    assert stages["staging"]["variables"] == [{"group": "spark-mlops-staging"}]
+    assert stages["prod"]["variables"] == [{"group": "spark-mlops-prod"}]
+    assert stages["staging"]["jobs"][0]["environment"] == "databricks-staging"
+    assert stages["prod"]["jobs"][0]["environment"] == "databricks-prod"
+    build_text = str(stages["build"])
+    assert "PublishPipelineArtifact@1" in build_text and "stage-bundle.sh" in build_text
+
+
+def test_cd_runs_batch_inference_only_when_asked() -> None:
+    deploy_steps = _doc("cd.yml")["stages"][2]["jobs"][0]["strategy"]["runOnce"]["deploy"]["steps"]
+    conditional = [s for s in deploy_steps if any(azure_schema.is_expression_key(k) for k in s)]
+    assert len(conditional) == 1
+    (key, body), = conditional[0].items()
+    assert "parameters.runBatchInference" in key
+    assert "--run batch_inference" in body[0]["parameters"]["arguments"]
+    unconditional = " ".join(str(s) for s in deploy_steps if s is not conditional[0])
+    assert "batch_inference" not in unconditional
+
+
+def test_no_secrets_in_yaml() -> None:
+    for path in PIPELINE_FILES:
+        text = path.read_text().lower()
+        for word in ("client_secret", "clientsecret", "password", "dapi", "databricks_token"):
+            assert word not in text, f"{path}: {word}"
+
+
+# ---------------------------------------------------------------- semantic checks
+
+
+def test_bundle_targets_and_jobs_are_read_from_the_bundle() -> None:
+    if not (REPO_ROOT / "databricks.yml").exists():
+        pytest.skip("databricks.yml is not in the repository yet")
+    assert set(check_pipelines.bundle_targets(REPO_ROOT)) >= {"dev", "test", "staging", "prod"}
+    assert set(check_pipelines.bundle_jobs(REPO_ROOT)) >= {"training", "release", "batch_inference"}
+
+
+def test_semantic_checks_pass_on_the_repository() -> None:
+    if not (REPO_ROOT / "databricks.yml").exists():
+        pytest.skip("databricks.yml is not in the repository yet")
+    assert check_pipelines.check(REPO_ROOT) == []
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    if not (REPO_ROOT / "databricks.yml").exists():
+        pytest.skip("databricks.yml is not in the repository yet")
+    root = copy_repo_subset(tmp_path / "repo")
+    assert check_pipelines.check(root) == []
+    return root
+
+
+def _edit(root: Path, rel: str, old: str, new: str) -> None:
+    path = root / rel
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {rel}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def _assert_caught(root: Path, fragment: str) -> None:
+    problems = check_pipelines.check(root)
+    assert any(fragment in p for p in problems), problems
+
+
+def test_missing_template_is_caught(repo: Path) -> None:
+    _edit(repo, ".azure/pipelines/cd.yml", "templates/steps/install-databricks-cli.yml",
+          "templates/steps/install-cli.yml")
+    _assert_caught(repo, "template not found: templates/steps/install-cli.yml")
+
+
+def test_missing_script_is_caught(repo: Path) -> None:
+    (repo / "scripts/ci/check-workspace-config.sh").unlink()
+    _assert_caught(repo, "script not found: scripts/ci/check-workspace-config.sh")
+
+
+def test_non_executable_script_is_caught(repo: Path) -> None:
+    (repo / "scripts/ci/stage-bundle.sh").chmod(0o644)
+    _assert_caught(repo, "script is not executable: scripts/ci/stage-bundle.sh")
+
+
+def test_unknown_bundle_job_is_caught(repo: Path) -> None:
+    _edit(repo, ".azure/pipelines/cd.yml", "--run training", "--run train")
+    _assert_caught(repo, "unknown bundle job 'train'")
+
+
+def test_unknown_bundle_job_in_a_script_is_caught(repo: Path) -> None:
+    _edit(repo, "scripts/ci/pr-checks.sh", "spark-mlops run batch_inference", "spark-mlops run batch_scoring")
+    _assert_caught(repo, "scripts/ci/pr-checks.sh: unknown bundle job 'batch_scoring'")
+
+
+def test_job_renamed_in_the_bundle_is_caught(repo: Path) -> None:
+    _edit(repo, "resources/release.job.yml", "    release:\n", "    release_gate:\n")
+    _assert_caught(repo, "unknown bundle job 'release'")
+
+
+def test_unknown_target_is_caught(repo: Path) -> None:
+    _edit(repo, ".azure/pipelines/cd.yml", "arguments: -t prod\n", "arguments: -t production\n")
+    _assert_caught(repo, "unknown bundle target 'production'")
+
+
+def test_pr_pipeline_deploying_to_staging_is_caught(repo: Path) -> None:
+    _edit(repo, ".azure/pipelines/pr-validation.yml", "arguments: run -t test", "arguments: run -t staging")
+    _assert_caught(repo, "the PR pipeline must not deploy/run/destroy on 'staging'")
+
+
+def test_pr_pipeline_using_the_prod_group_is_caught(repo: Path) -> None:
+    _edit(repo, ".azure/pipelines/pr-validation.yml", "- group: spark-mlops-staging", "- group: spark-mlops-prod")
+    _assert_caught(repo, "must not use 'spark-mlops-prod'")
+
+
+def test_prod_deploy_outside_a_deployment_job_is_caught(repo: Path) -> None:
+    path = repo / ".azure/pipelines/cd.yml"
+    doc = yaml.load(path.read_text(), Loader=yaml.BaseLoader)
+    prod_job = doc["stages"][2]["jobs"][0]
+    steps = prod_job["strategy"]["runOnce"]["deploy"]["steps"]
+    doc["stages"][2]["jobs"][0] = {"job": "deploy_prod", "steps": steps}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    _assert_caught(repo, "writes to 'prod' outside a deployment job")
+
+
+def test_prod_deploy_bound_to_the_wrong_environment_is_caught(repo: Path) -> None:
+    _edit(repo, ".azure/pipelines/cd.yml", "environment: databricks-prod", "environment: databricks-staging")
+    _assert_caught(repo, "bound to environment 'databricks-staging', expected 'databricks-prod'")
+
+
+def test_destroy_without_always_is_caught(repo: Path) -> None:
+    _edit(repo, ".azure/pipelines/pr-validation.yml", "              condition: always()\n", "")
+    _assert_caught(repo, "the destroy step must run under always()")
+
+
+def test_destroy_not_last_is_caught(repo: Path) -> None:
+    path = repo / ".azure/pipelines/pr-validation.yml"
+    path.write_text(path.read_text() + "          - bash: echo after\n            displayName: after destroy\n")
+    _assert_caught(repo, "the destroy step must be the last step of its job")
+
+
+def test_template_that_drops_the_condition_is_caught(repo: Path) -> None:
+    _edit(repo, ".azure/pipelines/templates/steps/databricks-bundle.yml",
+          "        condition: ${{ parameters.condition }}\n", "")
+    _assert_caught(repo, "does not forward ${{ parameters.condition }}")
+
+
+def test_temporary_deploy_without_destroy_is_caught(repo: Path) -> None:
+    path = repo / ".azure/pipelines/pr-validation.yml"
+    text = path.read_text()
+    cut = text.index("          - template: templates/steps/databricks-bundle.yml\n            parameters:\n"
+                     "              displayName: bundle destroy")
+    path.write_text(text[:cut])
+    _assert_caught(repo, "deploys a temporary target but no destroy step follows")
+
+
+def test_check_pipelines_command_line(repo: Path, capsys) -> None:
+    assert check_pipelines.main(["--root", str(repo), "--list-jobs"]) == 0
+    assert set(capsys.readouterr().out.split()) >= {"training", "release", "batch_inference"}
+    _edit(repo, ".azure/pipelines/cd.yml", "--run training", "--run train")
+    assert check_pipelines.main(["--root", str(repo), "--no-schema"]) == 1
