@@ -220,12 +220,14 @@ def _split_assignment(text: str, flag: str) -> tuple[str, str]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spark-mlops",
+        allow_abbrev=False,
         description="The lifecycle of a Spark ML model: prepare, train, validate, promote, score.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help_text: str, handler: Callable[[argparse.Namespace], int], *, settings=True):
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        # No abbreviations: a job parameter pushed down as --model must not be read as --model-name.
+        p = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         p.set_defaults(handler=handler)
         if settings:
             _add_settings_flags(p)
@@ -313,9 +315,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, ignore_unknown: bool = False) -> int:
+    """Run one command. ``ignore_unknown`` is for wheel tasks: Databricks pushes every job
+    parameter down to every python_wheel_task as ``--name=value``, including the ones a given
+    subcommand has no use for."""
     parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if ignore_unknown:
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            print(f"spark-mlops {args.command}: ignoring job parameters it does not use: {unknown}",
+                  file=sys.stderr)
+    else:
+        args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
     except MlopsError as exc:
@@ -327,7 +339,7 @@ def _task(command: str) -> Callable[[], None]:
     """A python_wheel_task entry point: ``sys.argv[1:]`` holds the task's ``--key=value`` pairs."""
 
     def entry() -> None:
-        sys.exit(main([command, *sys.argv[1:]]))
+        sys.exit(main([command, *sys.argv[1:]], ignore_unknown=True))
 
     entry.__name__ = f"{command.replace('-', '_')}_task"
     return entry

@@ -1,0 +1,65 @@
+"""The one Spark session factory.
+
+On Databricks it returns the cluster's session. Anywhere else it builds a quiet local session
+whose temp, warehouse and metastore folders live under the state folder.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from spark_mlops.config import Settings, on_databricks
+
+_LOG4J2 = """\
+rootLogger.level = error
+rootLogger.appenderRef.stderr.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n
+"""
+
+
+def get_spark(settings: Settings) -> SparkSession:
+    """The active session if there is one (Databricks, the local runner, tests), else a new local one."""
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    if on_databricks():
+        return SparkSession.builder.getOrCreate()
+    # Local tables are registered in the (in-memory) catalog when first read, not here:
+    # re-registering every table at start-up costs about a second per table.
+    return _local_session(settings.state_dir)
+
+
+def _local_session(state_dir: Path) -> SparkSession:
+    tmp = state_dir / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    log4j = state_dir / "log4j2.properties"
+    if not log4j.exists():
+        log4j.write_text(_LOG4J2)
+    # Python workers must run this interpreter, not whatever python3 is first on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    java_opts = f"-Dlog4j2.configurationFile=file:{log4j} -Djava.io.tmpdir={tmp} -Dderby.system.home={tmp}"
+    cores = os.cpu_count() or 2
+    return (
+        SparkSession.builder.master(os.environ.get("SPARK_MLOPS_MASTER", "local[*]"))
+        .appName("spark-mlops")
+        .config("spark.driver.memory", os.environ.get("SPARK_MLOPS_DRIVER_MEMORY", "1g"))
+        .config("spark.driver.extraJavaOptions", java_opts)
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.local.dir", str(tmp / "spark"))
+        .config("spark.sql.warehouse.dir", str(state_dir / "warehouse"))
+        # Local data is small: the default 200 shuffle partitions only add task overhead.
+        .config("spark.sql.shuffle.partitions", str(max(4, 2 * cores)))
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )

@@ -1,0 +1,134 @@
+"""Training: fit the pipeline on the train split, log everything to MLflow, register ``@challenger``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mlflow
+import mlflow.spark
+from mlflow.models import infer_signature
+from pyspark.ml import PipelineModel
+from pyspark.ml.evaluation import BinaryClassificationEvaluator
+from pyspark.ml.tuning import CrossValidator
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from spark_mlops import contract as dc
+from spark_mlops import evaluation, model, registry, task_values, tracking
+from spark_mlops.config import CHALLENGER_ALIAS, Settings, TrainConfig
+from spark_mlops.errors import ConfigError, DataContractError
+from spark_mlops.spark import get_spark
+from spark_mlops.tables import tables_for
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    version: str
+    metrics: dict[str, float]
+
+
+def fit(train: DataFrame, contract: dc.DataContract, conf: TrainConfig) -> tuple[PipelineModel, dict]:
+    """Fit the pipeline (or a CrossValidator search); return the model and what to log about the search."""
+    pipeline = model.build_pipeline(contract, conf.classifier, conf.params, conf.seed)
+    if conf.cv_folds <= 1:
+        if conf.grid:
+            raise ConfigError("--grid needs --cv-folds of 2 or more")
+        return pipeline.fit(train), {}
+    if not conf.grid:
+        raise ConfigError(f"--cv-folds {conf.cv_folds} needs a --grid to search, e.g. 'maxDepth=3|6'")
+    grid = model.param_grid(pipeline, conf.grid)
+    search = CrossValidator(
+        estimator=pipeline,
+        estimatorParamMaps=grid,
+        evaluator=BinaryClassificationEvaluator(labelCol=contract.label, rawPredictionCol="probability"),
+        numFolds=conf.cv_folds,
+        seed=conf.seed,
+        parallelism=2,
+    ).fit(train)
+    best = max(range(len(grid)), key=lambda i: search.avgMetrics[i])
+    chosen = {f"best_{p.name}": v for p, v in grid[best].items()}
+    return search.bestModel, {**chosen, "cv_best_areaUnderROC": search.avgMetrics[best], "cv_candidates": len(grid)}
+
+
+def run(settings: Settings, conf: TrainConfig) -> TrainResult:
+    spark = get_spark(settings)
+    contract = dc.load_contract(settings.contract)
+    clean_name = settings.table_name(conf.clean_table)
+    tables = tables_for(spark, settings)
+    clean = tables.read(clean_name)
+    dc.check_columns(clean.columns, contract, clean_name, with_label=True)
+    train = clean.where(F.col(dc.SPLIT_COLUMN) == "train").cache()
+    holdout = clean.where(F.col(dc.SPLIT_COLUMN) == "holdout")
+    experiment_id = tracking.configure(settings)
+
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{conf.classifier}",
+                          tags={**settings.run_tags(), "step": "train"}) as run:
+        rows = train.count()
+        if rows == 0:
+            raise DataContractError(f"{clean_name}: the train split is empty (0 rows); run prepare first")
+        mlflow.log_params({
+            "classifier": conf.classifier,
+            **{f"param_{k}": v for k, v in conf.params.items()},
+            "cv_folds": conf.cv_folds,
+            "grid": conf.grid or "-",
+            "seed": conf.seed,
+            "train_rows": rows,
+            "contract": contract.name,
+        })
+        mlflow.log_input(
+            mlflow.data.from_spark(train, name=f"{clean_name}[train]", **tables.dataset_source(clean_name)),
+            context="training",
+        )
+        fitted, search = fit(train, contract, conf)
+        for key, value in search.items():
+            (mlflow.log_metric if key.startswith("cv_") else mlflow.log_param)(key, value)
+
+        predictions = fitted.transform(holdout).cache()
+        result = evaluation.evaluate(predictions, contract.label, contract.positive_label)
+        predictions.unpersist()
+        mlflow.log_metrics({f"holdout_{k}": v for k, v in result.metrics.items()})
+        _log_figures(result, model.feature_importances(fitted, contract), contract)
+
+        features = train.select(*contract.feature_names)
+        example = features.limit(5).toPandas()
+        signature = infer_signature(example, fitted.transform(features.limit(5)).select("prediction").toPandas())
+        mlflow.spark.log_model(
+            fitted,
+            artifact_path=registry.MODEL_ARTIFACT_PATH,
+            signature=signature,
+            input_example=example,
+            pip_requirements=tracking.pip_requirements(),
+            dfs_tmpdir=settings.dfs_tmpdir,
+        )
+        run_id = run.info.run_id
+    train.unpersist()
+
+    version = registry.register(
+        settings,
+        run_id,
+        f"runs:/{run_id}/{registry.MODEL_ARTIFACT_PATH}",
+        {"training_experiment_id": experiment_id, "classifier": conf.classifier, "contract": contract.name},
+    ).version
+    registry.set_alias(settings, CHALLENGER_ALIAS, version)
+    print(
+        f"train: run {run_id}: holdout areaUnderROC={result.metrics['areaUnderROC']:.3f} "
+        f"accuracy={result.metrics['accuracy']:.3f}; registered {settings.model_name} v{version} as @{CHALLENGER_ALIAS}"
+    )
+    task_values.current().set("challenger_version", version)
+    return TrainResult(run_id, str(version), result.metrics)
+
+
+def _log_figures(result: evaluation.Evaluation, importances: dict[str, float], contract: dc.DataContract) -> None:
+    import matplotlib.pyplot as plt
+
+    figures = {
+        "plots/roc_curve.png": evaluation.roc_figure(result, "ROC curve (holdout)"),
+        "plots/confusion_matrix.png": evaluation.confusion_figure(result, contract.label_values,
+                                                                  "Confusion matrix (holdout)"),
+    }
+    if importances:
+        figures["plots/feature_importances.png"] = evaluation.importance_figure(importances, "Feature importances")
+    for path, fig in figures.items():
+        mlflow.log_figure(fig, path)
+        plt.close(fig)

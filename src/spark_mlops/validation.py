@@ -1,0 +1,220 @@
+"""Validation: test a candidate version on the holdout before it may become ``@champion``.
+
+Three kinds of checks, each a row of the verdict table:
+- the model contract: signature matches the data contract, outputs present, predictions in
+  {0, 1}, probabilities in [0, 1];
+- absolute thresholds (e.g. areaUnderROC >= 0.75);
+- no worse than the current champion, on the same holdout, by more than a tolerance.
+
+Metrics are computed with Spark aggregations (the holdout is never collected) and wrapped in
+MLflow ``EvaluationResult`` objects, so the gate itself is MLflow's ``MetricThreshold`` logic
+(``mlflow.validate_evaluation_results``) rather than hand-written comparisons.
+The verdict goes to tags on the model version, to an MLflow run, and to task values.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import mlflow
+import mlflow.spark
+from mlflow.models import MetricThreshold
+from mlflow.models.evaluation import EvaluationResult
+from mlflow.models.evaluation.validation import ModelValidationFailedException
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from spark_mlops import contract as dc
+from spark_mlops import evaluation, registry, task_values, tracking
+from spark_mlops.config import CHALLENGER_ALIAS, CHAMPION_ALIAS, Settings, ValidateConfig
+from spark_mlops.errors import ConfigError, DataContractError, ValidationFailed
+from spark_mlops.spark import get_spark
+from spark_mlops.tables import tables_for
+
+EXIT_REJECTED = ValidationFailed.exit_code
+# Task values this step sets; the release job's condition task reads ``verdict``.
+TASK_VALUES = ("verdict", "challenger_version", "rejection_reason")
+PASSED, FAILED = "passed", "failed"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    found: str
+    expected: str
+    passed: bool
+
+
+@dataclass
+class ValidationReport:
+    model_name: str
+    version: str
+    champion_version: str | None
+    metrics: dict[str, float]
+    champion_metrics: dict[str, float] | None
+    checks: list[Check] = field(default_factory=list)
+    run_id: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def reason(self) -> str:
+        return "; ".join(f"{c.name}: found {c.found}, expected {c.expected}" for c in self.failures)
+
+    def table(self) -> str:
+        rows = [("check", "found", "expected", "result")] + [
+            (c.name, c.found, c.expected, "PASS" if c.passed else "FAIL") for c in self.checks
+        ]
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        against = f"@{CHAMPION_ALIAS} v{self.champion_version}" if self.champion_version else f"no @{CHAMPION_ALIAS}"
+        verdict = "PASSED" if self.passed else "REJECTED"
+        return "\n".join(
+            [f"validation of {self.model_name} v{self.version} (against {against}): {verdict}", *lines]
+        )
+
+
+# ---------------------------------------------------------------- pure checks
+
+
+def contract_checks(signature, contract: dc.DataContract, result: evaluation.Evaluation, columns: list[str]) -> list[Check]:
+    """Checks of the model's interface against the data contract and of its outputs' ranges."""
+    checks: list[Check] = []
+    expected = {name: "double" for name in contract.feature_names}
+    found = {c.name: str(c.type) for c in signature.inputs.inputs} if signature and signature.inputs else {}
+    found = {k: v.replace("DataType.", "") for k, v in found.items()}
+    if found == expected:
+        checks.append(Check("signature inputs", f"{len(found)} contract features, double", "the contract's", True))
+    else:
+        diff = {k: found.get(k, "missing") for k in expected if found.get(k) != "double"}
+        extra = sorted(set(found) - set(expected))
+        checks.append(Check("signature inputs", (_fmt_schema(diff) or "no signature") +
+                            (f"; extra {extra}" if extra else ""), "contract features as double", False))
+    missing = [c for c in (evaluation.PREDICTION_COLUMN, evaluation.PROBABILITY_COLUMN) if c not in columns]
+    checks.append(Check("output columns", "missing " + ", ".join(missing) if missing else "prediction, probability",
+                        "prediction, probability", not missing))
+    checks.append(Check("predictions in {0,1}", f"{result.bad_predictions} of {result.rows} outside", "0 outside",
+                        result.bad_predictions == 0))
+    checks.append(Check("P(class 1) in [0,1]", f"{result.bad_probabilities} of {result.rows} outside", "0 outside",
+                        result.bad_probabilities == 0))
+    return checks
+
+
+def _fmt_schema(columns: dict[str, str]) -> str:
+    return ", ".join(f"{k}:{v}" for k, v in columns.items())
+
+
+def _gate(name: str, thresholds: dict[str, MetricThreshold], metrics: dict[str, float]) -> bool:
+    try:
+        mlflow.validate_evaluation_results(thresholds, EvaluationResult(metrics=metrics, artifacts={}))
+        return True
+    except ModelValidationFailedException:
+        return False
+
+
+def threshold_checks(metrics: dict[str, float], thresholds: dict[str, float]) -> list[Check]:
+    unknown = sorted(set(thresholds) - set(evaluation.METRICS))
+    if unknown:
+        raise ConfigError(f"--thresholds: unknown metric(s) {unknown}; known: {list(evaluation.METRICS)}")
+    return [
+        Check(f"{name} >= {minimum}", f"{metrics[name]:.4f}", f">= {minimum}",
+              _gate(name, {name: MetricThreshold(threshold=minimum, greater_is_better=True)}, metrics))
+        for name, minimum in thresholds.items()
+    ]
+
+
+def champion_check(metrics: dict[str, float], champion: dict[str, float], primary: str, tolerance: float) -> Check:
+    """The challenger may trail the champion by at most ``tolerance`` on the primary metric.
+
+    MetricThreshold's ``min_absolute_change`` only expresses "better by at least", so the
+    tolerated floor (champion - tolerance) is given as the threshold.
+    """
+    floor = champion[primary] - tolerance
+    ok = _gate(primary, {primary: MetricThreshold(threshold=floor, greater_is_better=True)}, metrics)
+    return Check(f"{primary} vs @{CHAMPION_ALIAS}", f"{metrics[primary]:.4f}",
+                 f">= {champion[primary]:.4f} - {tolerance} = {floor:.4f}", ok)
+
+
+# ---------------------------------------------------------------- the step
+
+
+def _evaluate_version(settings: Settings, version: str, holdout: DataFrame, contract: dc.DataContract):
+    uri = registry.model_uri(settings, version)
+    fitted = mlflow.spark.load_model(uri, dfs_tmpdir=settings.dfs_tmpdir)
+    predictions = fitted.transform(holdout).cache()
+    try:
+        result = evaluation.evaluate(predictions, contract.label, contract.positive_label)
+        columns = predictions.columns
+    finally:
+        predictions.unpersist()
+    return result, columns, mlflow.models.get_model_info(uri).signature
+
+
+def run(settings: Settings, conf: ValidateConfig) -> ValidationReport:
+    if conf.primary_metric not in evaluation.METRICS:
+        raise ConfigError(f"--primary-metric {conf.primary_metric!r}: known metrics {list(evaluation.METRICS)}")
+    spark = get_spark(settings)
+    contract = dc.load_contract(settings.contract)
+    experiment_id = tracking.configure(settings)
+    version = conf.version or registry.require_alias(settings, CHALLENGER_ALIAS, "run train first")
+    registry.get_version(settings, version)  # clear error for an unknown --version
+    champion = registry.alias_version(settings, CHAMPION_ALIAS)
+
+    clean_name = settings.table_name(conf.clean_table)
+    holdout = tables_for(spark, settings).read(clean_name).where(F.col(dc.SPLIT_COLUMN) == "holdout").cache()
+    try:
+        if holdout.isEmpty():
+            raise DataContractError(f"{clean_name}: the holdout split is empty (0 rows); run prepare first")
+        result, columns, signature = _evaluate_version(settings, version, holdout, contract)
+        report = ValidationReport(settings.model_name, str(version), champion, result.metrics, None)
+        report.checks += contract_checks(signature, contract, result, columns)
+        report.checks += threshold_checks(result.metrics, conf.thresholds)
+        if champion is not None and champion != str(version):
+            champion_result, _, _ = _evaluate_version(settings, champion, holdout, contract)
+            report.champion_metrics = champion_result.metrics
+            report.checks.append(champion_check(result.metrics, champion_result.metrics,
+                                                conf.primary_metric, conf.tolerance))
+    finally:
+        holdout.unpersist()
+
+    _record(settings, conf, report, experiment_id)
+    print(report.table())
+    tv = task_values.current()
+    tv.set("verdict", PASSED if report.passed else FAILED)
+    tv.set("challenger_version", str(version))
+    tv.set("rejection_reason", report.reason())
+    return report
+
+
+def _record(settings: Settings, conf: ValidateConfig, report: ValidationReport, experiment_id: str) -> None:
+    status = PASSED if report.passed else FAILED
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"validate-v{report.version}",
+                          tags={**settings.run_tags(), "step": "validate", "model_version": report.version,
+                                "verdict": status}) as run:
+        mlflow.log_params({"model_name": settings.model_name, "model_version": report.version,
+                           "champion_version": report.champion_version or "none",
+                           "thresholds": json.dumps(conf.thresholds), "primary_metric": conf.primary_metric,
+                           "tolerance": conf.tolerance})
+        mlflow.log_metrics({f"challenger_{k}": v for k, v in report.metrics.items()})
+        if report.champion_metrics:
+            mlflow.log_metrics({f"champion_{k}": v for k, v in report.champion_metrics.items()})
+        mlflow.log_text(report.table(), "validation_report.txt")
+        report.run_id = run.info.run_id
+    registry.set_tags(settings, report.version, {
+        "validation_status": status,
+        "validation_metrics": {k: round(v, 6) for k, v in report.metrics.items()},
+        # The champion this verdict was reached against: promotion compares it with the
+        # champion at promotion time (compare-and-set).
+        "validation_champion_version": report.champion_version or "none",
+        "validation_run_id": report.run_id,
+        "validated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "validation_failures": report.reason() or "-",
+    })
