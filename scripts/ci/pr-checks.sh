@@ -47,7 +47,7 @@ bundle_validate() {
 
 local_jobs() {
   venv_on_path
-  local state="${SPARK_MLOPS_CI_STATE_DIR:-$CI_ROOT/.mlops-ci}"
+  local state="${SPARK_MLOPS_CI_STATE_DIR:-$CI_ROOT/.mlops/ci}"  # .mlops/ is git-ignored
   rm -rf "$state"
   mkdir -p "$state/data"
   export SPARK_MLOPS_STATE_DIR="$state"
