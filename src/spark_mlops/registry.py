@@ -34,7 +34,8 @@ def _is_missing(exc: MlflowException) -> bool:
 def alias_version(settings: Settings, alias: str) -> str | None:
     """The version behind ``@alias``, or None when the model or the alias does not exist."""
     try:
-        return client(settings).get_model_version_by_alias(settings.model_name, alias).version
+        # str(): stores disagree on whether a version number is an int or a string.
+        return str(client(settings).get_model_version_by_alias(settings.model_name, alias).version)
     except MlflowException as exc:
         if _is_missing(exc):
             return None
@@ -143,7 +144,7 @@ def versions(settings: Settings) -> list[VersionRow]:
     for alias, version in (model.aliases or {}).items():
         by_version.setdefault(str(version), []).append(alias)
     rows = [
-        VersionRow(mv.version, sorted(by_version.get(str(mv.version), [])), dict(mv.tags or {}), mv.run_id,
+        VersionRow(str(mv.version), sorted(by_version.get(str(mv.version), [])), dict(mv.tags or {}), mv.run_id,
                    mv.creation_timestamp)
         for mv in c.search_model_versions(f"name='{settings.model_name}'")
     ]

@@ -104,12 +104,12 @@ def run(settings: Settings, conf: TrainConfig) -> TrainResult:
         run_id = run.info.run_id
     train.unpersist()
 
-    version = registry.register(
+    version = str(registry.register(
         settings,
         run_id,
         f"runs:/{run_id}/{registry.MODEL_ARTIFACT_PATH}",
         {"training_experiment_id": experiment_id, "classifier": conf.classifier, "contract": contract.name},
-    ).version
+    ).version)
     registry.set_alias(settings, CHALLENGER_ALIAS, version)
     print(
         f"train: run {run_id}: holdout areaUnderROC={result.metrics['areaUnderROC']:.3f} "
