@@ -101,7 +101,8 @@ def check_columns(columns: list[str], contract: DataContract, source: str, *, wi
 
 
 def _cast(column: str, spark_type: str) -> Column:
-    return F.col(column).cast(spark_type)
+    # try_cast: with ANSI mode (the Spark 4 default) a plain cast of "abc" fails the whole job.
+    return F.col(column).try_cast(spark_type)
 
 
 def type_error_counts(df: DataFrame, contract: DataContract, *, with_label: bool) -> DataFrame:

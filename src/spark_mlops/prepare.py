@@ -110,7 +110,7 @@ def _type_of(contract: dc.DataContract, column: str) -> str:
 
 def _examples(raw: DataFrame, contract: dc.DataContract, column: str) -> list[str]:
     spark_type = "int" if column == contract.label else "double"
-    bad = F.col(column).isNotNull() & F.col(column).cast(spark_type).isNull()
+    bad = F.col(column).isNotNull() & (F.trim(F.col(column).cast("string")) != "") & F.col(column).try_cast(spark_type).isNull()
     return [r[0] for r in raw.where(bad).select(F.col(column).cast("string")).limit(3).collect()]
 
 
