@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 from spark_mlops import config as cfg
 from spark_mlops.errors import ConfigError, MlopsError
+from spark_mlops.timing import span
 
 EXIT_OK = 0
 
@@ -329,7 +330,8 @@ def main(argv: Sequence[str] | None = None, *, ignore_unknown: bool = False) -> 
     else:
         args = parser.parse_args(argv)
     try:
-        return int(args.handler(args))
+        with span(f"step.{args.command}"):
+            return int(args.handler(args))
     except MlopsError as exc:
         print(f"spark-mlops {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -23,6 +23,7 @@ from spark_mlops.config import CHAMPION_ALIAS, ScoreConfig, Settings
 from spark_mlops.prepare import read_checked
 from spark_mlops.spark import get_spark
 from spark_mlops.tables import check_partition_value, is_path, tables_for
+from spark_mlops.timing import span
 
 BATCH_COLUMN = "batch_id"
 
@@ -65,7 +66,8 @@ def run(settings: Settings, conf: ScoreConfig) -> ScoreResult:
     experiment_id = tracking.configure(settings)
     version = registry.require_alias(settings, CHAMPION_ALIAS, "promote a validated version first")
     checked = read_checked(spark, settings, conf.input, contract, with_label=False)
-    fitted = mlflow.spark.load_model(registry.model_uri(settings, version), dfs_tmpdir=settings.dfs_tmpdir)
+    with span("score.load_model"):
+        fitted = mlflow.spark.load_model(registry.model_uri(settings, version), dfs_tmpdir=settings.dfs_tmpdir)
 
     valid = F.col(dc.REASON_COLUMN).isNull()
     features = [*contract.key_columns, *contract.feature_names]

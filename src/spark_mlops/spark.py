@@ -13,6 +13,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from spark_mlops.config import Settings, on_databricks
+from spark_mlops.timing import span
 
 _LOG4J2 = """\
 rootLogger.level = error
@@ -34,7 +35,8 @@ def get_spark(settings: Settings) -> SparkSession:
         return SparkSession.builder.getOrCreate()
     # Local tables are registered in the (in-memory) catalog when first read, not here:
     # re-registering every table at start-up costs about a second per table.
-    return _local_session(settings.state_dir)
+    with span("spark.start"):
+        return _local_session(settings.state_dir)
 
 
 def _local_session(state_dir: Path) -> SparkSession:

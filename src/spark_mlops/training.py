@@ -19,6 +19,7 @@ from spark_mlops.config import CHALLENGER_ALIAS, Settings, TrainConfig
 from spark_mlops.errors import ConfigError, DataContractError
 from spark_mlops.spark import get_spark
 from spark_mlops.tables import tables_for
+from spark_mlops.timing import span
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,8 @@ def run(settings: Settings, conf: TrainConfig) -> TrainResult:
             mlflow.data.from_spark(train, name=f"{clean_name}[train]", **tables.dataset_source(clean_name)),
             context="training",
         )
-        fitted, search = fit(train, contract, conf)
+        with span("train.fit"):
+            fitted, search = fit(train, contract, conf)
         for key, value in search.items():
             (mlflow.log_metric if key.startswith("cv_") else mlflow.log_param)(key, value)
 
@@ -93,24 +95,26 @@ def run(settings: Settings, conf: TrainConfig) -> TrainResult:
         features = train.select(*contract.feature_names)
         example = features.limit(5).toPandas()
         signature = infer_signature(example, fitted.transform(features.limit(5)).select("prediction").toPandas())
-        mlflow.spark.log_model(
-            fitted,
-            artifact_path=registry.MODEL_ARTIFACT_PATH,
-            signature=signature,
-            input_example=example,
-            pip_requirements=tracking.pip_requirements(),
-            dfs_tmpdir=settings.dfs_tmpdir,
-        )
+        with span("train.log_model"):
+            mlflow.spark.log_model(
+                fitted,
+                artifact_path=registry.MODEL_ARTIFACT_PATH,
+                signature=signature,
+                input_example=example,
+                pip_requirements=tracking.pip_requirements(),
+                dfs_tmpdir=settings.dfs_tmpdir,
+            )
         run_id = run.info.run_id
     train.unpersist()
 
-    version = str(registry.register(
-        settings,
-        run_id,
-        f"runs:/{run_id}/{registry.MODEL_ARTIFACT_PATH}",
-        {"training_experiment_id": experiment_id, "classifier": conf.classifier, "contract": contract.name},
-    ).version)
-    registry.set_alias(settings, CHALLENGER_ALIAS, version)
+    with span("train.register"):
+        version = str(registry.register(
+            settings,
+            run_id,
+            f"runs:/{run_id}/{registry.MODEL_ARTIFACT_PATH}",
+            {"training_experiment_id": experiment_id, "classifier": conf.classifier, "contract": contract.name},
+        ).version)
+        registry.set_alias(settings, CHALLENGER_ALIAS, version)
     print(
         f"train: run {run_id}: holdout areaUnderROC={result.metrics['areaUnderROC']:.3f} "
         f"accuracy={result.metrics['accuracy']:.3f}; registered {settings.model_name} v{version} as @{CHALLENGER_ALIAS}"

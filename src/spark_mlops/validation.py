@@ -32,6 +32,7 @@ from spark_mlops.config import CHALLENGER_ALIAS, CHAMPION_ALIAS, Settings, Valid
 from spark_mlops.errors import ConfigError, DataContractError, ValidationFailed
 from spark_mlops.spark import get_spark
 from spark_mlops.tables import tables_for
+from spark_mlops.timing import span
 
 EXIT_REJECTED = ValidationFailed.exit_code
 # Task values this step sets; the release job's condition task reads ``verdict``.
@@ -148,7 +149,8 @@ def champion_check(metrics: dict[str, float], champion: dict[str, float], primar
 
 def _evaluate_version(settings: Settings, version: str, holdout: DataFrame, contract: dc.DataContract):
     uri = registry.model_uri(settings, version)
-    fitted = mlflow.spark.load_model(uri, dfs_tmpdir=settings.dfs_tmpdir)
+    with span("validate.load_model"):
+        fitted = mlflow.spark.load_model(uri, dfs_tmpdir=settings.dfs_tmpdir)
     predictions = fitted.transform(holdout).cache()
     try:
         result = evaluation.evaluate(predictions, contract.label, contract.positive_label)
