@@ -63,6 +63,28 @@ def model_uri(settings: Settings, version: str) -> str:
     return f"models:/{settings.model_name}/{version}"
 
 
+def load_spark_model(settings: Settings, version: str):
+    """Load a registered version as a Spark ``PipelineModel``, with its signature.
+
+    The model folder is downloaded explicitly so that one download serves both the model and its
+    MLmodel file, and so that a version on an MLflow server loads even when this process tracks
+    to another store (``mlflow-artifacts:/`` URIs resolve only against an http tracking URI).
+    """
+    import mlflow.spark
+    from mlflow.models import Model
+
+    with tempfile.TemporaryDirectory(prefix="spark-mlops-model-") as tmp:
+        if settings.registry_uri.startswith(("http://", "https://")):
+            source = client(settings).get_model_version_download_uri(settings.model_name, str(version))
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=source, dst_path=tmp, tracking_uri=settings.registry_uri
+            )
+        else:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri(settings, version), dst_path=tmp)
+        signature = Model.load(local).signature
+        return mlflow.spark.load_model(local, dfs_tmpdir=settings.dfs_tmpdir), signature
+
+
 def set_tags(settings: Settings, version: str, tags: dict[str, object]) -> None:
     c = client(settings)
     for key, value in tags.items():

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 
 import mlflow
-import mlflow.spark
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -67,7 +66,7 @@ def run(settings: Settings, conf: ScoreConfig) -> ScoreResult:
     version = registry.require_alias(settings, CHAMPION_ALIAS, "promote a validated version first")
     checked = read_checked(spark, settings, conf.input, contract, with_label=False)
     with span("score.load_model"):
-        fitted = mlflow.spark.load_model(registry.model_uri(settings, version), dfs_tmpdir=settings.dfs_tmpdir)
+        fitted, _ = registry.load_spark_model(settings, version)
 
     valid = F.col(dc.REASON_COLUMN).isNull()
     features = [*contract.key_columns, *contract.feature_names]

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import mlflow
-import mlflow.spark
 from mlflow.models import MetricThreshold
 from mlflow.models.evaluation import EvaluationResult
 from mlflow.models.evaluation.validation import ModelValidationFailedException
@@ -148,16 +147,15 @@ def champion_check(metrics: dict[str, float], champion: dict[str, float], primar
 
 
 def _evaluate_version(settings: Settings, version: str, holdout: DataFrame, contract: dc.DataContract):
-    uri = registry.model_uri(settings, version)
     with span("validate.load_model"):
-        fitted = mlflow.spark.load_model(uri, dfs_tmpdir=settings.dfs_tmpdir)
+        fitted, signature = registry.load_spark_model(settings, version)
     predictions = fitted.transform(holdout).cache()
     try:
         result = evaluation.evaluate(predictions, contract.label, contract.positive_label)
         columns = predictions.columns
     finally:
         predictions.unpersist()
-    return result, columns, mlflow.models.get_model_info(uri).signature
+    return result, columns, signature
 
 
 def run(settings: Settings, conf: ValidateConfig) -> ValidationReport:
