@@ -1,0 +1,72 @@
+"""The bundle's own jobs, run locally by the runner on the embedded default, in sequence:
+training -> release -> batch_inference, then a release whose challenger is rejected."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from spark_mlops import demo
+from spark_mlops.bundle.loader import load_bundle
+from spark_mlops.bundle.runner import run_job
+from spark_mlops.config import build_settings
+from spark_mlops.tables import tables_for
+from tests.conftest import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def local_bundle(spark, tmp_path_factory):
+    settings = build_settings(state_dir=str(tmp_path_factory.mktemp("jobs") / "state"))
+    bundle = load_bundle(REPO_ROOT, "dev", local=True)
+    demo.stage_fixtures(settings, REPO_ROOT, bundle.variables)
+    score = next(t for t in bundle.jobs["batch_inference"]["tasks"] if t["task_key"] == "score")
+    params = score["python_wheel_task"]["named_parameters"]
+    view = replace(settings, model_name=params["model-name"], catalog=params["catalog"], schema=params["schema"])
+    return bundle, view
+
+
+def client(view) -> MlflowClient:
+    return MlflowClient(tracking_uri=view.tracking_uri, registry_uri=view.registry_uri)
+
+
+def run(bundle, view, job, **parameters):
+    return run_job(bundle, job, parameters=parameters or None, state_dir=view.state_dir, out=None)
+
+
+def test_training_release_and_batch_inference_in_sequence(local_bundle, spark):
+    bundle, view = local_bundle
+    training = run(bundle, view, "training")
+    assert training.ok, training.summary()
+    assert training.statuses() == {"prepare": "SUCCESS", "train": "SUCCESS"}
+    assert client(view).get_model_version_by_alias(view.model_name, "challenger").version in (1, "1")
+
+    release = run(bundle, view, "release")
+    assert release.ok, release.summary()
+    assert release.statuses() == {"validate": "SUCCESS", "gate": "SUCCESS", "promote": "SUCCESS",
+                                  "reject": "EXCLUDED"}
+    assert release.value("validate", "verdict") == "passed"
+    assert str(client(view).get_model_version_by_alias(view.model_name, "champion").version) == "1"
+
+    scoring = run(bundle, view, "batch_inference", batch_id="nightly-1")
+    assert scoring.ok, scoring.summary()
+    rows = tables_for(spark, view).read(view.table_name("predictions")).collect()
+    assert len(rows) == 200
+    assert {(r["batch_id"], r["model_version"], r["model_name"]) for r in rows} == {
+        ("nightly-1", "1", view.model_name)}
+
+
+def test_a_rejected_challenger_fails_the_release_and_leaves_the_champion(local_bundle, capsys):
+    bundle, view = local_bundle
+    assert run(bundle, view, "training").ok  # v2
+    release = run(bundle, view, "release", thresholds="areaUnderROC=0.99")
+    assert not release.ok and release.exit_code == 1
+    assert release.statuses() == {"validate": "SUCCESS", "gate": "SUCCESS", "promote": "EXCLUDED",
+                                  "reject": "FAILED"}
+    assert "areaUnderROC >= 0.99" in release.value("validate", "rejection_reason")
+    assert release.tasks["reject"].error == "exited with code 6"
+    assert "v2 was rejected and not promoted (@champion stays 1)" in capsys.readouterr().err
+    c = client(view)
+    assert str(c.get_model_version_by_alias(view.model_name, "champion").version) == "1"
+    assert c.get_model_version(view.model_name, "2").tags["release_status"] == "rejected"
