@@ -16,13 +16,18 @@ from spark_mlops.config import Settings, on_databricks
 from spark_mlops.timing import span
 
 _LOG4J2 = """\
-rootLogger.level = error
+rootLogger.level = warn
 rootLogger.appenderRef.stderr.ref = console
 appender.console.type = Console
 appender.console.name = console
 appender.console.target = SYSTEM_ERR
 appender.console.layout.type = PatternLayout
 appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n
+# Root at WARN: PySpark counts as a shell and announces any other default level on start.
+logger.hadoop.name = org.apache.hadoop
+logger.hadoop.level = error
+logger.sparkenv.name = org.apache.spark.SparkEnv
+logger.sparkenv.level = error
 """
 
 
@@ -43,13 +48,14 @@ def _local_session(state_dir: Path) -> SparkSession:
     tmp = state_dir / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     log4j = state_dir / "log4j2.properties"
-    if not log4j.exists():
+    if not log4j.exists() or log4j.read_text() != _LOG4J2:
         log4j.write_text(_LOG4J2)
     # Python workers must run this interpreter, not whatever python3 is first on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    java_opts = f"-Dlog4j2.configurationFile=file:{log4j} -Djava.io.tmpdir={tmp} -Dderby.system.home={tmp}"
+    os.environ.setdefault("SPARK_LOCAL_DIRS", str(tmp / "spark"))  # shuffle and cache spill files
+    java_opts = f"-Dlog4j.configurationFile=file:{log4j} -Djava.io.tmpdir={tmp} -Dderby.system.home={tmp}"
     cores = os.cpu_count() or 2
     return (
         SparkSession.builder.master(os.environ.get("SPARK_MLOPS_MASTER", "local[*]"))
@@ -58,7 +64,6 @@ def _local_session(state_dir: Path) -> SparkSession:
         .config("spark.driver.extraJavaOptions", java_opts)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.local.dir", str(tmp / "spark"))
         .config("spark.sql.warehouse.dir", str(state_dir / "warehouse"))
         # Local data is small: the default 200 shuffle partitions only add task overhead.
         .config("spark.sql.shuffle.partitions", str(max(4, 2 * cores)))
