@@ -43,3 +43,12 @@ def test_key_values():
     assert parse_key_values("a=1, b=x", "--p") == {"a": "1", "b": "x"}
     with pytest.raises(ConfigError, match="'oops' is not key=value"):
         parse_key_values("a=1,oops", "--p")
+
+
+def test_configuring_mlflow_does_not_leak_into_the_next_commands_settings(tmp_path):
+    from spark_mlops import tracking
+
+    first = build_settings(state_dir=str(tmp_path / "a"))
+    tracking.configure(first)
+    second = build_settings(state_dir=str(tmp_path / "b"))
+    assert second.tracking_uri == f"sqlite:///{tmp_path}/b/tracking.db"

@@ -19,8 +19,16 @@ def configure(settings: Settings) -> str:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=FutureWarning, module="mlflow")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow also exports the URIs as environment variables (for subprocesses). Undo that: the
+    # next command in this process (local runner, demo, tests) would read them as user settings.
+    exported = {var: os.environ.get(var) for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.registry_uri)
+    for var, value in exported.items():
+        if value is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = value
     # Databricks ML runtimes turn autologging on; it would log a second, unregistered model.
     mlflow.autolog(disable=True)
     return experiment_id(settings)
@@ -47,3 +55,44 @@ def pip_requirements() -> list[str]:
     import pyspark
 
     return [f"pyspark=={pyspark.__version__}", f"mlflow=={mlflow.__version__}"]
+
+
+class _SparkFlavorNoServingCheck:
+    """``mlflow.spark`` as a flavor for ``Model._log_v2``, minus MLflow's serving-input check.
+
+    The check (``validate_serving_input``) reloads the just-saved model as a pyfunc and predicts
+    the input example through a second pandas -> Spark round trip: about 3-6 s per training
+    run, on a model that validation loads and scores on the whole holdout anyway.
+    """
+
+    __name__ = "mlflow.spark"
+
+    @staticmethod
+    def save_model(validate_serving_input: bool = True, **kwargs) -> None:
+        import mlflow.spark
+
+        mlflow.spark.save_model(**kwargs)
+
+
+def log_spark_model(model, artifact_path: str, *, signature, input_example, dfs_tmpdir: str | None) -> None:
+    """``mlflow.spark.log_model`` with a signature, an input example and explicit requirements.
+
+    When the run's artifacts are local, ``mlflow.spark.log_model`` itself saves through
+    ``Model._log_v2``; this takes the same route with ``validate_serving_input=False`` (a switch
+    ``Model._log_v2`` honours). Elsewhere (Databricks, remote artifact stores) it defers to
+    ``mlflow.spark.log_model`` unchanged.
+    """
+    import mlflow.spark
+    from mlflow.models import Model
+    from mlflow.utils.uri import is_local_uri
+
+    from spark_mlops.config import on_databricks
+
+    run = mlflow.active_run()
+    if on_databricks() or run is None or not is_local_uri(run.info.artifact_uri):
+        mlflow.spark.log_model(model, artifact_path=artifact_path, signature=signature, input_example=input_example,
+                               pip_requirements=pip_requirements(), dfs_tmpdir=dfs_tmpdir)
+        return
+    Model._log_v2(artifact_path=artifact_path, flavor=_SparkFlavorNoServingCheck, spark_model=model,
+                  signature=signature, input_example=input_example, pip_requirements=pip_requirements(),
+                  dfs_tmpdir=dfs_tmpdir, validate_serving_input=False)
