@@ -101,14 +101,8 @@ def run(settings: Settings, conf: TrainConfig) -> TrainResult:
         example = features.limit(5).toPandas()
         signature = infer_signature(example, fitted.transform(features.limit(5)).select("prediction").toPandas())
         with span("train.log_model"):
-            mlflow.spark.log_model(
-                fitted,
-                artifact_path=registry.MODEL_ARTIFACT_PATH,
-                signature=signature,
-                input_example=example,
-                pip_requirements=tracking.pip_requirements(),
-                dfs_tmpdir=settings.dfs_tmpdir,
-            )
+            tracking.log_spark_model(fitted, registry.MODEL_ARTIFACT_PATH, signature=signature,
+                                     input_example=example, dfs_tmpdir=settings.dfs_tmpdir)
         run_id = run.info.run_id
     train.unpersist()
 
