@@ -83,7 +83,7 @@ def run(settings: Settings, conf: TrainConfig) -> TrainResult:
             # does not apply (the model's signature is all doubles).
             warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
             mlflow.log_input(
-                mlflow.data.from_spark(train, name=f"{clean_name}[train]", **tables.dataset_source(clean_name)),
+                tracking.spark_dataset(train, name=f"{clean_name}[train]", rows=rows, **tables.dataset_source(clean_name)),
                 context="training",
             )
         with span("train.fit"):
