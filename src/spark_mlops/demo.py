@@ -36,6 +36,19 @@ def stage_fixtures(settings: Settings, root: Path, variables: dict) -> None:
         shutil.copyfile(root / "fixtures" / fixture, destination)
 
 
+def _score_params(bundle) -> dict:
+    score = next(t for t in bundle.jobs["batch_inference"]["tasks"] if t["task_key"] == "score")
+    return score["python_wheel_task"]["named_parameters"]
+
+
+def job_settings(settings: Settings, bundle) -> Settings:
+    """``settings`` seen as the bundle's tasks see them: its model name, catalog and schema."""
+    from dataclasses import replace
+
+    params = _score_params(bundle)
+    return replace(settings, model_name=params["model-name"], catalog=params["catalog"], schema=params["schema"])
+
+
 def run(settings: Settings, runs: int = 1) -> int:
     root = bundle_root()
     bundle = load_bundle(root, TARGET, local=True)
@@ -52,20 +65,17 @@ def run(settings: Settings, runs: int = 1) -> int:
 
 
 def _report(settings: Settings, bundle) -> None:
-    from dataclasses import replace
-
     from spark_mlops import registry
     from spark_mlops.spark import get_spark
     from spark_mlops.tables import LocalParquetTables
 
-    score = next(t for t in bundle.jobs["batch_inference"]["tasks"] if t["task_key"] == "score")
-    params = score["python_wheel_task"]["named_parameters"]
-    view = replace(settings, model_name=params["model-name"], catalog=params["catalog"], schema=params["schema"])
+    view = job_settings(settings, bundle)
     print("\n" + registry.status_table(view))
     spark = get_spark(view)
     names = LocalParquetTables(spark, view.state_dir).register_existing()
-    output = view.table_name(params["output-table"])
+    output = view.table_name(_score_params(bundle)["output-table"])
     db, table = LocalParquetTables.local_name(output)
     print(f"\nLocal tables (parquet under {view.state_dir / 'warehouse'}): {', '.join(names)}")
     print(f"Predictions: {output} -> spark.table('{db}.{table}')")
-    spark.table(f"{db}.{table}").orderBy("batch_id", *spark.table(f"{db}.{table}").columns[:1]).show(5, truncate=False)
+    predictions = spark.table(f"{db}.{table}")
+    predictions.orderBy("batch_id", predictions.columns[0]).show(5, truncate=False)

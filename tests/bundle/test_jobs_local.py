@@ -3,8 +3,6 @@ training -> release -> batch_inference, then a release whose challenger is rejec
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -21,10 +19,7 @@ def local_bundle(spark, tmp_path_factory):
     settings = build_settings(state_dir=str(tmp_path_factory.mktemp("jobs") / "state"))
     bundle = load_bundle(REPO_ROOT, "dev", local=True)
     demo.stage_fixtures(settings, REPO_ROOT, bundle.variables)
-    score = next(t for t in bundle.jobs["batch_inference"]["tasks"] if t["task_key"] == "score")
-    params = score["python_wheel_task"]["named_parameters"]
-    view = replace(settings, model_name=params["model-name"], catalog=params["catalog"], schema=params["schema"])
-    return bundle, view
+    return bundle, demo.job_settings(settings, bundle)
 
 
 def client(view) -> MlflowClient:
