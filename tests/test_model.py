@@ -1,0 +1,68 @@
+"""The pipeline definition, the CrossValidator search, and the Spark-side metrics."""
+
+from __future__ import annotations
+
+import pytest
+from pyspark.ml.linalg import Vectors
+
+from spark_mlops import contract as dc
+from spark_mlops import evaluation, model, training
+from spark_mlops.config import TrainConfig
+from spark_mlops.errors import ConfigError
+from spark_mlops.synthetic import generate
+
+CONTRACT = dc.load_contract()
+
+
+@pytest.fixture(scope="module")
+def train_df(spark):
+    frame = generate(400, seed=21)
+    df = dc.apply_missing_markers(dc.conform(spark.createDataFrame(frame), CONTRACT, with_label=True), CONTRACT)
+    return df.cache()
+
+
+def test_unknown_classifier_and_hyperparameter_are_named(spark):
+    with pytest.raises(ConfigError, match="'svm' is not supported"):
+        model.build_pipeline(CONTRACT, "svm")
+    with pytest.raises(ConfigError, match=r"unknown hyperparameter\(s\) \['numTress'\]"):
+        model.build_pipeline(CONTRACT, "random_forest", {"numTress": 5})
+
+
+def test_fit_imputes_missing_values_and_reports_importances(train_df):
+    fitted, search = training.fit(train_df, CONTRACT, TrainConfig(params={"numTrees": 10}))
+    assert search == {}
+    out = fitted.transform(train_df.where("Insulin IS NULL")).select("prediction", "probability").collect()
+    assert out and all(r["prediction"] in (0.0, 1.0) for r in out)
+    importances = model.feature_importances(fitted, CONTRACT)
+    assert set(importances) == set(CONTRACT.feature_names)
+    assert max(importances, key=importances.get) == "Glucose"
+
+
+def test_cross_validator_search_picks_from_the_grid(train_df):
+    conf = TrainConfig(classifier="logistic_regression", cv_folds=2, grid={"regParam": [0.0, 10.0]})
+    fitted, search = training.fit(train_df, CONTRACT, conf)
+    assert search["cv_candidates"] == 2
+    assert search["best_regParam"] == 0.0  # heavy regularisation cannot win on this signal
+    assert 0.5 < search["cv_best_areaUnderROC"] <= 1.0
+    with pytest.raises(ConfigError, match="--grid needs --cv-folds"):
+        training.fit(train_df, CONTRACT, TrainConfig(grid={"maxDepth": [2]}))
+
+
+def test_metrics_match_a_hand_computed_confusion_matrix(spark):
+    # label, prediction, P(class 1): tp=2, fp=1, fn=1, tn=2
+    rows = [(1, 1.0, 0.9), (1, 1.0, 0.8), (1, 0.0, 0.4), (0, 1.0, 0.6), (0, 0.0, 0.2), (0, 0.0, 0.1)]
+    from pyspark.ml.linalg import VectorUDT
+    from pyspark.sql.types import DoubleType, IntegerType, StructField, StructType
+
+    schema = StructType([StructField("y", IntegerType()), StructField("prediction", DoubleType()),
+                         StructField("probability", VectorUDT())])
+    df = spark.createDataFrame([(y, p, Vectors.dense([1 - q, q])) for y, p, q in rows], schema)
+    result = evaluation.evaluate(df, "y")
+    assert result.metrics["accuracy"] == pytest.approx(4 / 6)
+    assert result.metrics["precision"] == pytest.approx(2 / 3)
+    assert result.metrics["recall"] == pytest.approx(2 / 3)
+    assert result.metrics["f1"] == pytest.approx(2 / 3)
+    assert result.metrics["areaUnderROC"] == pytest.approx(8 / 9)  # 8 of 9 (pos, neg) pairs ranked right
+    assert result.confusion == {(1, 1): 2, (1, 0): 1, (0, 1): 1, (0, 0): 2}
+    assert result.roc[0] == (0.0, 0.0) and result.roc[-1] == (1.0, 1.0)
+    assert (result.bad_predictions, result.bad_probabilities) == (0, 0)
