@@ -1,0 +1,203 @@
+"""The measured workloads. Each takes a SparkSession and a work folder and returns plain data,
+so the orchestrator can run it in a subprocess (for peak memory) and tests can run it in-process.
+
+Scoring paths, all on the same ``@champion`` model and the same parquet input (synthetic rows,
+250k rows per file), each timed from reading the input to the written parquet output:
+
+- ``floor``: read the input and write the key and the features out again, no model;
+- ``native``: what ``spark_mlops.scoring`` does: ``mlflow.spark.load_model`` (once) then
+  ``transform`` and the lineage columns, written as parquet;
+- ``score_command``: ``spark_mlops.scoring.run`` as the CLI runs it (contract checks, registry
+  lookup, partitioned table write, counts, MLflow run);
+- ``spark_udf``: ``mlflow.pyfunc.spark_udf(..., env_manager="local")``, as the older design scored;
+- ``pandas``: ``mlflow.pyfunc.load_model(...).predict`` on a pandas DataFrame read with pandas.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+SCORING_PATHS = ("floor", "native", "score_command", "spark_udf", "pandas")
+MODEL_NAME = "bench_model"
+TRAIN_SEED, SCORE_SEED = 11, 23
+
+
+def settings_for(workdir: Path):
+    from spark_mlops.config import build_settings
+
+    return build_settings(state_dir=str(workdir / "state"), model_name=MODEL_NAME, experiment="bench",
+                          git_commit="bench")
+
+
+def scoring_input(workdir: Path, rows: int) -> Path:
+    """The parquet folder of ``rows`` unlabelled synthetic rows (written once, reused)."""
+    from spark_mlops import synthetic
+
+    path = workdir / "data" / f"score-{rows}"
+    if not (path / "_DONE").exists():
+        shutil.rmtree(path, ignore_errors=True)
+        synthetic.write(str(path), rows=rows, seed=SCORE_SEED, fmt="parquet", with_label=False)
+        (path / "_DONE").write_text("")
+    return path
+
+
+def training_input(workdir: Path, rows: int) -> Path:
+    from spark_mlops import synthetic
+
+    path = workdir / "data" / f"train-{rows}"
+    if not (path / "_DONE").exists():
+        shutil.rmtree(path, ignore_errors=True)
+        synthetic.write(str(path), rows=rows, seed=TRAIN_SEED, fmt="parquet", with_label=True)
+        (path / "_DONE").write_text("")
+    return path
+
+
+def setup_champion(spark, workdir: Path, rows: int = 10_000, params: dict | None = None) -> dict:
+    """Prepare, train, validate and promote one model: the ``@champion`` every scoring path uses."""
+    from spark_mlops import prepare, promotion, registry, training, validation
+    from spark_mlops.config import CHAMPION_ALIAS, PrepareConfig, PromoteConfig, TrainConfig, ValidateConfig
+
+    settings = settings_for(workdir)
+    existing = registry.alias_version(settings, CHAMPION_ALIAS) if settings.state_dir.exists() else None
+    if existing:
+        return {"model_version": existing, "reused": True}
+    source = training_input(workdir, rows)
+    prepare.run(settings, PrepareConfig(input=str(source)))
+    training.run(settings, TrainConfig(params=params or {}))
+    validation.run(settings, ValidateConfig())
+    version = promotion.promote(settings, PromoteConfig(reason="benchmark"))
+    return {"model_version": version, "reused": False, "training_rows": rows}
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def _features_frame(spark, source: Path, contract):
+    from pyspark.sql import functions as F
+
+    df = spark.read.parquet(str(source))
+    return df.select(*contract.key_columns, *[F.col(c).cast("double").alias(c) for c in contract.feature_names])
+
+
+def score(spark, workdir: Path, path: str, rows: int, reps: int) -> dict:
+    """Time one scoring path ``reps`` times on ``rows`` rows; model loading is timed separately."""
+    import mlflow
+    import mlflow.pyfunc
+    import mlflow.spark
+    from pyspark.sql import functions as F
+
+    from spark_mlops import contract as dc
+    from spark_mlops import registry, scoring, tracking
+    from spark_mlops.config import CHAMPION_ALIAS, ScoreConfig
+
+    if path not in SCORING_PATHS:
+        raise ValueError(f"unknown scoring path {path!r}; choose from {SCORING_PATHS}")
+    settings = settings_for(workdir)
+    tracking.configure(settings)
+    contract = dc.load_contract()
+    version = registry.require_alias(settings, CHAMPION_ALIAS, "run the benchmark setup first")
+    uri = registry.model_uri(settings, version)
+    source = scoring_input(workdir, rows)
+    out = workdir / "out" / path
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    load_start = time.perf_counter()
+    if path == "native":
+        fitted = mlflow.spark.load_model(uri)
+    elif path == "spark_udf":
+        udf = mlflow.pyfunc.spark_udf(spark, uri, env_manager="local", result_type="double")
+    elif path == "pandas":
+        pyfunc = mlflow.pyfunc.load_model(uri)
+    load_seconds = time.perf_counter() - load_start
+
+    def once() -> None:
+        if path == "pandas":
+            import pandas as pd
+
+            frame = pd.read_parquet(source)
+            features = frame[contract.feature_names].astype("float64")
+            result = frame[list(contract.key_columns)].copy()
+            result["prediction"] = pyfunc.predict(features)
+            result.to_parquet(out, index=False)
+            return
+        if path == "score_command":
+            scoring.run(settings, ScoreConfig(input=str(source), output_table="bench_predictions",
+                                              rejected_table="bench_rejected", batch_id=f"rows{rows}"))
+            return
+        df = _features_frame(spark, source, contract)
+        if path == "native":
+            scored = scoring.with_lineage(fitted.transform(df), contract, settings.model_name, version,
+                                          datetime.now(UTC).replace(microsecond=0))
+        elif path == "spark_udf":
+            scored = df.select(*contract.key_columns,
+                               udf(*[F.col(c) for c in contract.feature_names]).alias("prediction"))
+        else:
+            scored = df
+        scored.write.mode("overwrite").parquet(str(out))
+
+    times: list[float] = []
+    error = None
+    for _ in range(reps):
+        start = time.perf_counter()
+        try:
+            once()
+        except Exception as exc:  # noqa: BLE001 - e.g. out of memory: record it, do not crash
+            error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
+            break
+        times.append(time.perf_counter() - start)
+    return {"path": path, "rows": rows, "model_version": version, "load_seconds": round(load_seconds, 3),
+            "seconds": times, "error": error}
+
+
+# ---------------------------------------------------------------- training
+
+
+def train(spark, workdir: Path, rows: int, mode: str, reps: int, params: dict | None = None) -> dict:
+    """Time ``training.fit`` (the pipeline, or a CrossValidator search) on a cached train split."""
+    from pyspark.sql import functions as F
+
+    from spark_mlops import contract as dc
+    from spark_mlops import prepare, training
+    from spark_mlops.config import PrepareConfig, TrainConfig, build_settings
+    from spark_mlops.tables import tables_for
+
+    settings = build_settings(state_dir=str(workdir / f"train-state-{rows}"), git_commit="bench")
+    contract = dc.load_contract()
+    clean_name = settings.table_name("clean")
+    tables = tables_for(spark, settings)
+    prepare_seconds = None
+    if not tables.exists(clean_name):
+        start = time.perf_counter()
+        prepare.run(settings, PrepareConfig(input=str(training_input(workdir, rows)), min_rows=1))
+        prepare_seconds = round(time.perf_counter() - start, 3)
+    data = tables.read(clean_name).where(F.col(dc.SPLIT_COLUMN) == "train").cache()
+    train_rows = data.count()
+    if mode == "cv":
+        conf = TrainConfig(params=params or {}, cv_folds=2, grid={"maxDepth": [4, 6]})
+    else:
+        conf = TrainConfig(params=params or {})
+    times: list[float] = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        training.fit(data, contract, conf)
+        times.append(time.perf_counter() - start)
+    data.unpersist()
+    return {"rows": rows, "train_rows": train_rows, "mode": mode, "seconds": times,
+            "prepare_seconds": prepare_seconds,
+            "config": {"classifier": conf.classifier, "cv_folds": conf.cv_folds, "grid": conf.grid}}
+
+
+def imports() -> float:
+    """Seconds to import what the demo's steps import (run in a fresh process)."""
+    start = time.perf_counter()
+    import spark_mlops.bundle.runner  # noqa: F401
+    import spark_mlops.prepare  # noqa: F401
+    import spark_mlops.promotion  # noqa: F401
+    import spark_mlops.scoring  # noqa: F401
+    import spark_mlops.training  # noqa: F401
+    import spark_mlops.validation  # noqa: F401
+
+    return time.perf_counter() - start
