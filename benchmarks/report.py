@@ -76,6 +76,9 @@ def render(res: dict) -> str:
         "Figures are medians with the spread (min-max) of the repetitions in brackets. "
         "Peak RSS is Python + Java + workers together.",
         "",
+        *[f"Pieces {', '.join(r['pieces'])} were measured in a separate run (git {r.get('git_commit')}), load "
+          f"average {r.get('load_average_at_start')} at its start." for r in res.get("runs", [])],
+        "",
         "## Targets",
         "",
         "| Target | Measured | Met |",

@@ -206,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=None, help="result file name (default latest, quick: raw/quick)")
     parser.add_argument("--merge", action="store_true",
                         help="keep the other pieces of an existing result file, replace only those run now")
+    parser.add_argument("--include", action="append", default=[], metavar="JSON",
+                        help="with --merge: also take the pieces of another result file (e.g. a separate demo run)")
     args = parser.parse_args(argv)
     pieces = [x.strip() for x in args.only.split(",") if x.strip()]
     unknown = sorted(set(pieces) - set(PIECES))
@@ -218,8 +220,14 @@ def main(argv: list[str] | None = None) -> int:
     target = RESULTS / f"{name}.json"
     results: dict = json.loads(target.read_text()) if args.merge and target.exists() else {}
     machine = measure.machine()
-    if results:  # one load average per piece run: each piece records its own as well
-        results.setdefault("runs", []).append({"pieces": pieces, **machine})
+    if results:  # the pieces kept from the earlier run, with that run's machine state
+        kept = [k for k in PIECES if k in results and k not in pieces]
+        results.setdefault("runs", []).append({"pieces": kept, **results["machine"]})
+    for extra in args.include if args.merge else []:
+        other = json.loads(Path(extra).read_text())
+        results.update({k: other[k] for k in PIECES if k in other})
+        results.setdefault("runs", []).append({"pieces": [k for k in PIECES if k in other], "from": extra,
+                                               **other["machine"]})
     results.update({"started_at": datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick,
                     "plan": p, "machine": machine})
     started = time.perf_counter()
