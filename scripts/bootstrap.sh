@@ -39,8 +39,10 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 if [ "$(cat "$VENV/.installed" 2>/dev/null)" != "$(stamp_of)" ]; then
   echo "bootstrap: installing spark-mlops[dev] (pinned runtime: pyspark 4.1, mlflow 3.8.1); first time takes a few minutes" >&2
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[dev]"
+  # (pip warnings about index locations configured on some machines but absent are dropped)
+  quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
+  quiet "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+  quiet "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[dev]"
   stamp_of > "$VENV/.installed"
 fi
 export PATH="$VENV/bin:$PATH"
