@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+PIECES = ("imports", "scoring", "training", "demo", "tests")
+
 DEMO_SPANS = (  # (span name, label); indented labels are parts of the step above them
     ("spark.start", "Spark start (inside the first step)"),
     ("step.prepare", "prepare (incl. Spark start, first imports)"),
@@ -76,8 +78,9 @@ def render(res: dict) -> str:
         "Figures are medians with the spread (min-max) of the repetitions in brackets. "
         "Peak RSS is Python + Java + workers together.",
         "",
-        *[f"Pieces {', '.join(r['pieces'])} were measured in a separate run (git {r.get('git_commit')}), load "
-          f"average {r.get('load_average_at_start')} at its start." for r in res.get("runs", [])],
+        "; ".join(f"{k} measured at {res[k]['measured']['started_at']} (git {res[k]['measured']['git_commit']}, "
+                  f"load {res[k]['measured']['load_average_at_start']})"
+                  for k in PIECES if isinstance(res.get(k), dict) and "measured" in res[k]),
         "",
         "## Targets",
         "",

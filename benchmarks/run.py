@@ -220,14 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     target = RESULTS / f"{name}.json"
     results: dict = json.loads(target.read_text()) if args.merge and target.exists() else {}
     machine = measure.machine()
-    if results:  # the pieces kept from the earlier run, with that run's machine state
-        kept = [k for k in PIECES if k in results and k not in pieces]
-        results.setdefault("runs", []).append({"pieces": kept, **results["machine"]})
     for extra in args.include if args.merge else []:
         other = json.loads(Path(extra).read_text())
         results.update({k: other[k] for k in PIECES if k in other})
-        results.setdefault("runs", []).append({"pieces": [k for k in PIECES if k in other], "from": extra,
-                                               **other["machine"]})
     results.update({"started_at": datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick,
                     "plan": p, "machine": machine})
     started = time.perf_counter()
@@ -236,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     for piece in pieces:
         if piece == "tests" and not p["tests"]:
             continue
-        results[piece] = runners[piece](workdir, p)
+        when = {"git_commit": machine["git_commit"], "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "load_average_at_start": measure.load_average()}
+        results[piece] = {**runners[piece](workdir, p), "measured": when}
     results["machine"]["load_average_at_end"] = measure.load_average()
     results["total_seconds"] = round(time.perf_counter() - started, 1)
     target.parent.mkdir(parents=True, exist_ok=True)
