@@ -32,27 +32,24 @@ def settings_for(workdir: Path):
                           git_commit="bench")
 
 
-def scoring_input(workdir: Path, rows: int) -> Path:
-    """The parquet folder of ``rows`` unlabelled synthetic rows (written once, reused)."""
+def _synthetic_input(workdir: Path, kind: str, rows: int, seed: int, with_label: bool) -> Path:
+    """A parquet folder of ``rows`` synthetic rows, written once and reused across runs."""
     from spark_mlops import synthetic
 
-    path = workdir / "data" / f"score-{rows}"
+    path = workdir / "data" / f"{kind}-{rows}"
     if not (path / "_DONE").exists():
         shutil.rmtree(path, ignore_errors=True)
-        synthetic.write(str(path), rows=rows, seed=SCORE_SEED, fmt="parquet", with_label=False)
+        synthetic.write(str(path), rows=rows, seed=seed, fmt="parquet", with_label=with_label)
         (path / "_DONE").write_text("")
     return path
+
+
+def scoring_input(workdir: Path, rows: int) -> Path:
+    return _synthetic_input(workdir, "score", rows, SCORE_SEED, with_label=False)
 
 
 def training_input(workdir: Path, rows: int) -> Path:
-    from spark_mlops import synthetic
-
-    path = workdir / "data" / f"train-{rows}"
-    if not (path / "_DONE").exists():
-        shutil.rmtree(path, ignore_errors=True)
-        synthetic.write(str(path), rows=rows, seed=TRAIN_SEED, fmt="parquet", with_label=True)
-        (path / "_DONE").write_text("")
-    return path
+    return _synthetic_input(workdir, "train", rows, TRAIN_SEED, with_label=True)
 
 
 def setup_champion(spark, workdir: Path, rows: int = 10_000, params: dict | None = None) -> dict:
