@@ -26,17 +26,21 @@ def fake(tmp_path: Path) -> FakeDatabricks:
 # ---------------------------------------------------------------- bundle-integration.sh
 
 
+# Every step runs, in this order, whether release passes or fails: destroy always comes last.
+FULL_INTEGRATION_SEQUENCE = [
+    ["bundle", "validate", "-t", "staging"],
+    ["bundle", "validate", "-t", "prod"],
+    ["bundle", "deploy", "-t", "test", *SUFFIX],
+    ["bundle", "run", "training", "-t", "test", *SUFFIX],
+    ["bundle", "run", "release", "-t", "test", *SUFFIX],
+    ["bundle", "destroy", "-t", "test", *SUFFIX, "--auto-approve"],
+]
+
+
 def test_integration_passing_run_calls_the_cli_in_order(fake: FakeDatabricks) -> None:
     result = run_script("bundle-integration.sh", *INTEGRATION_ARGS, env=fake.env(**PR_ENV))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert fake.calls() == [
-        ["bundle", "validate", "-t", "staging"],
-        ["bundle", "validate", "-t", "prod"],
-        ["bundle", "deploy", "-t", "test", *SUFFIX],
-        ["bundle", "run", "training", "-t", "test", *SUFFIX],
-        ["bundle", "run", "release", "-t", "test", *SUFFIX],
-        ["bundle", "destroy", "-t", "test", *SUFFIX, "--auto-approve"],
-    ]
+    assert fake.calls() == FULL_INTEGRATION_SEQUENCE
     assert "bundle integration passed" in result.stdout
 
 
@@ -44,14 +48,7 @@ def test_integration_failing_release_still_destroys_and_reports(fake: FakeDatabr
     result = run_script("bundle-integration.sh", *INTEGRATION_ARGS, env=fake.env("bundle run release", **PR_ENV))
     out = result.stdout + result.stderr
     assert result.returncode != 0
-    assert fake.calls() == [
-        ["bundle", "validate", "-t", "staging"],
-        ["bundle", "validate", "-t", "prod"],
-        ["bundle", "deploy", "-t", "test", *SUFFIX],
-        ["bundle", "run", "training", "-t", "test", *SUFFIX],
-        ["bundle", "run", "release", "-t", "test", *SUFFIX],
-        ["bundle", "destroy", "-t", "test", *SUFFIX, "--auto-approve"],
-    ]
+    assert fake.calls() == FULL_INTEGRATION_SEQUENCE
     assert "job 'release' (target test) failed with exit code 1" in out
     assert "Run URL: https://adb-1234567890123456.7.azuredatabricks.net/?o=1234567890123456#job/101/run/202" in out
     assert "Task reject failed" in out
