@@ -8,18 +8,18 @@ local mode: two sqlite files under a git-ignored ``.mlops/`` folder.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spark_mlops.constants import CHALLENGER_ALIAS, CHAMPION_ALIAS  # noqa: F401 (re-exported)
 from spark_mlops.errors import ConfigError
 
 DEFAULT_STATE_DIR = ".mlops"
 DEFAULT_MODEL_NAME = "diabetes_classifier"
 DEFAULT_EXPERIMENT = "spark-mlops"
 DEFAULT_SCHEMA = "mlops"
-CHALLENGER_ALIAS = "challenger"
-CHAMPION_ALIAS = "champion"
 
 # Environment variables read when the matching flag is not given.
 ENV = {
@@ -40,6 +40,16 @@ ENV = {
 
 def on_databricks() -> bool:
     return "DATABRICKS_RUNTIME_VERSION" in os.environ
+
+
+# user:password@ in any scheme://, and token-like query parameters.
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+_SECRET_QUERY = re.compile(r"(?P<key>[?&](?:token|access_token|password|secret|sig|signature|key)=)[^&\s]+", re.I)
+
+
+def redact(text: str) -> str:
+    """``text`` with credentials in URIs replaced by ``***``: safe to store as a tag or print."""
+    return _SECRET_QUERY.sub(r"\g<key>***", _USERINFO.sub(r"\g<scheme>***@", str(text)))
 
 
 @dataclass(frozen=True)
@@ -194,6 +204,37 @@ def parse_number(value: str, what: str) -> float | int:
         raise ConfigError(f"{what}: {value!r} is not a number") from exc
 
 
+def gate_thresholds(minimums: str | None, stricter: str | None) -> dict[str, float]:
+    """The thresholds a candidate must meet: the fixed minimums, raised (never lowered) per run.
+
+    ``minimums`` come from a bundle variable (fixed per target); ``stricter`` from a job
+    parameter that anyone allowed to "run now with different parameters" can change, so it may
+    only tighten the gate. An empty set of minimums is a configuration error, not "no gate".
+    """
+    floor = {k: float(parse_number(v, f"--min-thresholds {k}")) for k, v in parse_key_values(minimums, "--min-thresholds").items()}
+    if not floor:
+        raise ConfigError("--min-thresholds is empty: the release gate needs at least one minimum "
+                          "(e.g. 'areaUnderROC=0.75'); an empty gate would pass every model")
+    wanted = {k: float(parse_number(v, f"--thresholds {k}")) for k, v in parse_key_values(stricter, "--thresholds").items()}
+    lower = {k: (v, floor[k]) for k, v in wanted.items() if k in floor and v < floor[k]}
+    if lower:
+        detail = ", ".join(f"{k}={v} < minimum {m}" for k, (v, m) in lower.items())
+        raise ConfigError(f"--thresholds may only raise the fixed minimums: {detail}")
+    return {**floor, **wanted}
+
+
+def gate_tolerance(maximum: float, wanted: str | float | None) -> float:
+    """How much worse than the champion a candidate may be: a run may only lower the maximum."""
+    if maximum < 0:
+        raise ConfigError(f"--max-tolerance must be >= 0, found {maximum}")
+    if wanted in (None, ""):
+        return float(maximum)
+    value = float(parse_number(str(wanted), "--tolerance"))
+    if value < 0 or value > maximum:
+        raise ConfigError(f"--tolerance {value}: must be between 0 and the fixed maximum {maximum}")
+    return value
+
+
 @dataclass(frozen=True)
 class PrepareConfig:
     input: str
@@ -229,6 +270,8 @@ class PromoteConfig:
     version: str | None = None  # None = the version behind @challenger
     reason: str = ""
     stages: bool = False  # also mirror the legacy workspace-registry stages
+    # The verdict's recorded metrics must meet these again at promotion time.
+    min_thresholds: dict[str, float] = field(default_factory=lambda: {"areaUnderROC": 0.75, "accuracy": 0.7})
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from spark_mlops import contract as dc
-from spark_mlops import task_values
 from spark_mlops.config import PrepareConfig, Settings
 from spark_mlops.errors import DataContractError
 from spark_mlops.spark import get_spark
@@ -157,9 +156,6 @@ def run(settings: Settings, conf: PrepareConfig) -> PrepareResult:
         f"prepare: {result.rows_in} rows in -> {result.rows_clean} clean ({result.clean_table}), "
         f"{result.rows_quarantined} quarantined ({result.quarantine_table}); classes {result.class_counts}"
     )
-    tv = task_values.current()
-    tv.set("rows_clean", result.rows_clean)
-    tv.set("rows_quarantined", result.rows_quarantined)
     return result
 
 
@@ -219,7 +215,4 @@ def check_batch(settings: Settings, source: str, *, max_rejected_fraction: float
             f"{max_rejected_fraction:.0%}); first reasons: "
             f"{[r[0] for r in checked.where(F.col(dc.REASON_COLUMN).isNotNull()).select(dc.REASON_COLUMN).limit(3).collect()]}"
         )
-    tv = task_values.current()
-    tv.set("rows", rows)
-    tv.set("rows_rejected", rejected)
     return rows, rejected

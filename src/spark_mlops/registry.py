@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from dataclasses import dataclass
 
 import mlflow
@@ -17,7 +18,8 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from spark_mlops.config import CHALLENGER_ALIAS, CHAMPION_ALIAS, Settings
+from spark_mlops import text
+from spark_mlops.config import CHALLENGER_ALIAS, CHAMPION_ALIAS, Settings, redact
 from spark_mlops.errors import RegistryError
 
 MODEL_ARTIFACT_PATH = "model"
@@ -27,25 +29,41 @@ def client(settings: Settings) -> MlflowClient:
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
 
 
-def _is_missing(exc: MlflowException) -> bool:
-    return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE")
+def is_unity_catalog(settings: Settings) -> bool:
+    return settings.registry_uri.startswith("databricks-uc")
+
+
+def is_missing(exc: MlflowException) -> bool:
+    """True only for "does not exist". Anything else (permissions, network, a server error) is a
+    registry failure, never read as "absent": a gate that mistook an outage for "no champion" would
+    skip the champion comparison and fail open."""
+    if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+        return True
+    # The sqlite/SQL store reports a missing alias as INVALID_PARAMETER_VALUE
+    # (mlflow/store/model_registry/sqlalchemy_store.py, get_model_version_by_alias).
+    return exc.error_code == "INVALID_PARAMETER_VALUE" and "alias" in str(exc) and "not found" in str(exc)
+
+
+def failure(settings: Settings, what: str, exc: Exception) -> RegistryError:
+    """A registry call failed for a reason other than "does not exist": exit 4, credentials redacted."""
+    return RegistryError(redact(f"{what} in {settings.registry_uri} failed: {exc}"))
 
 
 def alias_version(settings: Settings, alias: str) -> str | None:
-    """The version behind ``@alias``, or None when the model or the alias does not exist."""
+    """The version behind ``@alias``; None only when the model or the alias does not exist."""
     try:
         # str(): stores disagree on whether a version number is an int or a string.
         return str(client(settings).get_model_version_by_alias(settings.model_name, alias).version)
     except MlflowException as exc:
-        if _is_missing(exc):
+        if is_missing(exc):
             return None
-        raise
+        raise failure(settings, f"looking up {settings.model_name}@{alias}", exc) from exc
 
 
 def require_alias(settings: Settings, alias: str, hint: str) -> str:
     version = alias_version(settings, alias)
     if version is None:
-        raise RegistryError(f"model {settings.model_name} has no @{alias} in {settings.registry_uri}; {hint}")
+        raise RegistryError(redact(f"model {settings.model_name} has no @{alias} in {settings.registry_uri}; {hint}"))
     return version
 
 
@@ -53,9 +71,33 @@ def get_version(settings: Settings, version: str) -> ModelVersion:
     try:
         return client(settings).get_model_version(settings.model_name, str(version))
     except MlflowException as exc:
-        if _is_missing(exc):
+        if is_missing(exc):
             raise RegistryError(f"model {settings.model_name} has no version {version}") from exc
-        raise
+        raise failure(settings, f"reading {settings.model_name} v{version}", exc) from exc
+
+
+READY = "READY"
+REGISTRATION_TIMEOUT_S = 600.0
+
+
+def await_ready(settings: Settings, version: str, *, timeout_s: float = REGISTRATION_TIMEOUT_S) -> ModelVersion:
+    """Wait until a new version is READY. Unity Catalog creates versions as PENDING_REGISTRATION
+    while their files upload; setting an alias on one before then can point at a model that
+    never finishes registering (docs: MLflow model registry, ModelVersionStatus)."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.2
+    while True:
+        mv = get_version(settings, version)
+        status = str(mv.status or READY)
+        if status == READY:
+            return mv
+        if status == "FAILED_REGISTRATION":
+            raise RegistryError(f"{settings.model_name} v{version} failed to register: "
+                                f"{mv.status_message or 'no message'}")
+        if time.monotonic() > deadline:
+            raise RegistryError(f"{settings.model_name} v{version} is still {status} after {timeout_s:.0f}s")
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 def model_uri(settings: Settings, version: str) -> str:
@@ -88,24 +130,40 @@ def load_spark_model(settings: Settings, version: str):
 def set_tags(settings: Settings, version: str, tags: dict[str, object]) -> None:
     c = client(settings)
     for key, value in tags.items():
-        c.set_model_version_tag(settings.model_name, str(version), key, _tag_value(value))
+        try:
+            c.set_model_version_tag(settings.model_name, str(version), key, _tag_value(value))
+        except MlflowException as exc:
+            raise failure(settings, f"tagging {settings.model_name} v{version} ({key})", exc) from exc
+
+
+def delete_tags(settings: Settings, version: str, keys: tuple[str, ...]) -> None:
+    c = client(settings)
+    for key in keys:
+        try:
+            c.delete_model_version_tag(settings.model_name, str(version), key)
+        except MlflowException as exc:
+            if not is_missing(exc):
+                raise failure(settings, f"clearing tag {key} of {settings.model_name} v{version}", exc) from exc
 
 
 def _tag_value(value: object) -> str:
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    # Tags outlive the run and are readable by everyone who can read the model: no credentials.
+    return redact(value if isinstance(value, str) else json.dumps(value, sort_keys=True))
 
 
 def register(settings: Settings, run_id: str, model_uri_in_run: str, tags: dict[str, str]) -> ModelVersion:
     """Register the model logged by ``run_id`` and return exactly the version this call created."""
     lineage = {
         "training_run_id": run_id,
-        "training_tracking_uri": settings.tracking_uri,
+        "training_tracking_uri": redact(settings.tracking_uri),
         **settings.run_tags(),
         **tags,
     }
     if settings.separate_registry and settings.registry_uri.startswith(("http://", "https://")):
-        return _register_by_copy(settings, model_uri_in_run, lineage)
-    return mlflow.register_model(model_uri_in_run, settings.model_name, tags=lineage, await_registration_for=0)
+        created = _register_by_copy(settings, model_uri_in_run, lineage)
+    else:
+        created = mlflow.register_model(model_uri_in_run, settings.model_name, tags=lineage, await_registration_for=0)
+    return await_ready(settings, str(created.version))
 
 
 def _register_by_copy(settings: Settings, model_uri_in_run: str, lineage: dict[str, str]) -> ModelVersion:
@@ -141,7 +199,10 @@ def _register_by_copy(settings: Settings, model_uri_in_run: str, lineage: dict[s
 
 
 def set_alias(settings: Settings, alias: str, version: str) -> None:
-    client(settings).set_registered_model_alias(settings.model_name, alias, str(version))
+    try:
+        client(settings).set_registered_model_alias(settings.model_name, alias, str(version))
+    except MlflowException as exc:
+        raise failure(settings, f"setting {settings.model_name}@{alias} -> v{version}", exc) from exc
 
 
 @dataclass(frozen=True)
@@ -151,53 +212,124 @@ class VersionRow:
     tags: dict[str, str]
     run_id: str | None
     created: int
+    status: str
+
+
+def _version_numbers(c: MlflowClient, name: str) -> list[str]:
+    """Every version of ``name``, all pages. On Unity Catalog the search results carry no tags
+    (``ModelVersionSearch.tags`` raises, mlflow/entities/model_registry/model_version_search.py),
+    so only the numbers are taken from them."""
+    numbers: list[str] = []
+    token = None
+    while True:
+        page = c.search_model_versions(f"name='{name}'", page_token=token)
+        numbers.extend(str(mv.version) for mv in page)
+        token = getattr(page, "token", None)
+        if not token:
+            return numbers
 
 
 def versions(settings: Settings) -> list[VersionRow]:
     c = client(settings)
     try:
         model = c.get_registered_model(settings.model_name)
+        # The registered model carries the aliases (search results leave them empty).
+        by_version: dict[str, list[str]] = {}
+        for alias, version in (model.aliases or {}).items():
+            by_version.setdefault(str(version), []).append(alias)
+        rows = []
+        for number in _version_numbers(c, settings.model_name):
+            mv = c.get_model_version(settings.model_name, number)  # with its tags, on every store
+            rows.append(VersionRow(number, sorted(by_version.get(number, [])), dict(mv.tags or {}), mv.run_id,
+                                   mv.creation_timestamp, str(mv.status or READY)))
     except MlflowException as exc:
-        if _is_missing(exc):
+        if is_missing(exc):
             return []
-        raise
-    # search_model_versions leaves aliases empty; the registered model carries them.
-    by_version: dict[str, list[str]] = {}
-    for alias, version in (model.aliases or {}).items():
-        by_version.setdefault(str(version), []).append(alias)
-    rows = [
-        VersionRow(str(mv.version), sorted(by_version.get(str(mv.version), [])), dict(mv.tags or {}), mv.run_id,
-                   mv.creation_timestamp)
-        for mv in c.search_model_versions(f"name='{settings.model_name}'")
-    ]
+        raise failure(settings, f"listing versions of {settings.model_name}", exc) from exc
     return sorted(rows, key=lambda r: int(r.version))
+
+
+# Tags shown by `status` and returned by `status --json`, grouped.
+VERDICT_KEYS = ("validation_status", "validation_metrics", "validation_champion_version", "validation_run_id",
+                "validated_at", "validation_failures", "validation_model_name", "validation_job_run_id",
+                "validation_thresholds", "validation_tolerance", "release_status", "rejected_at",
+                "rejection_reason")
+PROMOTION_KEYS = ("promoted_at", "promoted_by", "promotion_reason", "previous_champion_version",
+                  "rolled_back_at", "rolled_back_by", "rolled_back_to", "rollback_reason", "restored_at",
+                  "restored_by", "restored_from")
+LINEAGE_KEYS = ("training_run_id", "training_tracking_uri", "training_experiment_id", "git_commit", "bundle_target",
+                "job_run_id", "classifier", "contract", "registry_copy_run_id", "deployed_from",
+                "deployed_from_model", "deployed_from_version", "deployed_from_validation_run_id",
+                "deployed_by_job_run_id", "deployed_at")
+MONITORING_KEYS = ("monitoring_last_batch", "monitoring_last_verdict", "monitoring_last_at")
+
+
+def _pick(tags: dict[str, str], keys: tuple[str, ...]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key in keys:
+        if key in tags:
+            value = tags[key]
+            try:
+                out[key] = json.loads(value) if value[:1] in "{[" else value
+            except ValueError:
+                out[key] = value
+    return out
+
+
+def status_view(settings: Settings) -> dict:
+    """The registry as data: the model, its aliases, every version with verdict, promotion and lineage."""
+    rows = versions(settings)
+    aliases = {a: r.version for r in rows for a in r.aliases}
+    return {
+        "model_name": settings.model_name,
+        "registry": redact(settings.registry_uri),
+        "aliases": dict(sorted(aliases.items())),
+        "versions": [
+            {
+                "version": r.version,
+                "aliases": r.aliases,
+                "status": r.status,
+                "created_ms": r.created,
+                "run_id": r.run_id,
+                "verdict": _pick(r.tags, VERDICT_KEYS),
+                "promotion": _pick(r.tags, PROMOTION_KEYS),
+                "lineage": _pick(r.tags, LINEAGE_KEYS),
+                "monitoring": _pick(r.tags, MONITORING_KEYS),
+            }
+            for r in rows
+        ],
+    }
+
+
+def status_json(settings: Settings) -> str:
+    return json.dumps(status_view(settings), indent=2, sort_keys=False)
 
 
 def status_table(settings: Settings) -> str:
     rows = versions(settings)
+    where = redact(settings.registry_uri)
     if not rows:
-        return f"model {settings.model_name}: no versions in {settings.registry_uri}"
-    header = ("version", "aliases", "validation", "metrics", "vs champion", "promoted", "training run")
-    lines = [header]
+        return f"model {settings.model_name}: no versions in {where}"
+    table_rows = []
     for r in rows:
         t = r.tags
         metrics = json.loads(t.get("validation_metrics", "{}"))
-        lines.append((
+        monitored = (f"{t['monitoring_last_batch']}: {t.get('monitoring_last_verdict', '?')}"
+                     if "monitoring_last_batch" in t else "-")
+        table_rows.append((
             r.version,
             ",".join(f"@{a}" for a in r.aliases) or "-",
             t.get("validation_status", "-"),
             " ".join(f"{k}={v:.3f}" for k, v in sorted(metrics.items()) if k in ("areaUnderROC", "accuracy")) or "-",
             t.get("validation_champion_version", "-"),
             t.get("promoted_at", "-"),
+            t.get("deployed_from", "-"),
+            monitored,
             t.get("training_run_id", r.run_id or "-"),
         ))
-    widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
-    out = [f"model {settings.model_name} ({settings.registry_uri})"]
-    for i, row in enumerate(lines):
-        out.append("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-        if i == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    header = ("version", "aliases", "validation", "metrics", "vs champion", "promoted", "deployed from",
+              "last monitored", "training run")
+    return "\n".join([f"model {settings.model_name} ({where})", *text.table(header, table_rows)])
 
 
 __all__ = ["CHALLENGER_ALIAS", "CHAMPION_ALIAS", "register", "set_alias", "alias_version", "status_table"]

@@ -17,8 +17,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from spark_mlops import contract as dc
-from spark_mlops import evaluation, registry, task_values, tracking
-from spark_mlops.config import CHAMPION_ALIAS, ScoreConfig, Settings
+from spark_mlops import evaluation, registry, tracking
+from spark_mlops.config import CHAMPION_ALIAS, ScoreConfig, Settings, redact
+from spark_mlops.errors import NoChampion
 from spark_mlops.prepare import read_checked
 from spark_mlops.spark import get_spark
 from spark_mlops.tables import check_partition_value, is_path, tables_for
@@ -63,7 +64,11 @@ def run(settings: Settings, conf: ScoreConfig) -> ScoreResult:
     contract = dc.load_contract(settings.contract)
     batch_id = check_partition_value(conf.batch_id or default_batch_id(conf.input), "--batch-id")
     experiment_id = tracking.configure(settings)
-    version = registry.require_alias(settings, CHAMPION_ALIAS, "promote a validated version first")
+    version = registry.alias_version(settings, CHAMPION_ALIAS)
+    if version is None:
+        raise NoChampion(redact(f"model {settings.model_name} has no @{CHAMPION_ALIAS} in {settings.registry_uri} "
+                                "yet, so there is nothing to score with: run the release (or, in prod, the "
+                                "model_deployment) job first"))
     checked = read_checked(spark, settings, conf.input, contract, with_label=False)
     with span("score.load_model"):
         fitted, _ = registry.load_spark_model(settings, version)
@@ -98,7 +103,4 @@ def run(settings: Settings, conf: ScoreConfig) -> ScoreResult:
         f"v{version} into {output}, {result.rows_rejected} rejected into {rejected_table}; "
         f"positive rate {result.positive_rate:.3f}"
     )
-    tv = task_values.current()
-    tv.set("rows_out", result.rows_out)
-    tv.set("model_version", result.model_version)
     return result

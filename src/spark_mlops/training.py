@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from spark_mlops import contract as dc
-from spark_mlops import evaluation, model, registry, task_values, tracking
+from spark_mlops import evaluation, model, registry, tracking
 from spark_mlops.config import CHALLENGER_ALIAS, Settings, TrainConfig
 from spark_mlops.errors import ConfigError, DataContractError
 from spark_mlops.spark import get_spark
@@ -118,7 +118,6 @@ def run(settings: Settings, conf: TrainConfig) -> TrainResult:
         f"train: run {run_id}: holdout areaUnderROC={result.metrics['areaUnderROC']:.3f} "
         f"accuracy={result.metrics['accuracy']:.3f}; registered {settings.model_name} v{version} as @{CHALLENGER_ALIAS}"
     )
-    task_values.current().set("challenger_version", version)
     return TrainResult(run_id, str(version), result.metrics)
 
 

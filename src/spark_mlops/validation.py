@@ -9,7 +9,9 @@ Three kinds of checks, each a row of the verdict table:
 Metrics are computed with Spark aggregations (the holdout is never collected) and wrapped in
 MLflow ``EvaluationResult`` objects, so the gate itself is MLflow's ``MetricThreshold`` logic
 (``mlflow.validate_evaluation_results``) rather than hand-written comparisons.
-The verdict goes to tags on the model version, to an MLflow run, and to task values.
+The verdict goes to tags on the model version (bound to the registered model name and the job
+run it was reached in) and to an MLflow run. A rejection raises :class:`ValidationFailed`
+(exit 6): in a job the gate is the task's exit code, since a wheel task cannot publish task values.
 """
 
 from __future__ import annotations
@@ -26,17 +28,20 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from spark_mlops import contract as dc
-from spark_mlops import evaluation, registry, task_values, tracking
+from spark_mlops import evaluation, registry, text, tracking
 from spark_mlops.config import CHALLENGER_ALIAS, CHAMPION_ALIAS, Settings, ValidateConfig
 from spark_mlops.errors import ConfigError, DataContractError, ValidationFailed
 from spark_mlops.spark import get_spark
 from spark_mlops.tables import tables_for
 from spark_mlops.timing import span
 
-EXIT_REJECTED = ValidationFailed.exit_code
-# Task values this step sets; the release job's condition task reads ``verdict``.
-TASK_VALUES = ("verdict", "challenger_version", "rejection_reason")
 PASSED, FAILED = "passed", "failed"
+# Tags that make up a verdict. A copy of a version into another registered model carries every tag
+# (MlflowClient.copy_model_version), so these are cleared on the copy and the verdict is also bound
+# to the model name it was reached under.
+VERDICT_TAGS = ("validation_status", "validation_metrics", "validation_champion_version", "validation_run_id",
+                "validated_at", "validation_failures", "validation_model_name", "validation_job_run_id",
+                "validation_thresholds", "validation_tolerance")
 
 
 @dataclass(frozen=True)
@@ -69,12 +74,8 @@ class ValidationReport:
         return "; ".join(f"{c.name}: found {c.found}, expected {c.expected}" for c in self.failures)
 
     def table(self) -> str:
-        rows = [("check", "found", "expected", "result")] + [
-            (c.name, c.found, c.expected, "PASS" if c.passed else "FAIL") for c in self.checks
-        ]
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-        lines.insert(1, "  ".join("-" * w for w in widths))
+        lines = text.table(("check", "found", "expected", "result"),
+                           [(c.name, c.found, c.expected, "PASS" if c.passed else "FAIL") for c in self.checks])
         against = f"@{CHAMPION_ALIAS} v{self.champion_version}" if self.champion_version else f"no @{CHAMPION_ALIAS}"
         verdict = "PASSED" if self.passed else "REJECTED"
         return "\n".join(
@@ -159,6 +160,8 @@ def _evaluate_version(settings: Settings, version: str, holdout: DataFrame, cont
 
 
 def run(settings: Settings, conf: ValidateConfig) -> ValidationReport:
+    if not conf.thresholds:
+        raise ConfigError("no thresholds: the release gate needs at least one minimum metric value")
     if conf.primary_metric not in evaluation.METRICS:
         raise ConfigError(f"--primary-metric {conf.primary_metric!r}: known metrics {list(evaluation.METRICS)}")
     spark = get_spark(settings)
@@ -187,10 +190,8 @@ def run(settings: Settings, conf: ValidateConfig) -> ValidationReport:
 
     _record(settings, conf, report, experiment_id)
     print(report.table())
-    tv = task_values.current()
-    tv.set("verdict", PASSED if report.passed else FAILED)
-    tv.set("challenger_version", str(version))
-    tv.set("rejection_reason", report.reason())
+    if not report.passed and not conf.report_only:
+        raise ValidationFailed(f"{settings.model_name} v{version} was rejected: {report.reason()}")
     return report
 
 
@@ -217,4 +218,11 @@ def _record(settings: Settings, conf: ValidateConfig, report: ValidationReport, 
         "validation_run_id": report.run_id,
         "validated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "validation_failures": report.reason() or "-",
+        # What the verdict is bound to: promotion checks both, so a verdict copied into another
+        # model, or reached in another job run, does not count.
+        "validation_model_name": settings.model_name,
+        "validation_job_run_id": settings.job_run_id or "-",
+        # The gate it was reached under: promotion re-checks the metrics against the fixed minimums.
+        "validation_thresholds": conf.thresholds,
+        "validation_tolerance": conf.tolerance,
     })

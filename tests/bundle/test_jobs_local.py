@@ -39,9 +39,7 @@ def test_training_release_and_batch_inference_in_sequence(local_bundle, spark):
 
     release = run(bundle, view, "release")
     assert release.ok, release.summary()
-    assert release.statuses() == {"validate": "SUCCESS", "gate": "SUCCESS", "promote": "SUCCESS",
-                                  "reject": "EXCLUDED"}
-    assert release.value("validate", "verdict") == "passed"
+    assert release.statuses() == {"validate": "SUCCESS", "promote": "SUCCESS", "record_rejection": "EXCLUDED"}
     assert str(client(view).get_model_version_by_alias(view.model_name, "champion").version) == "1"
 
     scoring = run(bundle, view, "batch_inference", batch_id="nightly-1")
@@ -57,11 +55,26 @@ def test_a_rejected_challenger_fails_the_release_and_leaves_the_champion(local_b
     assert run(bundle, view, "training").ok  # v2
     release = run(bundle, view, "release", thresholds="areaUnderROC=0.99")
     assert not release.ok and release.exit_code == 1
-    assert release.statuses() == {"validate": "SUCCESS", "gate": "SUCCESS", "promote": "EXCLUDED",
-                                  "reject": "FAILED"}
-    assert "areaUnderROC >= 0.99" in release.value("validate", "rejection_reason")
-    assert release.tasks["reject"].error == "exited with code 6"
-    assert "v2 was rejected and not promoted (@champion stays 1)" in capsys.readouterr().err
+    # The rejection: validate fails with exit 6, promote never runs, record_rejection succeeds.
+    assert release.statuses() == {"validate": "FAILED", "promote": "UPSTREAM_FAILED", "record_rejection": "SUCCESS"}
+    assert release.tasks["validate"].error == "exited with code 6"
+    assert "v2 was rejected and not promoted (@champion stays 1)" in capsys.readouterr().out
     c = client(view)
     assert str(c.get_model_version_by_alias(view.model_name, "champion").version) == "1"
-    assert c.get_model_version(view.model_name, "2").tags["release_status"] == "rejected"
+    tags = c.get_model_version(view.model_name, "2").tags
+    assert tags["release_status"] == "rejected"
+    assert "areaUnderROC >= 0.99" in tags["rejection_reason"]
+
+
+def test_a_crashed_validate_is_not_recorded_as_a_rejection(local_bundle, capsys):
+    bundle, view = local_bundle
+    # A run-time parameter that tries to LOWER the fixed minimum is a configuration error (exit 2):
+    # validate stops before any verdict, and record_rejection says it crashed instead of rejecting.
+    release = run(bundle, view, "release", thresholds="areaUnderROC=0.1")
+    assert release.statuses() == {"validate": "FAILED", "promote": "UPSTREAM_FAILED", "record_rejection": "FAILED"}
+    assert release.tasks["validate"].error == "exited with code 2"
+    assert release.tasks["record_rejection"].error == "exited with code 1"
+    err = capsys.readouterr().err
+    assert "may only raise the fixed minimums: areaUnderROC=0.1 < minimum 0.75" in err
+    assert "validate reached no verdict" in err and "it crashed" in err
+    assert str(client(view).get_model_version_by_alias(view.model_name, "champion").version) == "1"

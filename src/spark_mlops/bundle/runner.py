@@ -17,8 +17,7 @@ Supported, with Databricks semantics:
   exception fails the attempt.
 * ``condition_task``: ``EQUAL_TO`` / ``NOT_EQUAL`` compare the operands as strings ("12.0" is
   not "12"); ``GREATER_THAN``, ``GREATER_THAN_OR_EQUAL``, ``LESS_THAN``, ``LESS_THAN_OR_EQUAL``
-  compare them as numbers (a non-numeric operand fails the task). Task values are serialised
-  like Databricks does (booleans as ``true``/``false``).
+  compare them as numbers (a non-numeric operand fails the task).
 * ``depends_on`` with ``outcome: "true" | "false"`` on condition tasks; ``run_if``:
   ALL_SUCCESS (default), AT_LEAST_ONE_SUCCESS, NONE_FAILED, ALL_DONE, AT_LEAST_ONE_FAILED,
   ALL_FAILED. A dependency edge is *excluded* when the dependency was excluded or when it is a
@@ -33,11 +32,18 @@ Supported, with Databricks semantics:
   ``{{job.repair_count}}``, ``{{job.parameters.<name>}}``, ``{{job.start_time.<arg>}}`` and
   ``{{job.trigger.time.<arg>}}`` (iso_date, iso_datetime, iso_weekday, is_weekday, year, month,
   day, hour, minute, second, timestamp_ms; UTC), ``{{job.trigger.type}}``, ``{{task.name}}``,
-  ``{{task.run_id}}``, ``{{task.execution_count}}``, ``{{tasks.<key>.values.<name>}}``,
+  ``{{task.run_id}}``, ``{{task.execution_count}}``,
   ``{{tasks.<key>.run_id|result_state|execution_count}}``, ``{{workspace.id|url}}``; names may
   be back-quoted. As on Databricks, text that is not a reference of a known namespace stays
   literal; a bad reference in a known namespace is an error before anything runs, naming the
   task. ``{{tasks.X...}}`` must name an upstream task of the referring one.
+
+Refused, because Databricks would not do it: ``{{tasks.<key>.values.<name>}}`` of a
+``python_wheel_task``. Task values are set with ``dbutils.jobs.taskValues.set()``, which the docs
+make available in Python notebooks only (docs: jobs/task-values); from a wheel task the SDK's
+fallback ``set()`` silently does nothing (databricks-sdk-py ``databricks/sdk/dbutils.py``), so such a
+reference would never resolve in a workspace. Gates use exit codes, ``run_if`` and conditions on
+literal operands instead.
 
 Job result (Databricks' rule): FAILED when any *leaf* task (one nothing depends on) failed or
 was UPSTREAM_FAILED; SUCCESS_WITH_FAILURES when some task failed but every leaf succeeded or
@@ -58,19 +64,19 @@ import os
 import re
 import sys
 import time
-import tomllib
 import traceback
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from importlib import import_module, metadata
+from importlib import import_module
 from pathlib import Path
 from typing import Any, TextIO
 
+from spark_mlops import text
+from spark_mlops.bundle import entry_points, graph
 from spark_mlops.errors import ConfigError
-from spark_mlops.task_values import InMemoryTaskValues, task_scope
 
 MAX_RETRY_WAIT_S = 1.0
 UNLIMITED_RETRIES_CAP = 5
@@ -124,7 +130,6 @@ class JobRunResult:
     run_id: str
     parameters: dict[str, str]  # resolved job parameters
     tasks: dict[str, TaskResult]  # in execution order
-    task_values: InMemoryTaskValues
     state: RunState
     start_time: datetime
     duration: float
@@ -138,24 +143,18 @@ class JobRunResult:
     def exit_code(self) -> int:
         return 0 if self.ok else 1
 
-    def value(self, task_key: str, name: str, default: Any = None) -> Any:
-        """A task value set during the run (``dbutils.jobs.taskValues.get`` locally)."""
-        return self.task_values.get(task_key, name, default)
-
     def statuses(self) -> dict[str, str]:
         return {k: str(t.status) for k, t in self.tasks.items()}
 
     def summary(self) -> str:
-        rows = [("task", "type", "status", "attempts", "duration")]
+        rows = []
         for t in self.tasks.values():
             status = str(t.status)
             if t.outcome is not None and t.status is TaskStatus.SUCCESS:
                 status += f" ({'true' if t.outcome else 'false'})"
             kind = {"python_wheel_task": "wheel", "condition_task": "condition"}.get(t.type, t.type)
             rows.append((t.key, kind, status, str(t.attempts), f"{t.duration:.2f}s"))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-        lines.insert(1, "  ".join("-" * w for w in widths))
+        lines = text.table(("task", "type", "status", "attempts", "duration"), rows)
         lines.append(
             f"job {self.job_key} (target {self.target}, run {self.run_id}): {self.state} "
             f"in {self.duration:.2f}s"
@@ -274,76 +273,24 @@ def _parse_tasks(job_key: str, job: dict) -> dict[str, _Task]:
     return tasks
 
 
+def _graph(tasks: dict[str, _Task]) -> dict[str, list[str]]:
+    return {k: [d for d, _ in t.deps] for k, t in tasks.items()}
+
+
 def _order(tasks: dict[str, _Task]) -> list[str]:
     """Topological order; among ready tasks the YAML order wins."""
-    done: list[str] = []
-    left = list(tasks)
-    while left:
-        ready = next((k for k in left if all(d in done for d, _ in tasks[k].deps)), None)
-        if ready is None:
-            raise ConfigError(f"circular depends_on among tasks: {', '.join(left)}")
-        done.append(ready)
-        left.remove(ready)
-    return done
+    order = graph.topological_order(_graph(tasks))
+    if order is None:
+        cycle = graph.find_cycle(_graph(tasks)) or list(tasks)
+        raise ConfigError(f"circular depends_on among tasks: {' -> '.join(cycle)}")
+    return order
 
 
 def _ancestors(tasks: dict[str, _Task], key: str) -> set[str]:
-    seen: set[str] = set()
-    stack = [d for d, _ in tasks[key].deps]
-    while stack:
-        k = stack.pop()
-        if k not in seen:
-            seen.add(k)
-            stack.extend(d for d, _ in tasks[k].deps)
-    return seen
+    return graph.ancestors(_graph(tasks), key)
 
 
 # ---------------------------------------------------------------- entry points
-
-
-def _normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def _pyproject_entry_points(root: Path) -> tuple[str | None, dict[str, str]]:
-    path = root / "pyproject.toml"
-    if not path.is_file():
-        return None, {}
-    try:
-        project = tomllib.loads(path.read_text(encoding="utf-8")).get("project") or {}
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    points: dict[str, str] = {}
-    groups = [project.get("scripts") or {}, project.get("gui-scripts") or {},
-              *((project.get("entry-points") or {}).values())]
-    for group in groups:
-        for name, target in group.items():
-            points.setdefault(name, target)
-    return project.get("name"), points
-
-
-def _entry_point(root: Path, task_key: str, wheel: dict) -> str:
-    package = wheel.get("package_name")
-    entry = wheel.get("entry_point")
-    if not package or not entry:
-        raise ConfigError(f"task {task_key!r}: python_wheel_task needs package_name and entry_point")
-    name, points = _pyproject_entry_points(root)
-    if name is not None and _normalize(name) == _normalize(package):
-        if entry not in points:
-            raise ConfigError(f"task {task_key!r}: entry point {entry!r} is not declared in "
-                              f"{root / 'pyproject.toml'} (declared: {', '.join(points) or 'none'})")
-        return points[entry]
-    try:
-        dist = metadata.distribution(package)
-    except metadata.PackageNotFoundError:
-        raise ConfigError(
-            f"task {task_key!r}: package {package!r} is neither the bundle's project "
-            f"({name or 'no pyproject.toml'}) nor an installed distribution"
-        ) from None
-    for ep in dist.entry_points:
-        if ep.name == entry:
-            return ep.value
-    raise ConfigError(f"task {task_key!r}: the installed package {package!r} has no entry point {entry!r}")
 
 
 def _load_callable(target: str) -> Any:
@@ -398,7 +345,7 @@ class _Context:
     """What dynamic value references can see during one job run."""
 
     def __init__(self, *, job_key: str, job: dict, run_id: str, start: datetime, parameters: dict[str, str],
-                 tasks: dict[str, _Task], results: dict[str, TaskResult], store: InMemoryTaskValues):
+                 tasks: dict[str, _Task], results: dict[str, TaskResult]):
         self.job_key = job_key
         self.job = job
         self.run_id = run_id
@@ -407,7 +354,6 @@ class _Context:
         self.parameters = parameters
         self.tasks = tasks
         self.results = results
-        self.store = store
         self.task_index = {k: i + 1 for i, k in enumerate(tasks)}
 
     def task_run_id(self, key: str) -> str:
@@ -473,14 +419,12 @@ class _Context:
         if task_key is not None and other not in _ancestors(self.tasks, task_key):
             raise _RefError(f"task {other!r} is not upstream of {task_key!r} (add it to depends_on)")
         if len(rest) == 2 and rest[0] == "values":
-            if check:
-                return ""
-            missing = object()
-            value = self.store.get(other, rest[1], missing)
-            if value is missing:
-                status = self.results[other].status if other in self.results else TaskStatus.PENDING
-                raise _RefError(f"task {other!r} ({status}) set no task value {rest[1]!r}")
-            return _as_text(value)
+            # Only notebook tasks can set task values (docs: jobs/task-values), and the local
+            # runner runs no notebook tasks: such a reference could never resolve here.
+            raise _RefError(f"{{{{tasks.{other}.values.{rest[1]}}}}}: task {other!r} is a "
+                            f"{self.tasks[other].type}; task values can only be set from Python notebook "
+                            "tasks (dbutils.jobs.taskValues, docs: jobs/task-values), so this would never "
+                            "resolve in a workspace; gate on exit codes, run_if or a condition on a literal")
         if rest == ["run_id"]:
             return self.task_run_id(other)
         if rest == ["result_state"]:
@@ -559,7 +503,8 @@ def plan_job(bundle: Any, job_key: str, parameters: Mapping[str, Any] | None = N
                 raise ConfigError(f"task {t.key!r}: python_wheel_task must be a mapping")
             if wheel.get("named_parameters") and wheel.get("parameters"):
                 raise ConfigError(f"task {t.key!r}: python_wheel_task has both named_parameters and parameters")
-            t.entry = _entry_point(root, t.key, wheel)
+            t.entry = entry_points.resolve(root, wheel.get("package_name"), wheel.get("entry_point"),
+                                           where=f"task {t.key!r}")
     plan = JobPlan(bundle, job_key, job, tasks, _order(tasks), declared)
     _check_references(plan)
     return plan
@@ -567,8 +512,7 @@ def plan_job(bundle: Any, job_key: str, parameters: Mapping[str, Any] | None = N
 
 def _check_references(plan: JobPlan) -> None:
     ctx = _Context(job_key=plan.job_key, job=plan.job, run_id="0", start=datetime.now(UTC),
-                   parameters=plan.parameters, tasks=plan.tasks, results={},
-                   store=InMemoryTaskValues())
+                   parameters=plan.parameters, tasks=plan.tasks, results={})
     problems: list[str] = []
     for name, value in plan.parameters.items():
         if re.search(r"\{\{\s*(job\.parameters|tasks?)\.", value):
@@ -737,11 +681,10 @@ def run_job(
     run_id = str(run_id) if run_id is not None else new_run_id()
     start = datetime.now(UTC)
     clock = time.monotonic()
-    store = InMemoryTaskValues()
     results: dict[str, TaskResult] = {}
     say = _Printer(out)
     ctx = _Context(job_key=job_key, job=plan.job, run_id=run_id, start=start, parameters={},
-                   tasks=plan.tasks, results=results, store=store)
+                   tasks=plan.tasks, results=results)
     try:
         ctx.parameters = {k: ctx.resolve(v, None) for k, v in plan.parameters.items()}
     except _RefError as exc:
@@ -761,7 +704,7 @@ def run_job(
                 result.status, result.error = status, why
                 say(f"-- {key}: {status} ({why})")
                 continue
-            _run_task(t, result, ctx, store, say)
+            _run_task(t, result, ctx, say)
 
     state_ = _job_state(plan.tasks, results)
     notes = []
@@ -772,7 +715,7 @@ def run_job(
         notes.append(f"timeout_seconds is not enforced locally ({', '.join(timeouts)})")
     result = JobRunResult(
         job_key=job_key, job_name=name, target=bundle.target, run_id=run_id, parameters=ctx.parameters,
-        tasks=results, task_values=store, state=state_, start_time=start,
+        tasks=results, state=state_, start_time=start,
         duration=time.monotonic() - clock, notes=notes,
     )
     say("")
@@ -780,14 +723,14 @@ def run_job(
     return result
 
 
-def _run_task(t: _Task, result: TaskResult, ctx: _Context, store: InMemoryTaskValues, say: _Printer) -> None:
+def _run_task(t: _Task, result: TaskResult, ctx: _Context, say: _Printer) -> None:
     clock = time.monotonic()
     say(f"-> {t.key}: started ({t.type})")
     try:
         if t.type == "condition_task":
             _run_condition(t, result, ctx)
         else:
-            _run_wheel(t, result, ctx, store, say)
+            _run_wheel(t, result, ctx, say)
     finally:
         result.duration = time.monotonic() - clock
     extra = f" -> {'true' if result.outcome else 'false'}" if result.outcome is not None else ""
@@ -809,7 +752,7 @@ def _run_condition(t: _Task, result: TaskResult, ctx: _Context) -> None:
         result.status, result.error = TaskStatus.FAILED, str(exc)
 
 
-def _run_wheel(t: _Task, result: TaskResult, ctx: _Context, store: InMemoryTaskValues, say: _Printer) -> None:
+def _run_wheel(t: _Task, result: TaskResult, ctx: _Context, say: _Printer) -> None:
     try:
         argv = _wheel_args(t, ctx)
     except _RefError as exc:  # e.g. an upstream task set no such value: retrying cannot help
@@ -818,8 +761,7 @@ def _run_wheel(t: _Task, result: TaskResult, ctx: _Context, store: InMemoryTaskV
     result.argv = argv
     for attempt in range(1, t.max_retries + 2):
         result.attempts = attempt
-        with task_scope(store, t.key):
-            error = _call_entry(t, argv)
+        error = _call_entry(t, argv)
         if error is None:
             result.status, result.error = TaskStatus.SUCCESS, None
             return

@@ -15,11 +15,8 @@ Every problem names the file, the YAML path and what was expected vs found.
 from __future__ import annotations
 
 import argparse
-import ast
-import importlib.util
 import re
 import sys
-import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,23 +24,17 @@ from typing import Any
 
 import yaml
 
-from spark_mlops.bundle import loader
+from spark_mlops import commands
+from spark_mlops.bundle import entry_points, graph, loader
 from spark_mlops.bundle.loader import Bundle, format_path, origin_of
+from spark_mlops.constants import (
+    ENTRY_POINT_GROUP,
+    NO_ACTIVE_TRIGGER_TARGETS,
+    PACKAGE_NAME,
+    PRODUCTION_TARGETS,
+    REQUIRED_TARGETS,
+)
 from spark_mlops.errors import ConfigError
-
-ENTRY_POINT_GROUP = "spark_mlops.tasks"
-PACKAGE_NAME = "spark_mlops"
-
-# Which entry point publishes which task values (dbutils.jobs.taskValues). Cross-checked with
-# spark_mlops.validation.TASK_VALUES when that module declares it.
-TASK_VALUES: dict[str, frozenset[str]] = {
-    "validate": frozenset({"verdict", "challenger_version", "rejection_reason"}),
-}
-
-# Targets this project must have, and the ones that must be locked down.
-REQUIRED_TARGETS = ("dev", "test", "staging", "prod")
-PRODUCTION_TARGETS = ("staging", "prod")
-NO_ACTIVE_TRIGGER_TARGETS = ("dev", "test")
 
 # Dynamic value references a job may use ({{...}}); anything else is probably a typo.
 _DYNAMIC = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
@@ -125,81 +116,12 @@ def _strings(node: Any, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
             yield p, v
 
 
-def pyproject_entry_points(root: Path) -> tuple[dict[str, str] | None, str]:
-    path = root / "pyproject.toml"
-    if not path.is_file():
-        return None, "pyproject.toml"
-    with path.open("rb") as fh:
-        data = tomllib.load(fh)
-    eps = (data.get("project") or {}).get("entry-points") or {}
-    return dict(eps.get(ENTRY_POINT_GROUP) or {}), "pyproject.toml"
-
-
-def _subcommands() -> dict[str, argparse.ArgumentParser]:
-    from spark_mlops.cli import build_parser
-
-    parser = build_parser()
-    for action in parser._actions:  # argparse keeps subparsers as a private action type
-        if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
-    return {}
-
-
-def _options(parser: argparse.ArgumentParser) -> tuple[set[str], set[str]]:
-    """(all long options, required long options) of a subcommand."""
-    options: set[str] = set()
-    required: set[str] = set()
-    for action in parser._actions:
-        longs = [o for o in action.option_strings if o.startswith("--")]
-        options.update(longs)
-        if action.required and longs:
-            required.add(longs[0])
-    return options, required
-
-
-def declared_task_values() -> tuple[dict[str, frozenset[str]], str | None]:
-    """TASK_VALUES, with ``validate`` taken from spark_mlops.validation.TASK_VALUES when declared.
-
-    The module is read with ``ast`` rather than imported, so that no Spark/MLflow import happens.
-    Returns (map, note) where note describes a disagreement between the two, if any.
-    """
-    try:
-        spec = importlib.util.find_spec("spark_mlops.validation")
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.origin or not Path(spec.origin).is_file():
-        return dict(TASK_VALUES), None
-    return task_values_from_source(Path(spec.origin))
-
-
-def task_values_from_source(path: Path) -> tuple[dict[str, frozenset[str]], str | None]:
-    """See :func:`declared_task_values`; ``path`` is the validation module's source file."""
-    values = dict(TASK_VALUES)
-    try:
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-    except (OSError, SyntaxError):
-        return values, None
-    found: Any = None
-    for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
-            node, ast.AnnAssign) else []
-        if any(isinstance(t, ast.Name) and t.id == "TASK_VALUES" for t in targets) and node.value is not None:
-            found = node.value
-    if found is None:
-        return values, None
-    if isinstance(found, ast.Call) and isinstance(found.func, ast.Name) and found.args:
-        found = found.args[0]  # frozenset({...}), tuple([...])
-    try:
-        literal = ast.literal_eval(found)
-    except ValueError:
-        return values, None
-    keys = frozenset(str(k) for k in literal)
-    note = None
-    if keys != values["validate"]:
-        note = (f"spark_mlops.validation.TASK_VALUES is {sorted(keys)}, the declared map in "
-                f"spark_mlops.bundle.validate has {sorted(values['validate'])}; using the module's")
-    values["validate"] = keys
-    return values, note
+def project_entry_points(root: Path) -> dict[str, str] | None:
+    """The wheel's entry points by name (any group, as Databricks looks them up), or None
+    when the bundle has no pyproject.toml."""
+    if not (root / "pyproject.toml").is_file():
+        return None
+    return entry_points.project_entry_points(root)[1]
 
 
 # ---------------------------------------------------------------- 1. schema
@@ -335,9 +257,8 @@ def _effective_pause(bundle: Bundle, job: dict, section: str) -> str:
     return "PAUSED" if bundle.mode == "development" else "UNPAUSED"
 
 
-def check_bundle_target(bundle: Bundle, root: Path, report: Report, entry_points: dict[str, str] | None,
-                        subcommands: dict[str, argparse.ArgumentParser],
-                        task_values: dict[str, frozenset[str]]) -> None:
+def check_bundle_target(bundle: Bundle, root: Path, report: Report, wheel_entry_points: dict[str, str] | None,
+                        subcommands: dict[str, argparse.ArgumentParser]) -> None:
     from databricks.bundles.jobs import Job
 
     target = bundle.target
@@ -366,7 +287,7 @@ def check_bundle_target(bundle: Bundle, root: Path, report: Report, entry_points
                                f"[target {target}] expected PAUSED (no active {section} outside prod), "
                                f"found UNPAUSED{how}")
 
-        _check_tasks(bundle, job, jpath, file, report, entry_points, subcommands, task_values)
+        _check_tasks(bundle, job, jpath, file, report, wheel_entry_points, subcommands)
 
 
 def _written(bundle: Bundle, path: tuple) -> Any:
@@ -391,8 +312,8 @@ def _split_where(where: str) -> tuple[str, str]:
 
 
 def _check_tasks(bundle: Bundle, job: dict, jpath: tuple, file: str, report: Report,
-                 entry_points: dict[str, str] | None, subcommands: dict[str, argparse.ArgumentParser],
-                 task_values: dict[str, frozenset[str]]) -> None:
+                 wheel_entry_points: dict[str, str] | None,
+                 subcommands: dict[str, argparse.ArgumentParser]) -> None:
     tasks = [t for t in job.get("tasks") or [] if isinstance(t, dict)]
     keys = [t.get("task_key") for t in tasks]
     by_key = {t.get("task_key"): t for t in tasks}
@@ -400,10 +321,10 @@ def _check_tasks(bundle: Bundle, job: dict, jpath: tuple, file: str, report: Rep
     params = {p.get("name") for p in job.get("parameters") or [] if isinstance(p, dict)}
 
     # depends_on
-    graph: dict[str, list[str]] = {}
+    task_graph: dict[str, list[str]] = {}
     for i, task in enumerate(tasks):
         tpath = (*jpath, "tasks", i)
-        graph[task.get("task_key")] = []
+        task_graph[task.get("task_key")] = []
         for j, dep in enumerate(task.get("depends_on") or []):
             dkey = dep.get("task_key") if isinstance(dep, dict) else None
             if dkey not in by_key:
@@ -411,7 +332,7 @@ def _check_tasks(bundle: Bundle, job: dict, jpath: tuple, file: str, report: Rep
                            f"depends on {dkey!r}, which is not a task of this job; expected one of: "
                            f"{', '.join(k for k in keys if k != task.get('task_key'))}")
                 continue
-            graph[task.get("task_key")].append(dkey)
+            task_graph[task.get("task_key")].append(dkey)
             if "outcome" in dep and "condition_task" not in by_key[dkey]:
                 report.add(file, (*tpath, "depends_on", j, "outcome"),
                            f"outcome set, but {dkey!r} is not a condition_task")
@@ -420,15 +341,15 @@ def _check_tasks(bundle: Bundle, job: dict, jpath: tuple, file: str, report: Rep
             report.add(file, (*tpath, "job_cluster_key"),
                        f"{jck!r} is not a job_clusters entry; expected one of: {', '.join(sorted(clusters))}")
 
-    cycle = _find_cycle(graph)
+    cycle = graph.find_cycle(task_graph)
     if cycle:
         first = keys.index(cycle[0])
         report.add(file, (*jpath, "tasks", first, "depends_on"),
                    f"the task graph has a cycle: {' -> '.join(cycle)} (each depends on the next); "
                    "expected an acyclic graph")
-        upstream = {k: set() for k in graph}
+        upstream = {k: set() for k in task_graph}
     else:
-        upstream = {k: _ancestors(graph, k) for k in graph}
+        upstream = {k: graph.ancestors(task_graph, k) for k in task_graph}
 
     for i, task in enumerate(tasks):
         tpath = (*jpath, "tasks", i)
@@ -436,7 +357,7 @@ def _check_tasks(bundle: Bundle, job: dict, jpath: tuple, file: str, report: Rep
         # python_wheel_task: entry point + flags
         pwt = task.get("python_wheel_task")
         if isinstance(pwt, dict):
-            _check_wheel_task(pwt, (*tpath, "python_wheel_task"), file, report, entry_points, subcommands)
+            _check_wheel_task(pwt, (*tpath, "python_wheel_task"), file, report, wheel_entry_points, subcommands)
             if not task.get("libraries") and not task.get("environment_key"):
                 report.add(file, tpath, "python_wheel_task without the wheel; expected libraries: "
                            "[{whl: ../dist/*.whl}] or an environment_key")
@@ -457,30 +378,31 @@ def _check_tasks(bundle: Bundle, job: dict, jpath: tuple, file: str, report: Rep
                 if src not in upstream.get(key, set()):
                     report.add(file, spath, f"{where}: task {src!r} is not upstream of {key!r}; expected "
                                f"{key!r} to depend on it (directly or transitively)")
-                ep = ((by_key[src].get("python_wheel_task") or {}).get("entry_point"))
-                sets = task_values.get(ep, frozenset())
-                if value not in sets:
-                    report.add(file, spath, f"{where}: task {src!r} (entry point {ep!r}) sets "
-                               f"{', '.join(sorted(sets)) or 'no task values'}; {value!r} is not one of them")
+                if "notebook_task" not in by_key[src]:
+                    kind = next((k for k in by_key[src] if k.endswith("_task")), "task")
+                    report.add(file, spath, f"{where}: task {src!r} is a {kind}; only Python notebook tasks "
+                               "can set task values (dbutils.jobs.taskValues, docs: jobs/task-values), so this "
+                               "never resolves; expected a gate on exit codes, run_if, or a condition on a literal")
 
 
-def _check_wheel_task(pwt: dict, path: tuple, file: str, report: Report, entry_points: dict[str, str] | None,
+def _check_wheel_task(pwt: dict, path: tuple, file: str, report: Report,
+                      wheel_entry_points: dict[str, str] | None,
                       subcommands: dict[str, argparse.ArgumentParser]) -> None:
     pkg = pwt.get("package_name")
     if pkg != PACKAGE_NAME:
         report.add(file, (*path, "package_name"), f"expected {PACKAGE_NAME!r}, found {pkg!r}")
     ep = pwt.get("entry_point")
-    if entry_points is not None and ep not in entry_points:
+    if wheel_entry_points is not None and ep not in wheel_entry_points:
         report.add(file, (*path, "entry_point"),
                    f"{ep!r} is not an entry point in [project.entry-points.\"{ENTRY_POINT_GROUP}\"] of "
-                   f"pyproject.toml; expected one of: {', '.join(sorted(entry_points))}")
+                   f"pyproject.toml; expected one of: {', '.join(sorted(wheel_entry_points))}")
         return
     sub = subcommands.get(ep)
     if sub is None:
         report.add(file, (*path, "entry_point"), f"{ep!r} is not a spark-mlops subcommand; expected one of: "
                    f"{', '.join(sorted(subcommands))}")
         return
-    options, required = _options(sub)
+    options, required = commands.long_options(sub)
     named = pwt.get("named_parameters") or {}
     if pwt.get("parameters"):
         report.add(file, (*path, "parameters"), "positional parameters; expected named_parameters (--key=value)")
@@ -492,43 +414,6 @@ def _check_wheel_task(pwt: dict, path: tuple, file: str, report: Report, entry_p
     for opt in sorted(required):
         if opt[2:] not in named:
             report.add(file, (*path, "named_parameters"), f"`spark-mlops {ep}` requires {opt}; not passed")
-
-
-def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for dep in graph.get(node, []):
-            if state.get(dep) == 1:
-                return [*stack[stack.index(dep):], dep]
-            if state.get(dep) is None:
-                found = visit(dep)
-                if found:
-                    return found
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for node in graph:
-        if state.get(node) is None:
-            found = visit(node)
-            if found:
-                return found
-    return None
-
-
-def _ancestors(graph: dict[str, list[str]], node: str) -> set[str]:
-    seen: set[str] = set()
-    todo = list(graph.get(node, []))
-    while todo:
-        n = todo.pop()
-        if n not in seen:
-            seen.add(n)
-            todo.extend(graph.get(n, []))
-    return seen
 
 
 def _summary(bundle: Bundle) -> str:
@@ -563,13 +448,10 @@ def check(root: str | Path = ".", targets: Iterable[str] | None = None, *,
     check_comments(root, files, report)
     check_targets_written(raw, origins, report)
 
-    entry_points, _ = pyproject_entry_points(root)
-    if entry_points is None:
+    wheel_entry_points = project_entry_points(root)
+    if wheel_entry_points is None:
         report.add("pyproject.toml", "<file>", "missing; expected the project's pyproject.toml next to databricks.yml")
-    subcommands = _subcommands()
-    task_values, note = declared_task_values()
-    if note:
-        report.warnings.append(note)
+    subcommands = commands.subcommands()
 
     names = list(targets) if targets else list((raw.get("targets") or {}).keys())
     for name in names:
@@ -580,7 +462,7 @@ def check(root: str | Path = ".", targets: Iterable[str] | None = None, *,
             report.add(file, path, f"[target {name}] {message}")
             report.targets.append(TargetResult(name, None, "could not be resolved"))
             continue
-        check_bundle_target(bundle, root, report, entry_points, subcommands, task_values)
+        check_bundle_target(bundle, root, report, wheel_entry_points, subcommands)
         sp = (bundle.config.get("run_as") or {}).get("service_principal_name")
         if sp and set(str(sp)) <= set("0-"):
             report.warnings.append(f"target {name}: run_as is the placeholder service principal {sp}; "

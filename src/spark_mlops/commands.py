@@ -1,0 +1,182 @@
+"""The commands and flags of the ``spark-mlops`` console script: argparse only, no behaviour.
+
+Kept apart from :mod:`spark_mlops.cli` (which runs the commands) so that the bundle validator
+can check a task's ``named_parameters`` against the real flags without importing the handlers.
+Every subcommand records its name in ``args.command``; :mod:`spark_mlops.cli` maps names to
+handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from spark_mlops.constants import CHALLENGER_ALIAS, CHAMPION_ALIAS
+
+VERBOSE_ENV = "SPARK_MLOPS_VERBOSE"
+
+
+def parse_bool(text: str) -> bool:
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, found {text!r}")
+
+
+def _add_settings_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("where things live (flags override environment variables)")
+    g.add_argument("--state-dir", help="local state folder [$SPARK_MLOPS_STATE_DIR, default .mlops]")
+    g.add_argument("--tracking-uri", help="MLflow tracking URI [$MLFLOW_TRACKING_URI]")
+    g.add_argument("--registry-uri", help="MLflow registry URI [$MLFLOW_REGISTRY_URI]")
+    g.add_argument("--experiment", help="MLflow experiment name or workspace path")
+    g.add_argument("--model-name", help="registered model name (three-part on Unity Catalog)")
+    g.add_argument("--catalog", help="catalog for unqualified table names")
+    g.add_argument("--schema", help="schema for unqualified table names")
+    g.add_argument("--contract", help="data contract YAML (default: the packaged example contract)")
+    g.add_argument("--target", help="bundle target, recorded as a tag")
+    g.add_argument("--job-run-id", help="Databricks job run id, recorded as a tag")
+    g.add_argument("--git-commit", help="git commit, recorded as a tag")
+    g.add_argument("--dfs-tmpdir", help="UC volume path for mlflow.spark temp files [$MLFLOW_DFS_TMP]")
+
+
+def _add_gate_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("the release gate (bundle variables fix the minimums; job parameters only tighten)")
+    g.add_argument("--min-thresholds", default="areaUnderROC=0.75,accuracy=0.7",
+                   help="minimum metric values, fixed per target (a bundle variable)")
+    g.add_argument("--thresholds", default="",
+                   help="stricter minimums for this run (a job parameter); cannot lower --min-thresholds")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spark-mlops",
+        allow_abbrev=False,
+        description="The lifecycle of a Spark ML model: prepare, train, validate, promote, score.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help=f"show Spark and MLflow log lines [${VERBOSE_ENV}=1]")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str, *, settings: bool = True) -> argparse.ArgumentParser:
+        # No abbreviations: a job parameter pushed down as --model must not be read as --model-name.
+        p = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
+        if settings:
+            _add_settings_flags(p)
+        return p
+
+    p = command("prepare", "check raw data against the contract; write clean + quarantine tables")
+    p.add_argument("--input", required=True, help="CSV or parquet path, or a table name")
+    p.add_argument("--clean-table", default="clean", help="clean rows with their train/holdout split")
+    p.add_argument("--quarantine-table", default="quarantine", help="rejected rows with a reason column")
+    p.add_argument("--holdout-fraction", type=float, default=0.2)
+    p.add_argument("--split-seed", type=int, default=42)
+    p.add_argument("--min-rows", type=int, default=100, help="fail when fewer clean rows remain")
+
+    p = command("train", f"fit the pipeline, log it to MLflow, register it as @{CHALLENGER_ALIAS}")
+    p.add_argument("--clean-table", default="clean")
+    p.add_argument("--classifier", default="random_forest", help="random_forest | gbt | logistic_regression")
+    p.add_argument("--params", default="", help="hyperparameters, e.g. 'numTrees=50,maxDepth=5'")
+    p.add_argument("--cv-folds", type=int, default=0, help="> 1 runs a CrossValidator search over --grid")
+    p.add_argument("--grid", default="", help="search grid, e.g. 'maxDepth=3|5,numTrees=20|50'")
+    p.add_argument("--seed", type=int, default=42)
+
+    p = command("validate", f"test @{CHALLENGER_ALIAS} on the holdout against thresholds and @{CHAMPION_ALIAS}; "
+                "exit 6 when it is rejected")
+    p.add_argument("--clean-table", default="clean")
+    _add_gate_flags(p)
+    p.add_argument("--primary-metric", default="areaUnderROC")
+    p.add_argument("--max-tolerance", type=float, default=0.01,
+                   help=f"how much worse than @{CHAMPION_ALIAS} a candidate may be, at most (a bundle variable)")
+    p.add_argument("--tolerance", default="",
+                   help="a smaller tolerance for this run (a job parameter); cannot exceed --max-tolerance")
+    p.add_argument("--report-only", type=parse_bool, nargs="?", const=True, default=False,
+                   help="record the verdict but exit 0 when rejected (never in a job: the gate needs the exit code)")
+    p.add_argument("--version", help=f"model version to validate (default: @{CHALLENGER_ALIAS})")
+
+    p = command("promote", f"move @{CHAMPION_ALIAS} to a validated version (compare-and-set)")
+    p.add_argument("--version", help=f"model version to promote (default: @{CHALLENGER_ALIAS}; in a job, "
+                   "the version validated in the same job run)")
+    p.add_argument("--reason", default="", help="recorded in the audit tags")
+    p.add_argument("--min-thresholds", default="areaUnderROC=0.75,accuracy=0.7",
+                   help="the verdict's metrics must meet these minimums again (a bundle variable)")
+    p.add_argument("--stages", type=parse_bool, nargs="?", const=True, default=False,
+                   help="also mirror legacy workspace-registry stages (not on Unity Catalog)")
+
+    p = command("record-rejection", "after a failed validate: record the rejection (exit 0), or report "
+                "that validate crashed without a verdict (exit 1)")
+    p.add_argument("--version", help=f"model version (default: @{CHALLENGER_ALIAS})")
+
+    p = command("rollback", f"move @{CHAMPION_ALIAS} back to the previous (or a given earlier) champion")
+    p.add_argument("--version", default="", help="the earlier champion to restore (default: the recorded previous one)")
+    p.add_argument("--reason", default="", help="recorded in the audit tags (required in a job)")
+    p.add_argument("--stages", type=parse_bool, nargs="?", const=True, default=False)
+
+    p = command("status", "print versions, aliases, verdicts and lineage (read-only)")
+    p.add_argument("--json", type=parse_bool, nargs="?", const=True, default=False, dest="as_json",
+                   help="print the registry view as JSON")
+
+    p = command("deploy-model", f"copy the source model's @{CHAMPION_ALIAS} into this model as "
+                f"@{CHALLENGER_ALIAS} (deploy-the-model mode)")
+    p.add_argument("--source-model-name", required=True,
+                   help="the registered model to deploy from (e.g. the staging catalog's)")
+    p.add_argument("--source-alias", default=CHAMPION_ALIAS, help="the alias to deploy from the source model")
+
+    p = command("score", f"batch-score with @{CHAMPION_ALIAS}; lineage columns; idempotent per batch id")
+    p.add_argument("--input", required=True, help="CSV or parquet path, or a table name")
+    p.add_argument("--output-table", default="predictions")
+    p.add_argument("--rejected-table", default="scoring_rejected")
+    p.add_argument("--batch-id", help="rerunning a batch id replaces that batch (default: from --input)")
+
+    p = command("check-batch", "check a scoring batch against the data contract; write nothing")
+    p.add_argument("--input", required=True)
+    p.add_argument("--max-rejected-fraction", type=float, default=0.5,
+                   help="fail when more than this fraction of rows breaks the contract")
+
+    p = command("generate-data", "write deterministic synthetic data in the example schema", settings=False)
+    p.add_argument("--output", required=True, help="file path (.csv or .parquet folder)")
+    p.add_argument("--rows", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--format", choices=["csv", "parquet"], default=None, help="default: from --output")
+    p.add_argument("--no-label", action="store_true", help="omit the label (a scoring batch)")
+
+    p = command("demo", "the main job: the bundle's jobs run locally, staging to prod")
+    p.add_argument("--runs", type=int, default=1, help="run the whole sequence this many times")
+
+    bundle = sub.add_parser("bundle", help="offline checks of the Databricks Asset Bundle")
+    bsub = bundle.add_subparsers(dest="bundle_command", required=True, metavar="COMMAND")
+    p = bsub.add_parser("validate", help="schema, typed and semantic checks of databricks.yml + resources/")
+    p.add_argument("-t", "--target", dest="target_names", action="append",
+                   help="target to check (repeatable; default: all)")
+    p.add_argument("--root", default=".", help="bundle root folder")
+    p.add_argument("--show", action="store_true", help="print the resolved view per target")
+
+    p = sub.add_parser("run", help="run one of the bundle's jobs locally")
+    p.add_argument("job", help="job resource key, e.g. training")
+    p.add_argument("-t", "--target", dest="bundle_target", default=None, help="bundle target (default: dev)")
+    p.add_argument("--var", action="append", default=[], help="override a bundle variable: k=v")
+    p.add_argument("--param", action="append", default=[], help="override a job parameter: k=v")
+    p.add_argument("--root", default=".", help="bundle root folder")
+    p.add_argument("--state-dir", help="local state folder [$SPARK_MLOPS_STATE_DIR, default .mlops]")
+    return parser
+
+
+def subcommands(parser: argparse.ArgumentParser | None = None) -> dict[str, argparse.ArgumentParser]:
+    """The top-level subcommands by name (argparse keeps them in a private action type)."""
+    parser = parser or build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def long_options(parser: argparse.ArgumentParser) -> tuple[set[str], set[str]]:
+    """(all long options, required long options) of a subcommand."""
+    options: set[str] = set()
+    required: set[str] = set()
+    for action in parser._actions:
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        options.update(longs)
+        if action.required and longs:
+            required.add(longs[0])
+    return options, required
