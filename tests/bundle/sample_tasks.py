@@ -12,8 +12,6 @@ import os
 import sys
 from pathlib import Path
 
-from spark_mlops import task_values
-
 
 def _args() -> dict[str, str]:
     out: dict[str, str] = {}
@@ -56,14 +54,3 @@ def exit_with() -> None:
     """``sys.exit(--code)``, like the CLI wrapper entry points do."""
     args = _log("exit_with")
     sys.exit(int(args.get("code", "0")))
-
-
-def set_value() -> None:
-    """Set task value ``--key`` to ``--value`` (parsed as JSON when it is JSON)."""
-    args = _log("set_value")
-    raw = args["value"]
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        value = raw
-    task_values.current().set(args["key"], value)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spark_mlops import cli, task_values
+from spark_mlops import cli
 from spark_mlops.bundle import runner
 from spark_mlops.bundle.loader import load_bundle
 from spark_mlops.errors import ConfigError
@@ -33,7 +33,6 @@ ok = "tests.bundle.sample_tasks:ok"
 fail_once = "tests.bundle.sample_tasks:fail_once"
 always_fail = "tests.bundle.sample_tasks:always_fail"
 exit_with = "tests.bundle.sample_tasks:exit_with"
-set_value = "tests.bundle.sample_tasks:set_value"
 """
 
 
@@ -281,9 +280,9 @@ def test_upstream_failed_counts_as_failed_downstream(job: Job):
 
 
 def _branching_job(job: Job) -> None:
-    job.parameters = [{"name": "threshold", "default": "0.7"}]
-    job.wheel("score", "set_value", key="auc", value="0.8")
-    job.condition("good_enough", "{{tasks.score.values.auc}}", "GREATER_THAN",
+    job.parameters = [{"name": "threshold", "default": "0.7"}, {"name": "auc", "default": "0.8"}]
+    job.wheel("score")
+    job.condition("good_enough", "{{job.parameters.auc}}", "GREATER_THAN",
                   "{{job.parameters.threshold}}", after=["score"])
     job.wheel("promote", after=[("good_enough", "true")])
     job.wheel("reject", after=[("good_enough", "false")])
@@ -313,9 +312,8 @@ def test_condition_false_branch_with_a_param_override(job: Job):
     assert job.order() == ["score", "reject", "after_reject", "report"]
 
 
-def test_condition_on_a_boolean_task_value(job: Job):
-    job.wheel("v", "set_value", key="passed", value="true")
-    job.condition("check", "{{tasks.v.values.passed}}", "EQUAL_TO", True, after=["v"])
+def test_condition_on_a_literal_boolean(job: Job):
+    job.condition("check", "${var.suffix}", "EQUAL_TO", "v1")
     job.wheel("yes", after=[("check", "true")])
     job.wheel("no", after=[("check", True)])  # YAML booleans are accepted as outcomes
     result = job.run()
@@ -333,19 +331,18 @@ def test_failed_condition_fails_its_branches(job: Job):
     assert result.exit_code == 1
 
 
-@pytest.mark.parametrize(("verdict", "state"), [("passed", "SUCCESS"), ("rejected", "FAILED")])
-def test_release_shaped_gate_fails_the_run_when_the_rejecting_leaf_fails(job: Job, verdict: str, state: str):
-    job.wheel("validate", "set_value", key="verdict", value=verdict)
-    job.condition("gate", "{{tasks.validate.values.verdict}}", "EQUAL_TO", "passed", after=["validate"])
-    job.wheel("promote", after=[("gate", "true")])
-    job.wheel("reject", "always_fail", after=[("gate", "false")])
+@pytest.mark.parametrize(("code", "statuses"), [
+    ("0", {"validate": "SUCCESS", "promote": "SUCCESS", "record_rejection": "EXCLUDED"}),
+    ("6", {"validate": "FAILED", "promote": "UPSTREAM_FAILED", "record_rejection": "SUCCESS"}),
+])
+def test_release_shaped_gate_on_exit_codes_fails_the_run_on_rejection(job: Job, code: str, statuses: dict):
+    job.wheel("validate", "exit_with", code=code)
+    job.wheel("promote", after=["validate"])
+    job.wheel("record_rejection", after=["validate"])["run_if"] = "ALL_FAILED"
     result = job.run()
-    assert result.state == state
-    assert result.exit_code == (0 if state == "SUCCESS" else 1)
-    branch_taken = "promote" if verdict == "passed" else "reject"
-    other = "reject" if verdict == "passed" else "promote"
-    assert result.statuses()[other] == "EXCLUDED"
-    assert result.tasks[branch_taken].attempts == 1
+    assert result.statuses() == statuses
+    # A rejection fails the run: promote, a leaf, did not run.
+    assert result.state == ("SUCCESS" if code == "0" else "FAILED")
 
 
 @pytest.mark.parametrize(
@@ -404,26 +401,22 @@ def test_unknown_param_is_an_error(job: Job):
         job.run({"y": "2"})
 
 
-def test_task_values_flow_into_later_tasks(job: Job):
-    job.wheel("a", "set_value", key="b", value='{"n": 1}')
-    job.wheel("c", "set_value", key="plain", value="hello")
-    job.wheel("d", after=["a", "c"], got="{{tasks.a.values.b}}", word="{{ tasks.c.values.plain }}")
-    result = job.run()
-    assert "--got={\"n\": 1}" in result.tasks["d"].argv
-    assert "--word=hello" in result.tasks["d"].argv
-    assert result.value("a", "b") == {"n": 1}
-    assert result.task_values.values["c"] == {"plain": "hello"}
-    assert task_values._active is not result.task_values  # the run's store is not left active
-
-
-def test_missing_task_value_fails_the_task_with_a_clear_message(job: Job):
+def test_task_value_references_of_wheel_tasks_are_refused_before_anything_runs(job: Job):
+    # dbutils.jobs.taskValues.set() works in Python notebooks only (docs: jobs/task-values): from a
+    # wheel task the value is never set, so the runner must not pretend it resolves.
     job.wheel("a")
-    job.wheel("b", after=["a"], got="{{tasks.a.values.nothing}}")
-    result = job.run()
-    assert result.tasks["b"].status == "FAILED"
-    assert result.tasks["b"].error == (
-        "task 'b': cannot resolve {{tasks.a.values.nothing}}: task 'a' (SUCCESS) set no task value 'nothing'"
-    )
+    job.wheel("b", after=["a"], got="{{tasks.a.values.verdict}}")
+    with pytest.raises(ConfigError) as info:
+        job.run()
+    assert "task 'a' is a python_wheel_task; task values can only be set from Python notebook tasks" in str(info.value)
+    assert job.calls() == []
+
+
+def test_task_value_in_a_condition_is_refused_too(job: Job):
+    job.wheel("validate")
+    job.condition("gate", "{{tasks.validate.values.verdict}}", "EQUAL_TO", "passed", after=["validate"])
+    with pytest.raises(ConfigError, match="task values can only be set from Python notebook tasks"):
+        job.run()
 
 
 def test_run_metadata_references(job: Job):
@@ -441,12 +434,11 @@ def test_run_metadata_references(job: Job):
 
 
 def test_backquoted_names_and_task_metadata(job: Job):
-    job.wheel("my-task", "set_value", key="odd key", value="7")
-    job.wheel("b", after=["my-task"], v="{{tasks.`my-task`.values.`odd key`}}",
-              state="{{tasks.`my-task`.result_state}}", when="{{job.trigger.time.year}}")
+    job.wheel("my-task")
+    job.wheel("b", after=["my-task"], state="{{tasks.`my-task`.result_state}}", when="{{job.trigger.time.year}}")
     result = job.run()
     args = result.tasks["b"].argv
-    assert "--v=7" in args and "--state=SUCCESS" in args
+    assert "--state=SUCCESS" in args
     assert f"--when={result.start_time.year}" in args
 
 
@@ -459,8 +451,8 @@ def test_local_run_ids_increase():
     ("value", "message"),
     [
         ("{{job.parameters.nope}}", "task 'a': cannot resolve {{job.parameters.nope}}: no job parameter 'nope'"),
-        ("{{tasks.b.values.x}}", "task 'a': cannot resolve {{tasks.b.values.x}}: task 'b' is not upstream of 'a'"),
-        ("{{tasks.zz.values.x}}", "no task 'zz' in this job"),
+        ("{{tasks.b.run_id}}", "task 'a': cannot resolve {{tasks.b.run_id}}: task 'b' is not upstream of 'a'"),
+        ("{{tasks.zz.run_id}}", "no task 'zz' in this job"),
         ("{{job.naem}}", "task 'a': cannot resolve {{job.naem}}: unknown job field"),
         ("{{job.start_time.century}}", "unknown time field 'century'"),
     ],
