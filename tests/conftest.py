@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -63,3 +65,66 @@ def run_cli(*argv: str) -> int:
     from spark_mlops.cli import main
 
     return main(list(argv))
+
+
+# ---------------------------------------------------------------- a trained registry, shared
+
+TRAINED_MODEL = "trained"  # v1: a good model; v2: trained on shuffled labels
+
+
+@dataclass
+class TrainedRegistry:
+    settings: object
+    client: object
+    common: tuple
+
+    def fresh(self, *versions: str, name: str | None = None) -> tuple[object, tuple]:
+        """A new registered model holding copies of ``versions`` of the trained model as v1, v2, ...,
+        without the source's verdicts: a clean registry state for one test."""
+        from spark_mlops import deployment, registry
+
+        name = name or f"m_{uuid.uuid4().hex[:8]}"
+        view = replace(self.settings, model_name=name)
+        for v in versions:
+            copy = self.client.copy_model_version(f"models:/{TRAINED_MODEL}/{v}", name)
+            registry.delete_tags(view, str(copy.version), deployment.SOURCE_ONLY_TAGS)
+        return view, (*self.common, "--model-name", name)
+
+    def champion(self, view) -> str | None:
+        from spark_mlops import registry
+
+        return registry.alias_version(view, "champion")
+
+    def tags(self, view, version: str) -> dict:
+        return dict(self.client.get_model_version(view.model_name, version).tags)
+
+
+@pytest.fixture(scope="session")
+def trained(spark, tmp_path_factory) -> TrainedRegistry:
+    """Two versions trained once per session; tests copy them into registered models of their own."""
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    from spark_mlops.config import build_settings
+
+    folder = tmp_path_factory.mktemp("trained")
+    settings = build_settings(state_dir=str(folder / "state"), model_name=TRAINED_MODEL)
+    common = ("--state-dir", str(settings.state_dir))
+    shuffled = pd.read_csv(FIXTURES / "diabetes_train.csv")
+    shuffled["Outcome"] = shuffled["Outcome"].sample(frac=1.0, random_state=1).to_numpy()
+    shuffled.to_csv(folder / "shuffled.csv", index=False)
+    assert run_cli("prepare", *common, "--input", str(folder / "shuffled.csv"), "--clean-table", "clean_shuffled",
+                   "--quarantine-table", "quarantine_shuffled") == 0
+    assert run_cli("prepare", *common, "--input", str(FIXTURES / "diabetes_train.csv")) == 0
+    assert run_cli("train", *common, "--model-name", TRAINED_MODEL) == 0  # v1
+    assert run_cli("train", *common, "--model-name", TRAINED_MODEL, "--clean-table", "clean_shuffled") == 0  # v2
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
+    return TrainedRegistry(settings, client, common)
+
+
+def released(trained: TrainedRegistry, *versions: str, name: str | None = None) -> tuple[object, tuple]:
+    """A fresh model whose v1 is validated and promoted to @champion; other versions unvalidated."""
+    view, args = trained.fresh(*versions, name=name)
+    assert run_cli("validate", *args, "--version", "1") == 0
+    assert run_cli("promote", *args, "--version", "1") == 0
+    return view, args

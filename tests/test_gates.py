@@ -1,8 +1,8 @@
 """The release gates: validation, promotion, rejection and rollback, on real sqlite MLflow stores.
 
-Two models are trained once per module (a good one and one trained on shuffled labels). Each test
-then gets its own registered model holding fresh copies of them (``MlflowClient.copy_model_version``
-is cheap), so every test starts from a clean registry state and runs on its own.
+Each test gets its own registered model holding fresh copies of the session's two trained
+versions (the ``trained`` fixture in conftest.py), so every test starts from a clean registry
+state and runs on its own.
 """
 
 from __future__ import annotations
@@ -10,16 +10,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
 from mlflow.tracking import MlflowClient
 
-from spark_mlops import deployment, registry
-from spark_mlops.config import build_settings
+from spark_mlops import registry
 from spark_mlops.constants import (
     EXIT_CONFIG,
     EXIT_PROMOTION_REFUSED,
@@ -27,57 +25,7 @@ from spark_mlops.constants import (
     EXIT_REJECTED,
     EXIT_UNEXPECTED,
 )
-from tests.conftest import FIXTURES, REPO_ROOT, run_cli
-
-SOURCE = "trained"  # the module's registered model: v1 good, v2 trained on shuffled labels
-
-
-@dataclass
-class Registry:
-    settings: object
-    client: MlflowClient
-    common: tuple
-
-    def fresh(self, *versions: str) -> tuple[object, tuple]:
-        """A new registered model holding copies of ``versions`` of the trained model, as v1, v2, ..."""
-        name = f"m_{uuid.uuid4().hex[:8]}"
-        view = replace(self.settings, model_name=name)
-        for v in versions:
-            copy = self.client.copy_model_version(f"models:/{SOURCE}/{v}", name)
-            registry.delete_tags(view, str(copy.version), deployment.SOURCE_ONLY_TAGS)
-        return view, (*self.common, "--model-name", name)
-
-    def champion(self, view) -> str | None:
-        return registry.alias_version(view, "champion")
-
-    def tags(self, view, version: str) -> dict:
-        return dict(self.client.get_model_version(view.model_name, version).tags)
-
-
-@pytest.fixture(scope="module")
-def trained(spark, tmp_path_factory) -> Registry:
-    folder = tmp_path_factory.mktemp("gates")
-    settings = build_settings(state_dir=str(folder / "state"), model_name=SOURCE)
-    common = ("--state-dir", str(settings.state_dir))
-    shuffled = pd.read_csv(FIXTURES / "diabetes_train.csv")
-    shuffled["Outcome"] = shuffled["Outcome"].sample(frac=1.0, random_state=1).to_numpy()
-    shuffled.to_csv(folder / "shuffled.csv", index=False)
-    assert run_cli("prepare", *common, "--input", str(folder / "shuffled.csv"), "--clean-table", "clean_shuffled",
-                   "--quarantine-table", "quarantine_shuffled") == 0
-    assert run_cli("prepare", *common, "--input", str(FIXTURES / "diabetes_train.csv")) == 0
-    assert run_cli("train", *common, "--model-name", SOURCE) == 0  # v1
-    assert run_cli("train", *common, "--model-name", SOURCE, "--clean-table", "clean_shuffled") == 0  # v2
-    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
-    return Registry(settings, client, common)
-
-
-def released(trained: Registry, *versions: str) -> tuple[object, tuple]:
-    """A fresh model whose v1 is validated and promoted to @champion; other versions unvalidated."""
-    view, args = trained.fresh(*versions)
-    assert run_cli("validate", *args, "--version", "1") == 0
-    assert run_cli("promote", *args, "--version", "1") == 0
-    return view, args
-
+from tests.conftest import REPO_ROOT, released, run_cli
 
 # ---------------------------------------------------------------- validate
 
@@ -123,7 +71,7 @@ def test_a_registry_error_is_not_read_as_no_champion(trained, monkeypatch, capsy
 
     def flaky(self, name, alias):
         if alias == "champion":
-            raise MlflowException("the registry is unavailable", error_code="TEMPORARILY_UNAVAILABLE")
+            raise MlflowException("the registry is unavailable", error_code=TEMPORARILY_UNAVAILABLE)
         return real(self, name, alias)
 
     monkeypatch.setattr(MlflowClient, "get_model_version_by_alias", flaky)

@@ -1,0 +1,101 @@
+"""TEST DOUBLE of MLflow's Unity Catalog registry client. It is NOT Unity Catalog.
+
+No Unity Catalog is reachable from the tests, and the sqlite registry behaves differently where it
+matters. This wraps a real ``MlflowClient`` on a sqlite registry and reproduces the restrictions
+of MLflow 3.8.1's UC store (``mlflow/store/_unity_catalog/registry/rest_store.py``):
+
+* ``search_model_versions`` returns ``ModelVersionSearch`` objects, whose ``.tags`` and
+  ``.aliases`` raise (``mlflow/entities/model_registry/model_version_search.py``), in pages of
+  ``page_size`` with a ``token`` for the next page;
+* the stage methods (``transition_model_version_stage``, ``get_latest_versions``) raise
+  "Method ... is unsupported for models in the Unity Catalog";
+* a missing alias raises ``RESOURCE_DOES_NOT_EXIST`` (the exact UC error code for a missing alias
+  is not verified here; ``registry.is_missing`` accepts it and ``NOT_FOUND``);
+* optional: a new version reports ``PENDING_REGISTRATION`` for its first ``pending_reads`` reads,
+  or ``FAILED_REGISTRATION`` (the UC store itself says creation is READY at once; the wait is a guard).
+
+Every call that changes the registry is recorded in ``writes``.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.entities.model_registry.model_version_search import ModelVersionSearch
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+from mlflow.store.entities.paged_list import PagedList
+
+
+class UnityCatalogClientDouble:
+    def __init__(self, real, *, page_size: int = 2, pending_reads: int = 0, fail_registration: bool = False):
+        self._real = real
+        self.page_size = page_size
+        self.pending_reads = pending_reads
+        self.fail_registration = fail_registration
+        self.writes: list[tuple] = []
+        self._reads: dict[tuple[str, str], int] = {}
+
+    # ---- reads
+    def search_model_versions(self, filter_string=None, max_results=None, order_by=None, page_token=None):
+        if order_by is not None:
+            raise MlflowException("Argument 'order_by' is unsupported for models in the Unity Catalog.")
+        everything = self._real.search_model_versions(filter_string)
+        start = int(page_token or 0)
+        page = everything[start:start + self.page_size]
+        token = str(start + self.page_size) if start + self.page_size < len(everything) else None
+        return PagedList([self._search_result(mv) for mv in page], token)
+
+    @staticmethod
+    def _search_result(mv: ModelVersion) -> ModelVersionSearch:
+        return ModelVersionSearch(name=mv.name, version=mv.version, creation_timestamp=mv.creation_timestamp,
+                                  run_id=mv.run_id, source=mv.source, status=mv.status)
+
+    def get_model_version(self, name, version):
+        mv = self._real.get_model_version(name, version)
+        key = (name, str(version))
+        self._reads[key] = self._reads.get(key, 0) + 1
+        if self.fail_registration:
+            return dc_replace_status(mv, "FAILED_REGISTRATION")
+        if self._reads[key] <= self.pending_reads:
+            return dc_replace_status(mv, "PENDING_REGISTRATION")
+        return mv
+
+    def get_model_version_by_alias(self, name, alias):
+        try:
+            return self._real.get_model_version_by_alias(name, alias)
+        except MlflowException as exc:
+            raise MlflowException(f"Alias {alias} not found for {name}.", error_code=RESOURCE_DOES_NOT_EXIST) from exc
+
+    def get_registered_model(self, name):
+        return self._real.get_registered_model(name)
+
+    # ---- writes
+    def set_registered_model_alias(self, name, alias, version):
+        self.writes.append(("set_alias", name, alias, str(version)))
+        return self._real.set_registered_model_alias(name, alias, version)
+
+    def set_model_version_tag(self, name, version, key, value):
+        self.writes.append(("set_tag", name, str(version), key))
+        return self._real.set_model_version_tag(name, version, key, value)
+
+    def delete_model_version_tag(self, name, version, key):
+        self.writes.append(("delete_tag", name, str(version), key))
+        return self._real.delete_model_version_tag(name, version, key)
+
+    def transition_model_version_stage(self, *args, **kwargs):
+        raise MlflowException("Method 'transition_model_version_stage' is unsupported for models in the Unity "
+                              "Catalog. We recommend using aliases instead of stages.")
+
+    def get_latest_versions(self, *args, **kwargs):
+        raise MlflowException("Method 'get_latest_versions' is unsupported for models in the Unity Catalog.")
+
+
+def dc_replace_status(mv: ModelVersion, status: str) -> ModelVersion:
+    changed = copy.copy(mv)
+    changed._status = status  # ModelVersion has no public setter for the status
+    return changed
+
+
+__all__ = ["UnityCatalogClientDouble"]
