@@ -49,7 +49,7 @@ def test_stages_are_refused_before_anything_moves(uc):
 def test_aliases_wait_until_the_new_version_is_ready(uc, trained):
     view, _ = uc
     slow = UnityCatalogClientDouble(trained.client, pending_reads=2)
-    registry.client = lambda _settings: slow  # noqa: the fixture's monkeypatch restores it
+    registry.client = lambda _settings: slow  # the fixture's monkeypatch restores it
     assert registry.await_ready(view, "2").status == "READY"
     assert slow._reads[(view.model_name, "2")] == 3
     failed = UnityCatalogClientDouble(trained.client, fail_registration=True)
