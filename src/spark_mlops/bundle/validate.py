@@ -652,7 +652,7 @@ def check_deployment_rules(bundle: Bundle, schemas: BundleSchemas, report: Repor
             m = _RESOURCE_ID_REF.match(str(rjt.get("job_id", "")))
             if not m or m.group(1) not in bundle.jobs or m.group(1) == jkey:
                 add(("resources", "jobs", jkey, "tasks", i, "run_job_task", "job_id"),
-                    f"{rjt.get('job_id')!r}; expected ${{resources.jobs.<key>.id}} of another job of this bundle "
+                    f"{rjt.get('job_id')}; expected ${{resources.jobs.<key>.id}} of another job of this bundle "
                     f"({', '.join(k for k in bundle.jobs if k != jkey)})")
 
     # -- the retraining schedule (issue 8): active in prod when prod trains, paused everywhere else
@@ -716,10 +716,11 @@ def _schema_uses(bundle: Bundle) -> Iterator[tuple[tuple, str]]:
 
 # ---------------------------------------------------------------- paths outside the repository
 
-# Local filesystem paths (a machine's layout, not the workspace's): /work/..., /home/..., ~/..., C:\...
+# Local filesystem paths (one machine's layout, not the workspace's): an absolute path under a
+# top-level folder such as home, tmp or work, or on a Windows drive. (A tilde path is anyone's home.)
 _LOCAL_PATH = re.compile(
     r"(?<![\w$}/.~-])(/(?:work|home|root|tmp|mnt|opt|srv|var|private|etc)/[^\s\"'`,;)]*"
-    r"|~/[^\s\"'`,;)]*|\b[A-Za-z]:\\[^\s\"'`,;)]*)"
+    r"|\b[A-Za-z]:\\[^\s\"'`,;)]*)"
 )
 _RELATIVE_PATH = re.compile(r"(?<![\w/.])((?:\.\./)+[^\s\"'`,;)]*)")
 
