@@ -718,3 +718,15 @@ def test_run_job_task_naming_an_unknown_job(bundle_copy, schema_source):
     problems = run_check(bundle_copy.root, schema_source, ["dev"])
     assert_problem(problems, "resources/retraining.job.yml: resources.jobs.retraining.tasks[1].run_job_task.job_id: "
                    "[target dev] 123456; expected ${resources.jobs.<key>.id} of another job")
+
+
+def test_model_source_that_deploys_from_itself(bundle_copy, schema_source):
+    data = bundle_copy.load("databricks.yml")
+    data["targets"]["staging"]["variables"]["model_source"] = "staging"
+    data["targets"]["dev"]["variables"]["model_source"] = "prod"
+    bundle_copy.dump("databricks.yml", data)
+    problems = run_check(bundle_copy.root, schema_source, ["staging", "dev"])
+    assert_problem(problems, "databricks.yml: variables.source_catalog: [target staging] model_source "
+                   "is 'staging' but source_catalog is this target's own catalog ('staging')")
+    assert_problem(problems, "databricks.yml: targets.dev.variables.model_source: [target dev] expected one of train, "
+                   "staging, found 'prod'")

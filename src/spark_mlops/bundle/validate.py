@@ -509,6 +509,7 @@ _AUTH_FIELDS = ("host", "profile", "auth_type", "client_id", "azure_client_id", 
 # Targets that deploy to a shared workspace and must name it (dev uses the developer's own profile).
 PINNED_TARGETS = ("test", "staging", "prod")
 RETRAINING_JOB = "retraining"
+MODEL_SOURCES = ("train", "staging")
 SCHEDULED_TARGET = "prod"
 
 
@@ -654,6 +655,15 @@ def check_deployment_rules(bundle: Bundle, schemas: BundleSchemas, report: Repor
                 add(("resources", "jobs", jkey, "tasks", i, "run_job_task", "job_id"),
                     f"{rjt.get('job_id')}; expected ${{resources.jobs.<key>.id}} of another job of this bundle "
                     f"({', '.join(k for k in bundle.jobs if k != jkey)})")
+
+    # -- where models come from (issue 8)
+    source = str(bundle.variables.get("model_source", "train"))
+    if source not in MODEL_SOURCES:
+        add(("variables", "model_source"), f"expected one of {', '.join(MODEL_SOURCES)}, found {source!r}")
+    elif source == "staging" and bundle.variables.get("source_catalog") == bundle.variables.get("catalog"):
+        add(("variables", "source_catalog"),
+            f"model_source is 'staging' but source_catalog is this target's own catalog "
+            f"({bundle.variables.get('catalog')!r}); expected the staging catalog")
 
     # -- the retraining schedule (issue 8): active in prod when prod trains, paused everywhere else
     job = bundle.jobs.get(RETRAINING_JOB)
