@@ -149,9 +149,9 @@ def test_schema_reports_bad_enum(bundle_copy, require_schema):
 
 
 def test_depends_on_an_unknown_task(bundle_copy, schema_source):
-    bundle_copy.replace("resources/model_deployment.job.yml", "- task_key: mode\n              outcome: \"true\"",
-                        "- task_key: mod\n              outcome: \"true\"")
-    problems = run_check(bundle_copy.root, schema_source, ["dev"])
+    bundle_copy.replace("resources/model_deployment.job.yml", "- task_key: mode\n                  outcome: \"true\"",
+                        "- task_key: mod\n                  outcome: \"true\"")
+    problems = run_check(bundle_copy.root, schema_source, ["prod"])
     assert_problem(problems, "resources/model_deployment.job.yml: resources.jobs.model_deployment.tasks[1].depends_on[0]"
                    ".task_key: depends on 'mod', which is not a task of this job; expected one of: mode, deploy, "
                    "validate, promote, record_rejection")
@@ -722,11 +722,14 @@ def test_run_job_task_naming_an_unknown_job(bundle_copy, schema_source):
 
 def test_model_source_that_deploys_from_itself(bundle_copy, schema_source):
     data = bundle_copy.load("databricks.yml")
+    data["targets"]["prod"]["variables"]["catalog"] = "staging"
     data["targets"]["staging"]["variables"]["model_source"] = "staging"
     data["targets"]["dev"]["variables"]["model_source"] = "prod"
     bundle_copy.dump("databricks.yml", data)
-    problems = run_check(bundle_copy.root, schema_source, ["staging", "dev"])
-    assert_problem(problems, "databricks.yml: variables.source_catalog: [target staging] model_source "
+    problems = run_check(bundle_copy.root, schema_source, ["prod", "staging", "dev"])
+    assert_problem(problems, "databricks.yml: variables.source_catalog: [target prod] model_source "
                    "is 'staging' but source_catalog is this target's own catalog ('staging')")
+    assert_problem(problems, "databricks.yml: targets.staging.variables.model_source: [target staging] model_source is "
+                   "'staging' but this target has no model_deployment job")
     assert_problem(problems, "databricks.yml: targets.dev.variables.model_source: [target dev] expected one of train, "
                    "staging, found 'prod'")

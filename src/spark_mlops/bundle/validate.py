@@ -270,7 +270,7 @@ def check_bundle_target(bundle: Bundle, root: Path, report: Report, wheel_entry_
 
     for jkey, job in bundle.jobs.items():
         jpath = ("resources", "jobs", jkey)
-        file = origin_of(bundle.origins, jpath)
+        file = _split_where(bundle.where(jpath))[0]
         # typed check
         try:
             Job.from_dict(job)
@@ -478,6 +478,11 @@ def load_as_deployed(root: str | Path, target: str) -> tuple[Bundle, BundleSchem
     name written any other way does not."""
     root = Path(root).resolve()
     raw, origins = loader.load_raw(root)
+    for rel, data in loader.bundle_files(root):  # resources defined inside a target, per file
+        for tname, tdef in (data.get("targets") or {}).items():
+            for rtype, items in ((tdef or {}).get("resources") or {}).items() if isinstance(tdef, dict) else ():
+                for rkey in items or {} if isinstance(items, dict) else {}:
+                    origins.setdefault(("targets", tname, "resources", rtype, rkey), rel)
     merged = loader.merge_target(raw, target)
     values = loader.variable_values(raw, origins, target, None)
     as_written, _ = loader.resolve(merged, values, origins, target, local=False)
@@ -510,6 +515,7 @@ _AUTH_FIELDS = ("host", "profile", "auth_type", "client_id", "azure_client_id", 
 PINNED_TARGETS = ("test", "staging", "prod")
 RETRAINING_JOB = "retraining"
 MODEL_SOURCES = ("train", "staging")
+DEPLOYMENT_JOB = "model_deployment"
 SCHEDULED_TARGET = "prod"
 
 
@@ -660,6 +666,9 @@ def check_deployment_rules(bundle: Bundle, schemas: BundleSchemas, report: Repor
     source = str(bundle.variables.get("model_source", "train"))
     if source not in MODEL_SOURCES:
         add(("variables", "model_source"), f"expected one of {', '.join(MODEL_SOURCES)}, found {source!r}")
+    elif source == "staging" and DEPLOYMENT_JOB not in bundle.jobs:
+        add(("variables", "model_source"), f"model_source is 'staging' but this target has no {DEPLOYMENT_JOB} "
+            "job to copy the staging model (it is defined for prod only); expected 'train'")
     elif source == "staging" and bundle.variables.get("source_catalog") == bundle.variables.get("catalog"):
         add(("variables", "source_catalog"),
             f"model_source is 'staging' but source_catalog is this target's own catalog "
