@@ -733,3 +733,18 @@ def test_model_source_that_deploys_from_itself(bundle_copy, schema_source):
                    "'staging' but this target has no model_deployment job")
     assert_problem(problems, "databricks.yml: targets.dev.variables.model_source: [target dev] expected one of train, "
                    "staging, found 'prod'")
+
+
+def test_dfs_tmpdir_volume_maps_into_the_state_folder_locally(tmp_path, monkeypatch):
+    # The bundle passes /Volumes/<catalog>/<schema>/mlflow_tmp; off Databricks it is a folder of
+    # the local state, like every other /Volumes path.
+    from spark_mlops.config import build_settings
+
+    monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION", raising=False)
+    settings = build_settings(state_dir=str(tmp_path), dfs_tmpdir="/Volumes/prod/spark_mlops/mlflow_tmp")
+    assert settings.dfs_tmpdir == str(tmp_path.resolve() / "volumes" / "prod" / "spark_mlops" / "mlflow_tmp")
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "18.0")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///" + str(tmp_path / "t.db"))
+    on_databricks = build_settings(state_dir=str(tmp_path), dfs_tmpdir="/Volumes/prod/spark_mlops/mlflow_tmp",
+                                   registry_uri="sqlite:///" + str(tmp_path / "r.db"))
+    assert on_databricks.dfs_tmpdir == "/Volumes/prod/spark_mlops/mlflow_tmp"
