@@ -144,6 +144,12 @@ def build_settings(
     _check_uri("tracking URI", tracking)
     _check_uri("registry URI", registry)
 
+    dfs_tmp = pick("dfs_tmpdir", dfs_tmpdir)
+    if dfs_tmp and dfs_tmp.startswith("/Volumes/") and not on_databricks():
+        # The bundle passes a UC volume as --dfs-tmpdir; locally it lives in the state folder,
+        # like every other /Volumes path (tables.local_path).
+        dfs_tmp = str(state / "volumes" / dfs_tmp[len("/Volumes/"):])
+
     name = pick("model_name", model_name) or DEFAULT_MODEL_NAME
     if registry.startswith("databricks-uc") and name.count(".") != 2:
         raise ConfigError(
@@ -162,7 +168,7 @@ def build_settings(
         target=pick("target", target),
         job_run_id=pick("job_run_id", job_run_id),
         git_commit=pick("git_commit", git_commit) or _detect_git_commit(),
-        dfs_tmpdir=pick("dfs_tmpdir", dfs_tmpdir),
+        dfs_tmpdir=dfs_tmp,
     )
 
 

@@ -58,36 +58,74 @@ def test_cli_bundle_validate_shows_every_target(repo_root, schema_source, capsys
 def test_release_job_shape(repo_root):
     job = load_bundle(repo_root, "prod").jobs["release"]
     tasks = {t["task_key"]: t for t in job["tasks"]}
-    assert list(tasks) == ["validate", "gate", "promote", "reject"]
-    assert tasks["validate"]["python_wheel_task"]["named_parameters"]["report-only"] == "true"
-    assert tasks["gate"]["condition_task"] == {
-        "op": "EQUAL_TO", "left": "{{tasks.validate.values.verdict}}", "right": "passed"}
-    assert tasks["promote"]["depends_on"] == [{"task_key": "gate", "outcome": "true"}]
-    assert tasks["reject"]["depends_on"] == [{"task_key": "gate", "outcome": "false"}]
-    assert tasks["reject"]["python_wheel_task"]["named_parameters"]["reason"] == (
-        "{{tasks.validate.values.rejection_reason}}")
+    assert list(tasks) == ["validate", "promote", "record_rejection"]
+    assert "run_if" not in tasks["promote"]  # ALL_SUCCESS: only a validate that exited 0
+    assert tasks["promote"]["depends_on"] == [{"task_key": "validate"}]
+    assert tasks["record_rejection"]["depends_on"] == [{"task_key": "validate"}]
+    assert tasks["record_rejection"]["run_if"] == "ALL_FAILED"
+    assert tasks["record_rejection"]["python_wheel_task"]["entry_point"] == "record-rejection"
+    named = tasks["validate"]["python_wheel_task"]["named_parameters"]
+    assert named["min-thresholds"] == "areaUnderROC=0.75,accuracy=0.7" and named["max-tolerance"] == "0.01"
+    assert "report-only" not in named
+    assert not any("values." in str(t) for t in job["tasks"])
 
 
 def test_every_job_has_the_basics(repo_root):
     for target in TARGETS:
         for key, job in load_bundle(repo_root, target).jobs.items():
-            assert job["max_concurrent_runs"] == 1, key
+            assert job["max_concurrent_runs"] >= 1, key
             assert job["timeout_seconds"] > 0, key
-            assert job["email_notifications"]["on_failure"], key
-            cluster = job["job_clusters"][0]["new_cluster"]
-            assert cluster["spark_version"] == "18.0.x-cpu-ml-scala2.13"
-            assert cluster["data_security_mode"] == "SINGLE_USER"
+            for cluster in job.get("job_clusters") or []:
+                assert cluster["new_cluster"]["spark_version"] == "18.x-cpu-ml-scala2.13"
+                assert cluster["new_cluster"]["data_security_mode"] == "SINGLE_USER"
             for task in job["tasks"]:
                 if "python_wheel_task" in task:
                     assert task["libraries"] == [{"whl": "../dist/*.whl"}]
                     named = task["python_wheel_task"]["named_parameters"]
                     assert named["target"] == target
-                    assert named["job-run-id"] == "{{job.run_id}}"
 
 
-def test_schedule_is_active_only_in_prod(repo_root):
-    status = {t: load_bundle(repo_root, t).jobs["batch_inference"]["schedule"]["pause_status"] for t in TARGETS}
-    assert status == {"dev": "PAUSED", "test": "PAUSED", "staging": "PAUSED", "prod": "UNPAUSED"}
+def test_schedules_are_active_only_in_prod(repo_root):
+    for job in ("batch_inference", "retraining"):
+        status = {t: load_bundle(repo_root, t).jobs[job]["schedule"]["pause_status"] for t in TARGETS}
+        assert status == {"dev": "PAUSED", "test": "PAUSED", "staging": "PAUSED", "prod": "UNPAUSED"}, job
+
+
+def test_model_source_per_target(repo_root):
+    sources = {t: load_bundle(repo_root, t).variables["model_source"] for t in TARGETS}
+    assert sources == {"dev": "train", "test": "train", "staging": "train", "prod": "staging"}
+    deploy = next(t for t in load_bundle(repo_root, "prod").jobs["model_deployment"]["tasks"]
+                  if t["task_key"] == "deploy")
+    assert deploy["python_wheel_task"]["named_parameters"]["source-model-name"] == (
+        "staging.spark_mlops.diabetes_classifier")
+
+
+def test_model_deployment_and_retraining_shape(repo_root):
+    jobs = load_bundle(repo_root, "prod").jobs
+    md = {t["task_key"]: t for t in jobs["model_deployment"]["tasks"]}
+    assert list(md) == ["mode", "prepare", "deploy", "validate", "promote", "record_rejection"]
+    assert md["mode"]["condition_task"] == {"op": "EQUAL_TO", "left": "staging", "right": "staging"}
+    assert md["prepare"]["depends_on"] == [{"task_key": "mode", "outcome": "true"}]
+    assert md["record_rejection"]["run_if"] == "ALL_FAILED"
+    rt = {t["task_key"]: t for t in jobs["retraining"]["tasks"]}
+    assert rt["mode"]["condition_task"]["right"] == "train"
+    assert rt["train"]["run_job_task"] == {"job_id": "${resources.jobs.training.id}"}
+    assert rt["release"]["run_job_task"] == {"job_id": "${resources.jobs.release.id}"}
+    assert jobs["retraining"]["max_concurrent_runs"] == 1 and jobs["retraining"]["queue"] == {"enabled": False}
+    rollback = {p["name"]: p["default"] for p in jobs["rollback"]["parameters"]}
+    assert rollback == {"reason": "", "version": ""}
+    batch = {p["name"]: p["default"] for p in jobs["batch_inference"]["parameters"]}
+    assert batch["batch_id"] == ""
+
+
+def test_local_run_of_prod_resolves(repo_root):
+    """The demo runs model_deployment and batch_inference on target prod locally: nothing
+    workspace-only (service principal, root path, profile) may block it."""
+    from spark_mlops.bundle.runner import plan_job
+
+    bundle = load_bundle(repo_root, "prod", local=True)
+    for job in ("model_deployment", "batch_inference", "release", "training", "rollback", "status"):
+        assert plan_job(bundle, job).task_keys
 
 
 # ---------------------------------------------------------------- mutations
@@ -111,11 +149,12 @@ def test_schema_reports_bad_enum(bundle_copy, require_schema):
 
 
 def test_depends_on_an_unknown_task(bundle_copy, schema_source):
-    bundle_copy.replace("resources/release.job.yml", "- task_key: gate\n              outcome: \"true\"",
-                        "- task_key: gat\n              outcome: \"true\"")
-    problems = run_check(bundle_copy.root, schema_source, ["dev"])
-    assert_problem(problems, "resources/release.job.yml: resources.jobs.release.tasks[2].depends_on[0].task_key: "
-                   "depends on 'gat', which is not a task of this job; expected one of: validate, gate, reject")
+    bundle_copy.replace("resources/model_deployment.job.yml", "- task_key: mode\n                  outcome: \"true\"",
+                        "- task_key: mod\n                  outcome: \"true\"")
+    problems = run_check(bundle_copy.root, schema_source, ["prod"])
+    assert_problem(problems, "resources/model_deployment.job.yml: resources.jobs.model_deployment.tasks[1].depends_on[0]"
+                   ".task_key: depends on 'mod', which is not a task of this job; expected one of: mode, deploy, "
+                   "validate, promote, record_rejection")
 
 
 def test_cycle_in_the_task_graph(bundle_copy, schema_source):
@@ -124,7 +163,7 @@ def test_cycle_in_the_task_graph(bundle_copy, schema_source):
     bundle_copy.dump("resources/release.job.yml", data)
     problems = run_check(bundle_copy.root, schema_source, ["dev"])
     assert_problem(problems, "resources/release.job.yml: resources.jobs.release.tasks[0].depends_on: the task graph "
-                   "has a cycle: validate -> promote -> gate -> validate (each depends on the next)")
+                   "has a cycle: validate -> promote -> validate (each depends on the next)")
 
 
 def test_undeclared_variable(bundle_copy, schema_source):
@@ -182,8 +221,8 @@ def test_staging_in_development_mode(bundle_copy, schema_source):
 
 
 def test_unpaused_schedule_in_dev(bundle_copy, schema_source):
-    bundle_copy.replace("databricks.yml", "    mode: development\n    default: true\n",
-                        "    mode: development\n    default: true\n    variables:\n"
+    bundle_copy.replace("databricks.yml", "    variables:\n      schema: ${resources.schemas.deployment_schema.name}\n",
+                        "    variables:\n      schema: ${resources.schemas.deployment_schema.name}\n"
                         "      scoring_schedule_pause_status: UNPAUSED\n")
     problems = run_check(bundle_copy.root, schema_source)
     assert_problem(problems, "resources/batch_inference.job.yml: resources.jobs.batch_inference.schedule."
@@ -222,25 +261,6 @@ def test_token_in_a_comment(bundle_copy, schema_source):
     problems = run_check(bundle_copy.root, schema_source, ["dev"])
     assert_problem(problems, f"databricks.yml: line {lineno} (comment): looks like a Databricks personal access "
                    "token (dapi…); expected no credentials")
-
-
-def test_task_value_not_set_by_the_upstream_task(bundle_copy, schema_source):
-    bundle_copy.replace("resources/release.job.yml", "values.rejection_reason}}", "values.rejection_reson}}")
-    problems = run_check(bundle_copy.root, schema_source, ["dev"])
-    assert_problem(problems, "resources/release.job.yml: resources.jobs.release.tasks[3].python_wheel_task."
-                   "named_parameters.reason: {{tasks.validate.values.rejection_reson}}: task 'validate' "
-                   "(entry point 'validate') sets challenger_version, rejection_reason, verdict; 'rejection_reson' "
-                   "is not one of them")
-
-
-def test_task_value_from_a_task_that_is_not_upstream(bundle_copy, schema_source):
-    data = bundle_copy.load("resources/release.job.yml")
-    gate = data["resources"]["jobs"]["release"]["tasks"][1]
-    del gate["depends_on"]
-    bundle_copy.dump("resources/release.job.yml", data)
-    problems = run_check(bundle_copy.root, schema_source, ["dev"])
-    assert_problem(problems, "resources/release.job.yml: resources.jobs.release.tasks[1].condition_task.left: "
-                   "{{tasks.validate.values.verdict}}: task 'validate' is not upstream of 'gate'")
 
 
 def test_undeclared_job_parameter(bundle_copy, schema_source):
@@ -433,18 +453,38 @@ def test_loader_duplicate_resource_across_files(small_bundle):
 
 
 def test_loader_real_bundle_names(repo_root):
+    # Locally nothing is prefixed: the test target's tasks use the schema resource's own name.
     b = load_bundle(repo_root, "test", {"deployment_suffix": "pr_42"}, local=True)
     named = b.jobs["training"]["tasks"][1]["python_wheel_task"]["named_parameters"]
-    assert named["model-name"] == "staging.spark_mlops_pr_42.diabetes_classifier"
-    assert named["clean-table"] == "clean" and named["schema"] == "spark_mlops_pr_42"
-    assert b.config["resources"]["schemas"]["ci_schema"]["name"] == "spark_mlops_pr_42"
-    assert b.config["resources"]["volumes"]["mlflow_tmp"]["schema_name"] == "spark_mlops_pr_42"
+    assert named["model-name"] == "staging.spark_mlops.diabetes_classifier"
+    assert named["clean-table"] == "clean" and named["schema"] == "spark_mlops"
+    assert named["dfs-tmpdir"] == "/Volumes/staging/spark_mlops/mlflow_tmp"
     assert b.jobs["training"]["parameters"][0] == {
         "name": "input", "default": "/Volumes/staging/spark_mlops/raw/training/diabetes.csv"}
-    assert named["experiment"] == "/Shared/spark-mlops-test-pr_42"
+    assert named["experiment"] == "/Users/local-user/spark-mlops-test"
     assert b.config["workspace"]["root_path"] == "/local/.bundle/spark-mlops/test"
     assert load_bundle(repo_root, "prod").config["workspace"]["root_path"] == (
-        "/Workspace/Shared/.bundle/spark-mlops/prod")
+        "/Workspace/Users/${workspace.current_user.userName}/.bundle/spark-mlops/prod")
+
+
+def test_deployed_names_carry_the_cli_schema_prefix(repo_root, monkeypatch):
+    # As deployed, every reference names the schema the CLI creates (apply_presets.go).
+    monkeypatch.setenv("BUNDLE_VAR_deployment_suffix", "pr_42")
+    b, schemas = validate.load_as_deployed(repo_root, "test")
+    assert schemas.deployed == {"deployment_schema": "test_pr_42_spark_mlops"}
+    named = b.jobs["training"]["tasks"][1]["python_wheel_task"]["named_parameters"]
+    assert named["schema"] == "test_pr_42_spark_mlops"
+    assert named["model-name"] == "staging.test_pr_42_spark_mlops.diabetes_classifier"
+    assert b.config["resources"]["volumes"]["mlflow_tmp"]["schema_name"] == "test_pr_42_spark_mlops"
+    dev, schemas = validate.load_as_deployed(repo_root, "dev")
+    assert schemas.deployed == {"deployment_schema": "dev_${workspace.current_user.short_name}_spark_mlops"}
+
+
+def test_normalize_prefix_matches_the_cli():
+    assert validate._normalize_prefix("[dev lennart] ") == "dev_lennart_"
+    assert validate._normalize_prefix("[test pr_1.2] ") == "test_pr_1_2_"
+    assert validate._normalize_prefix("[dev ${workspace.current_user.short_name}] ") == (
+        "dev_${workspace.current_user.short_name}_")
 
 
 # ---------------------------------------------------------------- schema source, task values
@@ -465,21 +505,246 @@ def test_no_schema_is_said_clearly(bundle_copy, monkeypatch):
     assert report.warnings[0].startswith("schema check skipped: no Databricks bundle schema found")
 
 
-def test_task_values_cross_checked_with_the_validation_module(tmp_path):
-    source = tmp_path / "validation.py"
-    source.write_text('TASK_VALUES = frozenset({"verdict", "challenger_version", "rejection_reason"})\n')
-    values, note = validate.task_values_from_source(source)
-    assert values["validate"] == validate.TASK_VALUES["validate"] and note is None
-
-    source.write_text('TASK_VALUES: dict[str, str] = {"verdict": "passed|failed", "version": "n"}\n')
-    values, note = validate.task_values_from_source(source)
-    assert values["validate"] == {"verdict", "version"}
-    assert note.startswith("spark_mlops.validation.TASK_VALUES is ['verdict', 'version']")
-
-
 def test_password_value(bundle_copy, schema_source):
     bundle_copy.replace("databricks.yml", "  schema:\n    description:", "  schema:\n    password: hunter2\n"
                         "    description:")
     problems = run_check(bundle_copy.root, schema_source, ["dev"])
     assert_problem(problems, "databricks.yml: variables.schema.password: a secret-looking key with a literal value; "
                    "expected a secret reference")
+
+
+# ---------------------------------------------------------------- issue 9 / issue 8 rules (mutations)
+
+
+def test_beta_runtime_key_is_refused_for_staging_and_prod(bundle_copy, schema_source):
+    bundle_copy.replace("databricks.yml", "default: 18.x-cpu-ml-scala2.13", "default: 18.0.x-cpu-ml-scala2.13")
+    problems = run_check(bundle_copy.root, schema_source)
+    assert_problem(problems, "resources/training.job.yml: resources.jobs.training.job_clusters[0].new_cluster."
+                   "spark_version: [target prod] spark_version '18.0.x-cpu-ml-scala2.13' (var.spark_version) is a "
+                   "Beta/preview runtime")
+    assert any("[target staging] spark_version '18.0.x" in p for p in problems)
+    assert not any("[target dev] spark_version" in p or "[target test] spark_version" in p for p in problems)
+
+
+def test_test_target_task_naming_the_prefixed_schema(bundle_copy, schema_source):
+    # The original bug: the schema resource is created as test_<suffix>_spark_mlops, the tasks
+    # write to spark_mlops.
+    bundle_copy.replace("databricks.yml", "      catalog: staging\n      schema: ${resources.schemas.deployment_schema.name}",
+                        "      catalog: staging\n      schema: ${var.base_schema}")
+    problems = run_check(bundle_copy.root, schema_source, ["test"])
+    assert_problem(problems, "resources/training.job.yml: resources.jobs.training.tasks[0].python_wheel_task."
+                   "named_parameters.schema: [target test] names schema 'spark_mlops', but the target's name prefix "
+                   "makes the CLI create it as 'test_manual_spark_mlops'")
+    assert_problem(problems, "resources/mlflow.yml: resources.volumes.mlflow_tmp.schema_name: [target test] "
+                   "names schema 'spark_mlops'")
+    assert "expected ${resources.schemas.deployment_schema.name}" in problems[0] + "".join(problems)
+
+
+def test_skip_name_prefix_for_schema_is_understood(bundle_copy, schema_source):
+    # With the CLI's experimental switch the written name is the deployed name: no problem.
+    bundle_copy.replace("databricks.yml", "include:\n", "experimental:\n  skip_name_prefix_for_schema: true\n\ninclude:\n")
+    bundle_copy.replace("databricks.yml", "      catalog: staging\n      schema: ${resources.schemas.deployment_schema.name}",
+                        "      catalog: staging\n      schema: ${var.base_schema}")
+    assert run_check(bundle_copy.root, schema_source, ["test"]) == []
+
+
+def test_dev_target_writing_to_a_shared_schema(bundle_copy, schema_source):
+    data = bundle_copy.load("databricks.yml")
+    del data["targets"]["dev"]["variables"]
+    del data["targets"]["dev"]["resources"]
+    bundle_copy.dump("databricks.yml", data)
+    problems = run_check(bundle_copy.root, schema_source, ["dev"])
+    assert_problem(problems, "resources/mlflow.yml: resources.volumes.mlflow_tmp.schema_name: [target dev] writes to "
+                   "schema 'spark_mlops', which every developer shares")
+    assert_problem(problems, "resources/training.job.yml: resources.jobs.training.tasks[1].python_wheel_task."
+                   "named_parameters.schema: [target dev] writes to schema 'spark_mlops'")
+
+
+def test_dev_schema_named_per_user_is_accepted(bundle_copy, schema_source):
+    data = bundle_copy.load("databricks.yml")
+    del data["targets"]["dev"]["resources"]
+    data["targets"]["dev"]["variables"]["schema"] = "spark_mlops_${workspace.current_user.short_name}"
+    bundle_copy.dump("databricks.yml", data)
+    assert run_check(bundle_copy.root, schema_source, ["dev"]) == []
+
+
+def test_gate_on_a_task_value_of_a_wheel_task(bundle_copy, schema_source):
+    data = bundle_copy.load("resources/release.job.yml")
+    tasks = data["resources"]["jobs"]["release"]["tasks"]
+    tasks.insert(1, {"task_key": "gate", "depends_on": [{"task_key": "validate"}],
+                     "condition_task": {"op": "EQUAL_TO", "left": "{{tasks.validate.values.verdict}}",
+                                        "right": "passed"}})
+    tasks[2]["depends_on"] = [{"task_key": "gate", "outcome": "true"}]
+    bundle_copy.dump("resources/release.job.yml", data)
+    problems = run_check(bundle_copy.root, schema_source, ["dev"])
+    assert_problem(problems, "resources/release.job.yml: resources.jobs.release.tasks[1].condition_task.left: "
+                   "{{tasks.validate.values.verdict}}: task 'validate' is a python_wheel_task; only Python notebook "
+                   "tasks can set task values")
+
+
+def test_shared_root_path_in_prod(bundle_copy, schema_source):
+    bundle_copy.replace("databricks.yml", "      profile: spark-mlops-prod\n      root_path: /Workspace/Users/"
+                        "${workspace.current_user.userName}/.bundle/${bundle.name}/${bundle.target}",
+                        "      profile: spark-mlops-prod\n      root_path: /Workspace/Shared/.bundle/${bundle.name}/"
+                        "${bundle.target}")
+    problems = run_check(bundle_copy.root, schema_source)
+    assert_problem(problems, "databricks.yml: targets.prod.workspace.root_path: [target prod] "
+                   "'/Workspace/Shared/.bundle/spark-mlops/prod' is writable by every workspace user")
+    assert not any("[target staging]" in p for p in problems)
+
+
+def test_shared_experiment_in_staging(bundle_copy, schema_source):
+    data = bundle_copy.load("databricks.yml")
+    data["targets"]["staging"]["variables"]["experiment_name"] = "/Shared/spark-mlops-staging"
+    bundle_copy.dump("databricks.yml", data)
+    problems = run_check(bundle_copy.root, schema_source, ["staging"])
+    assert_problem(problems, "resources/mlflow.yml: resources.experiments.model_experiment.name: [target staging] "
+                   "'/Shared/spark-mlops-staging' is writable by every workspace user")
+
+
+def test_account_group_in_workspace_permissions_and_workspace_group_in_grants(bundle_copy, schema_source):
+    bundle_copy.replace("resources/mlflow.yml", "group_name: ${var.workspace_readers_group}",
+                        "group_name: ${var.uc_model_readers}")
+    bundle_copy.replace("resources/mlflow.yml", "principal: ${var.uc_model_readers}",
+                        "principal: ${var.workspace_readers_group}")
+    problems = run_check(bundle_copy.root, schema_source, ["prod"])
+    assert_problem(problems, "resources/mlflow.yml: resources.experiments.model_experiment.permissions[0].group_name: "
+                   "[target prod] 'account users' is an account-level group")
+    assert_problem(problems, "resources/mlflow.yml: resources.registered_models.model.grants[0].principal: "
+                   "[target prod] 'users' is a workspace-local group")
+
+
+def test_prod_without_its_own_workspace_profile(bundle_copy, schema_source):
+    bundle_copy.replace("databricks.yml", "profile: spark-mlops-prod", "profile: spark-mlops-staging")
+    problems = run_check(bundle_copy.root, schema_source, ["prod"])
+    assert_problem(problems, "databricks.yml: targets.prod.workspace.profile: prod uses the same profile as staging "
+                   "('spark-mlops-staging')")
+    bundle_copy.replace("databricks.yml", "      profile: spark-mlops-staging\n      root_path: /Workspace/Users/"
+                        "${workspace.current_user.userName}/.bundle/${bundle.name}/${bundle.target}\n    run_as:\n"
+                        "      service_principal_name: ${var.service_principal}\n    permissions:\n"
+                        "      - level: CAN_MANAGE\n        service_principal_name: ${var.service_principal}\n"
+                        "      - level: CAN_VIEW\n        group_name: ${var.workspace_readers_group}\n    variables:\n"
+                        "      # Deploy", "      root_path: /Workspace/Users/${workspace.current_user.userName}/"
+                        ".bundle/${bundle.name}/${bundle.target}\n    run_as:\n"
+                        "      service_principal_name: ${var.service_principal}\n    permissions:\n"
+                        "      - level: CAN_MANAGE\n        service_principal_name: ${var.service_principal}\n"
+                        "      - level: CAN_VIEW\n        group_name: ${var.workspace_readers_group}\n    variables:\n"
+                        "      # Deploy")
+    problems = run_check(bundle_copy.root, schema_source, ["prod"])
+    assert_problem(problems, "databricks.yml: targets.prod.workspace.profile: expected the CLI profile of the prod "
+                   "target's workspace (e.g. spark-mlops-prod), found none")
+
+
+def test_interpolated_workspace_profile(bundle_copy, schema_source):
+    bundle_copy.replace("databricks.yml", "profile: spark-mlops-prod", "profile: ${var.catalog}")
+    problems = run_check(bundle_copy.root, schema_source, ["prod"])
+    assert_problem(problems, "databricks.yml: targets.prod.workspace.profile: '${var.catalog}': the CLI does not "
+                   "interpolate workspace.profile")
+
+
+def test_spark_model_task_without_dfs_tmpdir(bundle_copy, schema_source):
+    bundle_copy.replace("resources/batch_inference.job.yml", "              dfs-tmpdir: ${var.dfs_tmpdir}\n", "")
+    bundle_copy.replace("resources/training.job.yml", "dfs-tmpdir: ${var.dfs_tmpdir}", "dfs-tmpdir: /tmp/mlflow")
+    problems = run_check(bundle_copy.root, schema_source, ["staging"])
+    assert_problem(problems, "resources/batch_inference.job.yml: resources.jobs.batch_inference.tasks[1]."
+                   "python_wheel_task.named_parameters: [target staging] task 'score' (spark-mlops score) logs or "
+                   "loads a Spark model but passes no dfs-tmpdir")
+    assert_problem(problems, "resources/training.job.yml: resources.jobs.training.tasks[1].python_wheel_task."
+                   "named_parameters.dfs-tmpdir: [target staging] '/tmp/mlflow' is not a UC volume of this bundle; "
+                   "expected one of: /Volumes/staging/spark_mlops/mlflow_tmp")
+
+
+def test_machine_specific_path_in_a_comment(bundle_copy, schema_source):
+    bundle_copy.replace("databricks.yml", "bundle:\n", "# measured facts: see /work/shared/FACTS.md\nbundle:\n")
+    bundle_copy.replace("resources/mlflow.yml", "resources:\n", "# schema: ../../shared/schema.json\nresources:\n")
+    problems = run_check(bundle_copy.root, schema_source, ["dev"])
+    lineno = bundle_copy.path("databricks.yml").read_text().splitlines().index("bundle:")
+    assert_problem(problems, f"databricks.yml: line {lineno}: '/work/shared/FACTS.md' points outside the repository")
+    assert any(p.startswith("resources/mlflow.yml: line ") and "'../../shared/schema.json' points outside" in p
+               for p in problems)
+
+
+def test_no_machine_specific_paths_in_product_files(repo_root):
+    """Product files (not tests) point only inside the repository, at workspace paths or at public sources."""
+    roots = ["databricks.yml", "pyproject.toml", "README.md", "resources", "src", "docs", "scripts", ".azure"]
+    found = []
+    for name in roots:
+        base = repo_root / name
+        files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file()) if base.is_dir() else []
+        for path in files:
+            if path.suffix in (".pyc", ".whl", ".parquet", ".png") or "__pycache__" in path.parts:
+                continue
+            for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+                for hit in validate.local_paths(line, path.parent, repo_root):
+                    found.append(f"{path.relative_to(repo_root)}:{lineno}: {hit}")
+    assert found == []
+
+
+def test_retraining_schedule_rule(bundle_copy, schema_source):
+    bundle_copy.replace("databricks.yml", "      model_source: staging\n", "      model_source: train\n")
+    bundle_copy.replace("databricks.yml", "      retraining_schedule_pause_status: UNPAUSED\n",
+                        "      retraining_schedule_pause_status: PAUSED\n")
+    problems = run_check(bundle_copy.root, schema_source, ["prod"])
+    assert_problem(problems, "resources/retraining.job.yml: resources.jobs.retraining.schedule.pause_status: "
+                   "[target prod] model_source is 'train', so prod retrains on this schedule: expected UNPAUSED, "
+                   "found PAUSED (written as '${var.retraining_schedule_pause_status}')")
+
+
+def test_retraining_schedule_active_in_staging(bundle_copy, schema_source):
+    data = bundle_copy.load("databricks.yml")
+    data["targets"]["staging"]["variables"]["retraining_schedule_pause_status"] = "UNPAUSED"
+    bundle_copy.dump("databricks.yml", data)
+    problems = run_check(bundle_copy.root, schema_source)
+    assert_problem(problems, "resources/retraining.job.yml: resources.jobs.retraining.schedule.pause_status: "
+                   "[target staging] expected PAUSED (retraining runs on its schedule only in prod), found UNPAUSED")
+    assert not any("[target prod]" in p for p in problems)
+
+
+def test_retraining_that_queues(bundle_copy, schema_source):
+    bundle_copy.replace("resources/retraining.job.yml", "      queue:\n        enabled: false\n",
+                        "      queue:\n        enabled: true\n")
+    problems = run_check(bundle_copy.root, schema_source, ["prod"])
+    assert_problem(problems, "resources/retraining.job.yml: resources.jobs.retraining.queue: [target prod] expected "
+                   "queue: {enabled: false}")
+
+
+def test_run_job_task_naming_an_unknown_job(bundle_copy, schema_source):
+    bundle_copy.replace("resources/retraining.job.yml", "${resources.jobs.training.id}", "${resources.jobs.trainig.id}")
+    problems = run_check(bundle_copy.root, schema_source, ["dev"])
+    assert_problem(problems, "resources/retraining.job.yml: resources.jobs.retraining.tasks[1].run_job_task.job_id: "
+                   "[target dev] cannot resolve ${resources.jobs.trainig.id}: no resource jobs.trainig")
+    # A literal id points at whatever job has that id in one workspace.
+    bundle_copy.replace("resources/retraining.job.yml", "${resources.jobs.trainig.id}", "123456")
+    problems = run_check(bundle_copy.root, schema_source, ["dev"])
+    assert_problem(problems, "resources/retraining.job.yml: resources.jobs.retraining.tasks[1].run_job_task.job_id: "
+                   "[target dev] 123456; expected ${resources.jobs.<key>.id} of another job")
+
+
+def test_model_source_that_deploys_from_itself(bundle_copy, schema_source):
+    data = bundle_copy.load("databricks.yml")
+    data["targets"]["prod"]["variables"]["catalog"] = "staging"
+    data["targets"]["staging"]["variables"]["model_source"] = "staging"
+    data["targets"]["dev"]["variables"]["model_source"] = "prod"
+    bundle_copy.dump("databricks.yml", data)
+    problems = run_check(bundle_copy.root, schema_source, ["prod", "staging", "dev"])
+    assert_problem(problems, "databricks.yml: variables.source_catalog: [target prod] model_source "
+                   "is 'staging' but source_catalog is this target's own catalog ('staging')")
+    assert_problem(problems, "databricks.yml: targets.staging.variables.model_source: [target staging] model_source is "
+                   "'staging' but this target has no model_deployment job")
+    assert_problem(problems, "databricks.yml: targets.dev.variables.model_source: [target dev] expected one of train, "
+                   "staging, found 'prod'")
+
+
+def test_dfs_tmpdir_volume_maps_into_the_state_folder_locally(tmp_path, monkeypatch):
+    # The bundle passes /Volumes/<catalog>/<schema>/mlflow_tmp; off Databricks it is a folder of
+    # the local state, like every other /Volumes path.
+    from spark_mlops.config import build_settings
+
+    monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION", raising=False)
+    settings = build_settings(state_dir=str(tmp_path), dfs_tmpdir="/Volumes/prod/spark_mlops/mlflow_tmp")
+    assert settings.dfs_tmpdir == str(tmp_path.resolve() / "volumes" / "prod" / "spark_mlops" / "mlflow_tmp")
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "18.0")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///" + str(tmp_path / "t.db"))
+    on_databricks = build_settings(state_dir=str(tmp_path), dfs_tmpdir="/Volumes/prod/spark_mlops/mlflow_tmp",
+                                   registry_uri="sqlite:///" + str(tmp_path / "r.db"))
+    assert on_databricks.dfs_tmpdir == "/Volumes/prod/spark_mlops/mlflow_tmp"

@@ -6,7 +6,9 @@ Where the schema comes from, first match wins:
 2. ``databricks bundle schema``, when the ``databricks`` CLI is on PATH (matches the CLI that
    will deploy);
 3. ``shared/databricks-bundle-schema/jsonschema.json`` in the bundle root or one of its
-   parents (in this repository: ``../shared/…`` next to the checkout).
+   parents (a copy kept next to a checkout, for machines without the CLI).
+
+In CI, take the schema from the installed CLI (2.), so that it matches the CLI that deploys.
 
 The schema's ``pattern`` keywords use ``\\p{L}``/``\\p{N}``, which Python's ``re`` cannot
 compile, so the ``pattern`` keyword is overridden with one that uses the ``regex`` package.

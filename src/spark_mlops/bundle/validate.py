@@ -244,7 +244,8 @@ def check_targets_written(raw: dict, origins: dict, report: Report) -> None:
         root_path = (tdef.get("workspace") or {}).get("root_path")
         if not root_path:
             report.add(where, ("targets", name, "workspace", "root_path"),
-                       "expected an explicit workspace.root_path (shared, not a user's home), found none")
+                       f"expected an explicit workspace.root_path under the deploying service principal's home "
+                       f"({SP_HOME_ROOT}/...), found none")
 
 
 def _effective_pause(bundle: Bundle, job: dict, section: str) -> str:
@@ -269,7 +270,7 @@ def check_bundle_target(bundle: Bundle, root: Path, report: Report, wheel_entry_
 
     for jkey, job in bundle.jobs.items():
         jpath = ("resources", "jobs", jkey)
-        file = origin_of(bundle.origins, jpath)
+        file = _split_where(bundle.where(jpath))[0]
         # typed check
         try:
             Job.from_dict(job)
@@ -428,6 +429,343 @@ def _summary(bundle: Bundle) -> str:
             f"jobs: {jobs}; {others}; active schedules: {', '.join(active) or 'none'}")
 
 
+# ---------------------------------------------------------------- the deployed view (schema prefixes)
+
+
+@dataclass
+class BundleSchemas:
+    """The UC schemas a target's bundle creates: deployed name and name as written, per resource key."""
+
+    prefix: str  # what the CLI puts in front of bundle-created schema names ("" = nothing)
+    deployed: dict[str, str] = field(default_factory=dict)
+    written: dict[str, str] = field(default_factory=dict)
+
+
+def _normalize_prefix(prefix: str) -> str:
+    """databricks/cli ``normalizePrefix`` (apply_presets.go): '[dev lennart] ' -> 'dev_lennart_'.
+    ``${...}`` references (not known offline) are kept as written."""
+    refs: list[str] = []
+
+    def hold(m: re.Match) -> str:
+        refs.append(m.group(0))
+        return f"zzref{len(refs) - 1}zz"
+
+    text = loader.REFERENCE.sub(hold, prefix).replace("[", "").strip(" ")
+    suffix = "_" if text.endswith("]") else ""
+    text = re.sub(r"_+", "_", re.sub(r"[^\w]|_", "_", text.lower())).strip("_") + suffix
+    for i, ref in enumerate(refs):
+        text = text.replace(f"zzref{i}zz", ref)
+    return text
+
+
+def schema_prefix(config: dict) -> str:
+    """The prefix the CLI gives schemas the bundle creates in this (resolved) target:
+    ``presets.name_prefix``, or in development mode ``[dev <short name>] `` (apply_target_mode.go),
+    normalized; none with ``experimental.skip_name_prefix_for_schema`` (apply_presets.go)."""
+    skip = (config.get("experimental") or {}).get("skip_name_prefix_for_schema")
+    if skip is True or str(skip).lower() == "true":
+        return ""
+    prefix = (config.get("presets") or {}).get("name_prefix") or ""
+    if not prefix and (config.get("bundle") or {}).get("mode") == "development":
+        prefix = "[dev ${workspace.current_user.short_name}] "
+    return _normalize_prefix(str(prefix)) if prefix else ""
+
+
+def load_as_deployed(root: str | Path, target: str) -> tuple[Bundle, BundleSchemas]:
+    """One target resolved as :func:`loader.load_bundle` does (workspace values left as written),
+    except that schemas the bundle creates carry the prefix the CLI gives them, so that every
+    ``${resources.schemas.<key>.name}`` reference resolves to the schema that actually exists and a
+    name written any other way does not."""
+    root = Path(root).resolve()
+    raw, origins = loader.load_raw(root)
+    for rel, data in loader.bundle_files(root):  # resources defined inside a target, per file
+        for tname, tdef in (data.get("targets") or {}).items():
+            for rtype, items in ((tdef or {}).get("resources") or {}).items() if isinstance(tdef, dict) else ():
+                for rkey in items or {} if isinstance(items, dict) else {}:
+                    origins.setdefault(("targets", tname, "resources", rtype, rkey), rel)
+    merged = loader.merge_target(raw, target)
+    values = loader.variable_values(raw, origins, target, None)
+    as_written, _ = loader.resolve(merged, values, origins, target, local=False)
+    info = BundleSchemas(schema_prefix(as_written))
+    for key, schema in ((as_written.get("resources") or {}).get("schemas") or {}).items():
+        if isinstance(schema, dict) and isinstance(schema.get("name"), str):
+            info.written[key] = schema["name"]
+            info.deployed[key] = info.prefix + schema["name"]
+            merged["resources"]["schemas"][key]["name"] = info.prefix + str(merged["resources"]["schemas"][key]["name"])
+    config, resolved_vars = loader.resolve(merged, values, origins, target, local=False)
+    return Bundle(root=root, target=target, config=config, variables=resolved_vars, origins=origins), info
+
+
+# ---------------------------------------------------------------- deployment rules (issue 9, issue 8)
+
+# Entry points that log or load a Spark model and so need a UC volume as dfs_tmpdir on Databricks
+# (mlflow/spark/__init__.py `_check_databricks_uc_volume_tmpdir_availability`; DBFS root may be disabled).
+SPARK_MODEL_ENTRY_POINTS = ("train", "validate", "score", "deploy-model", "monitor")
+SP_HOME_ROOT = "/Workspace/Users/${workspace.current_user.userName}"
+_SHARED_PATH = re.compile(r"^(/Workspace)?/Shared(/|$)")
+# A Beta or preview runtime: the first release of a major (18.0.x) or a snapshot/beta key.
+_BETA_RUNTIME = re.compile(r"^\d+\.0\.x-|snapshot|beta", re.I)
+_RESOURCE_ID_REF = re.compile(r"^\$\{resources\.jobs\.([\w-]+)\.id\}$")
+_CURRENT_USER = "${workspace.current_user."
+# Workspace fields that configure authentication: the CLI does not interpolate them
+# (databricks/cli bundle/config/validate/interpolation_in_auth_config.go; acceptance test variables/host).
+_AUTH_FIELDS = ("host", "profile", "auth_type", "client_id", "azure_client_id", "azure_tenant_id",
+                "azure_resource_id", "account_id", "workspace_id")
+# Targets that deploy to a shared workspace and must name it (dev uses the developer's own profile).
+PINNED_TARGETS = ("test", "staging", "prod")
+RETRAINING_JOB = "retraining"
+MODEL_SOURCES = ("train", "staging")
+DEPLOYMENT_JOB = "model_deployment"
+SCHEDULED_TARGET = "prod"
+
+
+def check_workspace_pinning(raw: dict, origins: dict, report: Report) -> None:
+    """Each shared target names its workspace's CLI profile, literally; prod's differs from staging's."""
+    places = [(("workspace",), raw.get("workspace") or {})]
+    for tname, tdef in (raw.get("targets") or {}).items():
+        if isinstance(tdef, dict):
+            places.append((("targets", tname, "workspace"), tdef.get("workspace") or {}))
+    for path, ws in places:
+        for fname in _AUTH_FIELDS:
+            value = ws.get(fname) if isinstance(ws, dict) else None
+            if isinstance(value, str) and "${" in value:
+                report.add(origin_of(origins, path), (*path, fname),
+                           f"{value!r}: the CLI does not interpolate workspace.{fname} (a field that configures "
+                           "authentication); expected a literal profile name per target")
+    targets = raw.get("targets") or {}
+    profiles: dict[str, str] = {}
+    for name in PINNED_TARGETS:
+        tdef = targets.get(name)
+        if not isinstance(tdef, dict):
+            continue
+        ws = tdef.get("workspace") or {}
+        profile = ws.get("profile") or (raw.get("workspace") or {}).get("profile")
+        if not profile:
+            report.add(origin_of(origins, ("targets", name)), ("targets", name, "workspace", "profile"),
+                       f"expected the CLI profile of the {name} target's workspace (e.g. spark-mlops-"
+                       f"{'staging' if name == 'test' else name}), found none: without it `-t {name}` deploys "
+                       "to whatever workspace the environment points at")
+        else:
+            profiles[name] = str(profile)
+    if "prod" in profiles and profiles["prod"] in (profiles.get("staging"), profiles.get("test")):
+        report.add(origin_of(origins, ("targets", "prod")), ("targets", "prod", "workspace", "profile"),
+                   f"prod uses the same profile as staging ({profiles['prod']!r}); expected the prod "
+                   "workspace's own profile")
+
+
+def check_deployment_rules(bundle: Bundle, schemas: BundleSchemas, report: Report) -> None:
+    target = bundle.target
+    tag = f"[target {target}]"
+    production = bundle.mode == "production" or target in PRODUCTION_TARGETS
+
+    def add(path: tuple, message: str) -> None:
+        report.add(*_split_where(bundle.where(path)), f"{tag} {message}")
+
+    # -- root path and experiments: never where every workspace user can write (production mode)
+    if production:
+        root_path = str((bundle.config.get("workspace") or {}).get("root_path") or "")
+        if _SHARED_PATH.match(root_path):
+            add(("workspace", "root_path"),
+                f"{root_path!r} is writable by every workspace user (anyone could replace the wheel the service "
+                f"principal runs; databricks/cli bundle/permissions/validate.go); expected {SP_HOME_ROOT}/.bundle/"
+                "... (the deploying service principal's home)")
+        elif root_path and not root_path.startswith(SP_HOME_ROOT + "/"):
+            add(("workspace", "root_path"),
+                f"{root_path!r}; expected a root path under the deploying service principal's home, "
+                f"{SP_HOME_ROOT}/... (databricks/cli validate_target_mode.go)")
+        for key, exp in ((bundle.config.get("resources") or {}).get("experiments") or {}).items():
+            name = str((exp or {}).get("name") or "")
+            if _SHARED_PATH.match(name):
+                add(("resources", "experiments", key, "name"),
+                    f"{name!r} is writable by every workspace user; expected the service principal's home "
+                    "(/Users/${workspace.current_user.userName}/...)")
+
+    # -- the runtime: an LTS key in staging/prod
+    resources = bundle.config.get("resources") or {}
+    for jkey, job in bundle.jobs.items():
+        clusters = [(("resources", "jobs", jkey, "job_clusters", i, "new_cluster"), c.get("new_cluster"))
+                    for i, c in enumerate(job.get("job_clusters") or []) if isinstance(c, dict)]
+        clusters += [(("resources", "jobs", jkey, "tasks", i, "new_cluster"), t.get("new_cluster"))
+                     for i, t in enumerate(job.get("tasks") or []) if isinstance(t, dict)]
+        for cpath, cluster in clusters:
+            version = (cluster or {}).get("spark_version") if isinstance(cluster, dict) else None
+            if production and isinstance(version, str) and _BETA_RUNTIME.search(version):
+                source = " (var.spark_version)" if bundle.variables.get("spark_version") == version else ""
+                add((*cpath, "spark_version"),
+                    f"spark_version {version!r}{source} is a Beta/preview runtime ('.0.x' is the first, Beta "
+                    "release of a major, e.g. 18.0 ended support 2026-06-09); expected an LTS key such as "
+                    "18.x-cpu-ml-scala2.13 (list them with `databricks clusters spark-versions`)")
+
+    # -- schemas: the one the target creates, and per developer in development mode
+    unprefixed = {name: schemas.deployed[key] for key, name in schemas.written.items()
+                  if schemas.prefix and name not in schemas.deployed.values()}
+    keys = {name: key for key, name in schemas.written.items()}
+    for path, schema in _schema_uses(bundle):
+        if schema in unprefixed:
+            add(path, f"names schema {schema!r}, but the target's name prefix makes the CLI create it as "
+                      f"{unprefixed[schema]!r} (presets.name_prefix and development mode prefix UC schemas: "
+                      "databricks/cli bundle/config/mutator/resourcemutator/apply_presets.go); expected "
+                      f"${{resources.schemas.{keys[schema]}.name}}")
+        elif bundle.mode == "development" and _CURRENT_USER not in schema:
+            add(path, f"writes to schema {schema!r}, which every developer shares (development mode prefixes "
+                      "jobs, experiments, models and bundle-created schemas, but not volumes or tables); "
+                      "expected a schema per developer: a resources.schemas entry referenced as "
+                      "${resources.schemas.<key>.name}, or a name with ${workspace.current_user.short_name}")
+
+    # -- principals: workspace groups for permissions, account principals for grants
+    for path, node in _walk_dicts(resources, ("resources",)):
+        for i, perm in enumerate(node.get("permissions") or [] if isinstance(node.get("permissions"), list) else []):
+            if isinstance(perm, dict) and str(perm.get("group_name", "")).lower() == "account users":
+                add((*path, "permissions", i, "group_name"),
+                    "'account users' is an account-level group for Unity Catalog grants; workspace permissions "
+                    "take a workspace group (e.g. 'users'): expected ${var.workspace_readers_group}")
+        for i, grant in enumerate(node.get("grants") or [] if isinstance(node.get("grants"), list) else []):
+            if isinstance(grant, dict) and str(grant.get("principal", "")).lower() == "users":
+                add((*path, "grants", i, "principal"),
+                    "'users' is a workspace-local group, which Unity Catalog cannot grant to (docs: "
+                    "sql/language-manual/sql-ref-principal); expected an account principal such as 'account "
+                    "users': ${var.uc_model_readers}")
+    for i, perm in enumerate(bundle.config.get("permissions") or []):
+        if isinstance(perm, dict) and str(perm.get("group_name", "")).lower() == "account users":
+            add(("permissions", i, "group_name"),
+                "'account users' is an account-level group for Unity Catalog grants; workspace permissions take "
+                "a workspace group (e.g. 'users'): expected ${var.workspace_readers_group}")
+
+    # -- dfs_tmpdir: every task that logs or loads a Spark model gets a UC volume of the bundle
+    volumes = {f"/Volumes/{v.get('catalog_name')}/{v.get('schema_name')}/{v.get('name')}"
+               for v in (resources.get("volumes") or {}).values() if isinstance(v, dict)}
+    for jkey, job in bundle.jobs.items():
+        for i, task in enumerate(job.get("tasks") or []):
+            pwt = task.get("python_wheel_task") if isinstance(task, dict) else None
+            if not isinstance(pwt, dict) or pwt.get("entry_point") not in SPARK_MODEL_ENTRY_POINTS:
+                continue
+            named = pwt.get("named_parameters") or {}
+            ppath = ("resources", "jobs", jkey, "tasks", i, "python_wheel_task", "named_parameters")
+            tmp = named.get("dfs-tmpdir")
+            if not tmp:
+                add(ppath, f"task {task.get('task_key')!r} (spark-mlops {pwt['entry_point']}) logs or loads a Spark "
+                           "model but passes no dfs-tmpdir; expected dfs-tmpdir: ${var.dfs_tmpdir} (mlflow.spark "
+                           "stages model files in DFS, and DBFS root may be disabled)")
+            elif str(tmp).rstrip("/") not in volumes:
+                add((*ppath, "dfs-tmpdir"), f"{tmp!r} is not a UC volume of this bundle; expected one of: "
+                    f"{', '.join(sorted(volumes)) or 'none (declare resources.volumes)'}")
+
+    # -- run_job_task: a job of this bundle, by reference
+    for jkey, job in bundle.jobs.items():
+        for i, task in enumerate(job.get("tasks") or []):
+            rjt = task.get("run_job_task") if isinstance(task, dict) else None
+            if not isinstance(rjt, dict):
+                continue
+            m = _RESOURCE_ID_REF.match(str(rjt.get("job_id", "")))
+            if not m or m.group(1) not in bundle.jobs or m.group(1) == jkey:
+                add(("resources", "jobs", jkey, "tasks", i, "run_job_task", "job_id"),
+                    f"{rjt.get('job_id')}; expected ${{resources.jobs.<key>.id}} of another job of this bundle "
+                    f"({', '.join(k for k in bundle.jobs if k != jkey)})")
+
+    # -- where models come from (issue 8)
+    source = str(bundle.variables.get("model_source", "train"))
+    if source not in MODEL_SOURCES:
+        add(("variables", "model_source"), f"expected one of {', '.join(MODEL_SOURCES)}, found {source!r}")
+    elif source == "staging" and DEPLOYMENT_JOB not in bundle.jobs:
+        add(("variables", "model_source"), f"model_source is 'staging' but this target has no {DEPLOYMENT_JOB} "
+            "job to copy the staging model (it is defined for prod only); expected 'train'")
+    elif source == "staging" and bundle.variables.get("source_catalog") == bundle.variables.get("catalog"):
+        add(("variables", "source_catalog"),
+            f"model_source is 'staging' but source_catalog is this target's own catalog "
+            f"({bundle.variables.get('catalog')!r}); expected the staging catalog")
+
+    # -- the retraining schedule (issue 8): active in prod when prod trains, paused everywhere else
+    job = bundle.jobs.get(RETRAINING_JOB)
+    if isinstance(job, dict):
+        jpath = ("resources", "jobs", RETRAINING_JOB)
+        if "schedule" not in job:
+            add(jpath, "expected a weekly schedule (paused outside prod)")
+        else:
+            pause = _effective_pause(bundle, job, "schedule")
+            written = _written(bundle, (*jpath, "schedule", "pause_status"))
+            how = f" (written as {written!r})" if written not in (None, pause) else ""
+            trains = str(bundle.variables.get("model_source")) == "train"
+            if target != SCHEDULED_TARGET and pause != "PAUSED":
+                add((*jpath, "schedule", "pause_status"),
+                    f"expected PAUSED (retraining runs on its schedule only in {SCHEDULED_TARGET}), found {pause}{how}")
+            elif target == SCHEDULED_TARGET and trains and pause != "UNPAUSED":
+                add((*jpath, "schedule", "pause_status"),
+                    f"model_source is 'train', so {SCHEDULED_TARGET} retrains on this schedule: expected UNPAUSED, "
+                    f"found {pause}{how}")
+        if job.get("max_concurrent_runs") != 1:
+            add((*jpath, "max_concurrent_runs"), f"expected 1 (one retraining at a time), found "
+                f"{job.get('max_concurrent_runs')!r}")
+        if (job.get("queue") or {}).get("enabled") is not False:
+            add((*jpath, "queue"), "expected queue: {enabled: false} (a second trigger while retraining runs must "
+                "be skipped, not queued)")
+
+
+def _walk_dicts(node: Any, path: tuple) -> Iterator[tuple[tuple, dict]]:
+    if isinstance(node, dict):
+        yield path, node
+        for k, v in node.items():
+            yield from _walk_dicts(v, (*path, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _walk_dicts(v, (*path, i))
+
+
+def _schema_uses(bundle: Bundle) -> Iterator[tuple[tuple, str]]:
+    """(path, schema name) of every place the target writes to a UC schema: the tasks' ``schema``,
+    the schema part of ``model-name`` and ``dfs-tmpdir``, and the UC resources' ``schema_name``."""
+    resources = bundle.config.get("resources") or {}
+    for rtype in ("registered_models", "volumes"):
+        for key, res in (resources.get(rtype) or {}).items():
+            if isinstance(res, dict) and isinstance(res.get("schema_name"), str):
+                yield ("resources", rtype, key, "schema_name"), res["schema_name"]
+    for jkey, job in bundle.jobs.items():
+        for i, task in enumerate(job.get("tasks") or []):
+            pwt = task.get("python_wheel_task") if isinstance(task, dict) else None
+            named = (pwt or {}).get("named_parameters") or {}
+            path = ("resources", "jobs", jkey, "tasks", i, "python_wheel_task", "named_parameters")
+            if isinstance(named.get("schema"), str):
+                yield (*path, "schema"), named["schema"]
+            parts = str(named.get("model-name", "")).split(".")
+            if len(parts) == 3:
+                yield (*path, "model-name"), parts[1]
+            tmp = str(named.get("dfs-tmpdir", "")).split("/")
+            if len(tmp) >= 4 and tmp[1] == "Volumes":
+                yield (*path, "dfs-tmpdir"), tmp[3]
+
+
+# ---------------------------------------------------------------- paths outside the repository
+
+# Local filesystem paths (one machine's layout, not the workspace's): an absolute path under a
+# top-level folder such as home, tmp or work, or on a Windows drive. (A tilde path is anyone's home.)
+_LOCAL_PATH = re.compile(
+    r"(?<![\w$}/.~-])(/(?:work|home|root|tmp|mnt|opt|srv|var|private|etc)/[^\s\"'`,;)]*"
+    r"|\b[A-Za-z]:\\[^\s\"'`,;)]*)"
+)
+_RELATIVE_PATH = re.compile(r"(?<![\w/.])((?:\.\./)+[^\s\"'`,;)]*)")
+
+
+def local_paths(text: str, file_dir: Path, root: Path) -> list[str]:
+    """Paths in ``text`` that point outside the repository: a machine's absolute paths, and
+    relative paths (from ``file_dir``) that climb out of ``root``."""
+    found = [m.group(1) for m in _LOCAL_PATH.finditer(text)]
+    for m in _RELATIVE_PATH.finditer(text):
+        target = (file_dir / m.group(1).split("*")[0]).resolve()
+        if not target.is_relative_to(root):
+            found.append(m.group(1))
+    return found
+
+
+def check_local_paths(root: Path, files: list[tuple[str, dict]], report: Report) -> None:
+    """No file of the bundle (values or comments) points outside the repository."""
+    for rel, _ in files:
+        path = root / rel
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for found in local_paths(line, path.parent, root):
+                report.add(rel, f"line {lineno}", f"{found!r} points outside the repository (a path on one "
+                           "machine); expected a path inside the repository, a workspace path, or a pointer to "
+                           "public docs or source")
+
+
 # ---------------------------------------------------------------- driver
 
 
@@ -446,7 +784,9 @@ def check(root: str | Path = ".", targets: Iterable[str] | None = None, *,
     check_schema(files, root, report, Path(schema_path) if schema_path else None)
     check_written(files, raw, report)
     check_comments(root, files, report)
+    check_local_paths(root, files, report)
     check_targets_written(raw, origins, report)
+    check_workspace_pinning(raw, origins, report)
 
     wheel_entry_points = project_entry_points(root)
     if wheel_entry_points is None:
@@ -456,13 +796,14 @@ def check(root: str | Path = ".", targets: Iterable[str] | None = None, *,
     names = list(targets) if targets else list((raw.get("targets") or {}).keys())
     for name in names:
         try:
-            bundle = loader.load_bundle(root, name)
+            bundle, schemas = load_as_deployed(root, name)
         except ConfigError as exc:
             file, path, message = _split_config_error(exc)
             report.add(file, path, f"[target {name}] {message}")
             report.targets.append(TargetResult(name, None, "could not be resolved"))
             continue
         check_bundle_target(bundle, root, report, wheel_entry_points, subcommands)
+        check_deployment_rules(bundle, schemas, report)
         sp = (bundle.config.get("run_as") or {}).get("service_principal_name")
         if sp and set(str(sp)) <= set("0-"):
             report.warnings.append(f"target {name}: run_as is the placeholder service principal {sp}; "
