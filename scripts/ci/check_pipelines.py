@@ -349,7 +349,7 @@ def check(root: Path = REPO_ROOT) -> list[str]:
     for f, doc in docs.items():
         for step in _steps(f, doc):
             for key, text in _command_texts(step.node):
-                if key in _EXECUTED_FILE_INPUTS and text.strip().strip("\"'").endswith(".sh"):
+                if key in _EXECUTED_FILE_INPUTS and any(w.endswith(".sh") for w in command_words(text)):
                     problems.append(
                         f"{step.where(root)}: {key} executes {text.strip()} directly; the artifact's copy has "
                         f"no executable bit: use an inline `bash <path>` (AzureCLI@2: scriptLocation: inlineScript)"

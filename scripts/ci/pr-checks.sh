@@ -54,12 +54,12 @@ require_bundle_schema() {
 }
 
 bundle_validate() {
+  require_bundle_schema
   venv_on_path
   local targets args=()
   targets="$("$CI_ROOT/.venv/bin/python" scripts/ci/check_pipelines.py --list-targets)"
   [ -n "$targets" ] || ci_die "databricks.yml declares no targets"
   for t in $targets; do args+=(-t "$t"); done
-  require_bundle_schema
   ci_section "spark-mlops bundle validate ${args[*]}"
   spark-mlops bundle validate "${args[@]}"
 }

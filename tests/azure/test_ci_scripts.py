@@ -4,6 +4,7 @@ DOUBLE in tests/azure/fake_databricks (a recorder), because no workspace is reac
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import shutil
 import stat
@@ -578,3 +579,43 @@ def test_pr_checks_rejects_an_unknown_check() -> None:
     result = run_script("pr-checks.sh", "deploy-prod", env=clean_env())
     assert result.returncode != 0
     assert "unknown check" in result.stderr
+
+
+# ---------------------------------------------------------------- fetch-schemas.sh (CI=true: never skip)
+
+
+def test_fetch_schemas_verifies_the_azure_schema_and_asks_the_cli_for_the_bundle_schema(fake, tmp_path: Path) -> None:
+    import azure_schema
+
+    try:
+        source = azure_schema.find_schema(REPO_ROOT)
+    except azure_schema.SchemaNotFound as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and the Azure Pipelines schema is missing: {exc}")
+        pytest.skip(f"offline Azure Pipelines schema not available: {exc}")
+    out = tmp_path / "schemas"
+    result = run_script("fetch-schemas.sh", str(out), env=fake.env(
+        AZURE_PIPELINES_SCHEMA_URL=f"file://{source}", TF_BUILD="True"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert ["bundle", "schema"] in fake.calls()
+    assert f"##vso[task.setvariable variable=SPARK_MLOPS_AZURE_SCHEMA]{out}/azure-pipelines-service-schema.json" \
+        in result.stdout
+    assert f"##vso[task.setvariable variable=SPARK_MLOPS_BUNDLE_SCHEMA]{out}/databricks-bundle-schema.json" \
+        in result.stdout
+    assert json.loads((out / "databricks-bundle-schema.json").read_text())["type"] == "object"
+
+
+def test_fetch_schemas_rejects_a_changed_azure_schema(fake, tmp_path: Path) -> None:
+    other = tmp_path / "other.json"
+    other.write_text("{}")
+    result = run_script("fetch-schemas.sh", str(tmp_path / "schemas"),
+                        env=fake.env(AZURE_PIPELINES_SCHEMA_URL=f"file://{other}"))
+    assert result.returncode != 0
+    assert "sha256 mismatch for the Azure Pipelines schema" in result.stderr
+
+
+def test_bundle_validation_without_a_schema_fails_in_ci(tmp_path: Path) -> None:
+    env = clean_env(CI="true", PATH="/usr/bin:/bin", SPARK_MLOPS_BUNDLE_SCHEMA=str(tmp_path / "missing.json"))
+    result = run_script("pr-checks.sh", "bundle-validate", env=env)
+    assert result.returncode != 0
+    assert "no bundle schema: with CI=true" in result.stderr
