@@ -4,8 +4,8 @@ DOUBLE in tests/azure/fake_databricks (a recorder), because no workspace is reac
 from __future__ import annotations
 
 import hashlib
-import os
 import json
+import os
 import shutil
 import stat
 import subprocess
@@ -391,7 +391,7 @@ def _rendered_cd_commands(stage: str, root: Path) -> list[tuple[str, dict[str, s
             continue
         params = {**defaults, **step["parameters"]}
 
-        def sub(text: str) -> str:
+        def sub(text: str, params: dict = params) -> str:
             for name, value in params.items():
                 text = text.replace(f"${{{{ parameters.{name} }}}}", str(value))
             return text.replace("$(Pipeline.Workspace)", str(root.parent))
