@@ -522,3 +522,29 @@ def test_check_pipelines_command_line(repo: Path, capsys) -> None:
     assert set(capsys.readouterr().out.split()) >= {"training", "release", "batch_inference"}
     _edit(repo, ".azure/pipelines/cd.yml", "--run training", "--run train")
     assert check_pipelines.main(["--root", str(repo), "--no-schema"]) == 1
+
+
+# ---------------------------------------------------------------- CD's reading of the validated jobs
+
+
+def _rejection_task() -> str:
+    import re
+
+    text = (REPO_ROOT / "scripts/ci/bundle-deploy-and-run.sh").read_text()
+    return re.search(r'^REJECTION_TASK="([a-z_]+)"', text, re.M).group(1)
+
+
+@pytest.mark.parametrize("job_key", ["release", "model_deployment"])
+def test_cd_rejection_task_is_the_bundle_jobs_record_rejection(job_key: str) -> None:
+    """CD calls a failed run a rejection when this task succeeded: it must be the job's task that
+    runs only when validate failed (run_if: ALL_FAILED) and records the verdict."""
+    jobs = {}
+    for path in sorted((REPO_ROOT / "resources").glob("*.yml")):
+        jobs.update(((yaml.safe_load(path.read_text()) or {}).get("resources") or {}).get("jobs") or {})
+    if job_key not in jobs:
+        pytest.skip(f"bundle job '{job_key}' is not in resources/ yet")
+    tasks = {t["task_key"]: t for t in jobs[job_key]["tasks"]}
+    task = tasks.get(_rejection_task())
+    assert task is not None, f"{job_key} has no task '{_rejection_task()}'"
+    assert task.get("run_if") == "ALL_FAILED"
+    assert [d["task_key"] for d in task["depends_on"]] == ["validate"]
