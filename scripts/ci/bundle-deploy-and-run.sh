@@ -53,7 +53,8 @@ for entry in ${runs[@]+"${runs[@]}"}; do
   kind="${entry%%:*}"; job="${entry#*:}"
   [ -n "$job" ] || usage
   CI_RUN_ID=""
-  if ci_bundle_run "$job" "$target"; then
+  failure_is_error=1; [ "$kind" = "plain" ] || failure_is_error=0
+  if CI_RUN_FAILURE_IS_ERROR="$failure_is_error" ci_bundle_run "$job" "$target"; then
     continue
   fi
   [ "$kind" != "plain" ] || ci_die "stopping: job '$job' failed on target $target"

@@ -289,6 +289,8 @@ def test_cd_release_rejection_is_a_warning_and_the_pipeline_goes_on(fake, artifa
     warnings = [x for x in result.stdout.splitlines() if x.startswith("##vso[task.logissue type=warning]")]
     assert any("REJECTED the model" in w and "@champion is unchanged" in w for w in warnings), result.stdout
     assert "##vso[task.complete result=SucceededWithIssues;]" in result.stdout
+    assert "##vso[task.logissue type=error]" not in result.stdout  # a rejection is no pipeline error
+    assert "job 'release' (target staging) failed with exit code 1" in result.stdout  # still in the log
 
 
 def test_cd_release_crash_fails_the_stage(fake, artifact) -> None:
