@@ -1,20 +1,33 @@
 #!/usr/bin/env bash
-# Continuous delivery: deploy the bundle to a target, then run jobs in order.
+# Continuous delivery: deploy the bundle to a target with the prebuilt wheel, then run jobs in order.
 #
-#   bundle-deploy-and-run.sh -t staging|prod [--no-deploy] [--run JOB]...
+#   bash bundle-deploy-and-run.sh -t staging|prod [--no-deploy] [--run JOB]...
+#                                 [--run-release JOB] [--run-gate JOB]
 #
-# Fails (non-zero) as soon as the deploy or a job run fails, printing the job run URL and the
-# error (parsed from `databricks bundle run`) as a pipeline error.
+#   --run JOB          the job must succeed; any failure fails the step.
+#   --run-release JOB  a validated job (release): when it fails because the gate REJECTED the model
+#                      (its record_rejection task succeeded), that is a warning and the step goes on
+#                      (the target keeps its @champion); when it CRASHED, the step fails.
+#   --run-gate JOB     a validated job (model_deployment): a rejection fails the step with a clear
+#                      "gate rejected" message (the target keeps its @champion); a crash fails it too.
+#
+# Jobs run in the order given. The wheel deployed is the one in dist/ (built once by the CD build
+# stage, scripts/ci/build-wheel.sh); its name and sha256 are printed before and after the deploy.
+# Failures print the job run URL, the failed tasks and the error (parsed from `databricks bundle run`).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-usage() { echo "usage: $0 -t TARGET [--no-deploy] [--run JOB]..." >&2; exit 2; }
-target=""; deploy=1; jobs=()
+REJECTION_TASK="record_rejection"
+
+usage() { echo "usage: $0 -t TARGET [--no-deploy] [--run JOB]... [--run-release JOB]... [--run-gate JOB]..." >&2; exit 2; }
+target=""; deploy=1; runs=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    -t|--target) target="$2"; shift 2 ;;
+    -t|--target) target="${2:-}"; shift 2 || usage ;;
     --no-deploy) deploy=0; shift ;;
-    --run) jobs+=("$2"); shift 2 ;;
+    --run) runs+=("plain:${2:-}"); shift 2 || usage ;;
+    --run-release) runs+=("release:${2:-}"); shift 2 || usage ;;
+    --run-gate) runs+=("gate:${2:-}"); shift 2 || usage ;;
     *) usage ;;
   esac
 done
@@ -28,10 +41,36 @@ cd "$root"
 ci_databricks_auth
 
 if [ "$deploy" -eq 1 ]; then
+  ci_section "prebuilt wheel to deploy"
+  ci_show_wheel "$root/dist"
   ci_section "databricks bundle deploy -t $target"
   databricks bundle deploy -t "$target" || ci_die "bundle deploy -t $target failed"
+  echo "deployed wheel to target $target: $(basename "$CI_WHEEL") sha256 $CI_WHEEL_SHA256"
 fi
-for job in "${jobs[@]}"; do
-  ci_bundle_run "$job" "$target" || ci_die "stopping: job '$job' failed on target $target"
+
+warnings=0
+for entry in ${runs[@]+"${runs[@]}"}; do
+  kind="${entry%%:*}"; job="${entry#*:}"
+  [ -n "$job" ] || usage
+  CI_RUN_ID=""
+  failure_is_error=1; [ "$kind" = "plain" ] || failure_is_error=0
+  if CI_RUN_FAILURE_IS_ERROR="$failure_is_error" ci_bundle_run "$job" "$target"; then
+    continue
+  fi
+  [ "$kind" != "plain" ] || ci_die "stopping: job '$job' failed on target $target"
+  ci_section "why did '$job' fail? (task states of run ${CI_RUN_ID:-<unknown>})"
+  if ci_failed_run_outcome "$CI_RUN_ID" "$REJECTION_TASK"; then
+    if [ "$kind" = "release" ]; then
+      ci_warn "job '$job' on target $target REJECTED the model: its @champion is unchanged, and the pipeline goes on with it. Run URL: ${CI_RUN_URL:-<none>}"
+      warnings=1
+      continue
+    fi
+    ci_die "gate failed: job '$job' on target $target REJECTED the model; $target keeps its current @champion. Run URL: ${CI_RUN_URL:-<none>}"
+  fi
+  ci_die "job '$job' on target $target CRASHED (not a model rejection). Run URL: ${CI_RUN_URL:-<none printed>}"
 done
-echo "done: target $target${jobs[*]:+, jobs: ${jobs[*]}}"
+
+if [ "$warnings" -eq 1 ] && ci_on_agent; then
+  echo "##vso[task.complete result=SucceededWithIssues;]a model was rejected on target $target"
+fi
+echo "done: target $target${runs[*]:+, jobs: ${runs[*]}}"

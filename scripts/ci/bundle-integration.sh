@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
 # Pull-request integration in the staging workspace, using the bundle target `test`.
 #
-#   bundle-integration.sh run -t test [--validate TARGET]... [--job JOB]... [--suffix S]
+#   bash bundle-integration.sh run -t test [--validate TARGET]... [--job JOB]... [--suffix S]
+#       0. bash scripts/ci/build-wheel.sh dist         the wheel every target deploys (prebuilt artifact)
 #       1. databricks bundle validate -t TARGET        for each --validate (e.g. staging, prod)
 #       2. databricks bundle deploy -t test            (isolated by --var deployment_suffix=S)
 #       3. databricks bundle run JOB -t test           for each --job, in order; stops at the first failure
-#       4. databricks bundle destroy -t test --auto-approve   ALWAYS (EXIT trap), even when 1-3 failed
-#   bundle-integration.sh destroy -t test [--suffix S]
+#       4. databricks bundle destroy -t test --auto-approve --force-lock
+#                                                      ALWAYS (EXIT trap), even when 0-3 failed
+#   bash bundle-integration.sh destroy -t test [--suffix S]
 #       The pipeline's safety net (a step with condition: always()): destroys the deployment
 #       unless the run above already destroyed it (e.g. it was cancelled or timed out).
+#
+# --force-lock: a cancelled run is killed (SIGINT, SIGTERM, then SIGKILL within seconds), so the
+# trap's destroy may die holding the deployment lock, and a bundle lock never expires
+# (databricks/cli libs/locker). Forcing the lock is safe only here: the `test` deployment of
+# suffix S belongs to this pipeline run alone. It is never used for staging/prod
+# (scripts/ci/check_pipelines.py enforces it).
 #
 # S defaults to pr_<pull request id>_<build id> on Azure Pipelines, so that parallel PR runs do not
 # share a deployment. Exit code: 0 when every step passed; otherwise non-zero, with the failing
@@ -53,7 +61,7 @@ ci_databricks_auth
 
 destroy() {
   ci_section "databricks bundle destroy -t $target (deployment_suffix=$suffix)"
-  if databricks bundle destroy -t "$target" "${bundle_vars[@]}" --auto-approve; then
+  if databricks bundle destroy -t "$target" "${bundle_vars[@]}" --auto-approve --force-lock; then
     mkdir -p "$marker_dir" && touch "$marker"
     return 0
   fi
@@ -89,7 +97,10 @@ on_exit() {
 }
 trap on_exit EXIT
 
-for t in "${validate[@]}"; do
+failed_step="build the wheel"
+bash "$CI_ROOT/scripts/ci/build-wheel.sh" dist
+
+for t in ${validate[@]+"${validate[@]}"}; do
   failed_step="bundle validate -t $t"
   ci_section "$failed_step"
   databricks bundle validate -t "$t"
@@ -99,7 +110,7 @@ failed_step="bundle deploy -t $target"
 ci_section "$failed_step (deployment_suffix=$suffix)"
 databricks bundle deploy -t "$target" "${bundle_vars[@]}"
 
-for job in "${jobs[@]}"; do
+for job in ${jobs[@]+"${jobs[@]}"}; do
   failed_step="bundle run $job -t $target"
   ci_bundle_run "$job" "$target" "${bundle_vars[@]}"
 done

@@ -3,7 +3,15 @@
 Checked, for every file under ``.azure/pipelines`` (``${{ if/else/each }}`` blocks spliced in):
 
 * every ``template:`` path exists (relative to the file that uses it);
-* every ``scripts/...`` file a step calls exists, and is executable when it is a shell script;
+* every ``scripts/...`` file a step calls exists, and every shell script a step (or a script in
+  ``scripts/ci``) starts is started as ``bash <path>``: pipeline artifacts lose the executable bit
+  (microsoft/azure-pipelines-tasks#21170), and AzureCLI@2's ``scriptPath`` executes the file;
+* no step, script or bundle build command calls a bare ``python`` (an agent may have none);
+* in the PR pipeline, a stage that needs a service connection or a variable group sits under a
+  compile-time ``${{ if }}``: Azure DevOps resolves both when the pipeline compiles, so otherwise a
+  repository without them fails before the offline stage runs;
+* ``--force-lock`` appears only on the per-run ``test`` deployment's destroy
+  (``bundle destroy`` in ``scripts/ci/bundle-integration.sh``), never for staging/prod;
 * every job named by ``bundle run <job>``, ``--run <job>``, ``--job <job>`` or
   ``spark-mlops run <job>`` (in the YAML and in ``scripts/ci/*.sh``) is a job of the bundle
   (``resources.jobs.<key>`` in ``databricks.yml`` and its includes);
@@ -14,7 +22,10 @@ Checked, for every file under ``.azure/pipelines`` (``${{ if/else/each }}`` bloc
   bound to the environment ``databricks-<target>``;
 * a ``bundle destroy`` step runs under ``always()`` (or ``succeededOrFailed()``), is the last
   step of its job, follows every step that deploys a temporary target, and a template that
-  receives the condition forwards it to its steps.
+  receives the condition forwards it to its steps; its job sets ``cancelTimeoutInMinutes`` at least
+  as long as the destroy step's timeout (a cancelled job gives always() steps only that long).
+
+With ``CI=true`` a missing Azure Pipelines schema is a failure, not a skip.
 
 Run: ``python scripts/ci/check_pipelines.py`` (also runs the schema validation when the schema
 is found); ``--list-targets`` / ``--list-jobs`` print the bundle's targets / jobs.
@@ -24,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -44,7 +56,7 @@ ALWAYS_CONDITIONS = ("always()", "succeededorfailed()")
 _SCRIPT_RE = re.compile(r"(?<![\w.-])(scripts/[\w./-]+?\.(?:sh|py))\b")
 _JOB_RES = (
     re.compile(r"\bbundle\s+run\s+([a-z_][a-z0-9_]*)\b"),
-    re.compile(r"(?:^|\s)--(?:run|job)[ =]([a-z_][a-z0-9_]*)\b"),
+    re.compile(r"(?:^|\s)--(?:run|run-release|run-gate|job)[ =]([a-z_][a-z0-9_]*)\b"),
     re.compile(r"\bspark-mlops\s+run\s+([a-z_][a-z0-9_]*)\b"),
 )
 _TARGET_RE = re.compile(r"(?:^|\s)(?:-t|--target|--validate)[ =]([a-z_][\w-]*)\b")
@@ -54,6 +66,48 @@ _WORKSPACE_WRITE_RE = re.compile(
 )
 _DESTROY_RE = re.compile(r"\bbundle\s+destroy\b|bundle-integration\.sh\s+destroy\b")
 _TEMP_DEPLOY_RE = re.compile(r"bundle-integration\.sh\s+run\b|\bbundle\s+deploy\b")
+FORCE_LOCK_SCRIPT = "bundle-integration.sh"  # the only place allowed to force the deploy lock
+
+# Step keys whose value is a shell command line, and inputs that name a file the task executes.
+_COMMAND_KEYS = ("bash", "script", "inlineScript")
+_EXECUTED_FILE_INPUTS = ("scriptPath", "filePath")
+_SEGMENT_SPLIT = re.compile(r"\n|;|&&|\|\||\||\$\(|`")
+_PREFIX_WORDS = {"then", "do", "else", "elif", "if", "while", "until", "exec", "!", "time", "{", "(",
+                 "env", "command", "nohup", "sudo"}
+_COMPILE_TIME_KEYS = ("azureSubscription", "connectedServiceNameARM", "connectedServiceName", "group")
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def command_words(text: str) -> list[str]:
+    """The first word of every simple command in a shell command line (comments dropped).
+
+    ``${{ parameters.script }}`` stands for a script path (``SCRIPT.sh``); other template
+    expressions become ``X``, so that ``"${{ parameters.root }}/${{ parameters.script }}"`` reads
+    as the path of a shell script.
+    """
+    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    text = re.sub(r"\$\{\{\s*parameters\.script\s*\}\}", "SCRIPT.sh", text)
+    text = re.sub(r"\$\{\{.*?\}\}", "X", text)
+    firsts: list[str] = []
+    for segment in _SEGMENT_SPLIT.split(text):
+        words = segment.split()
+        while words and (words[0] in _PREFIX_WORDS or re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", words[0])):
+            words.pop(0)
+        if words:
+            firsts.append(words[0].strip("\"'"))
+    return firsts
+
+
+def direct_script_calls(text: str) -> list[str]:
+    """Shell scripts a command line executes directly (``x.sh`` instead of ``bash x.sh``)."""
+    return [w for w in command_words(text) if w.endswith(".sh")]
+
+
+def bare_python_calls(text: str) -> list[str]:
+    return [w for w in command_words(text) if w == "python"]
 
 
 # ---------------------------------------------------------------- the bundle
@@ -199,6 +253,64 @@ def _script_text(path: Path) -> str:
     return "\n".join(line for line in lines if not line.lstrip().startswith("#"))
 
 
+def _int(value: Any) -> int | None:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def _command_texts(node: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(key, command line) of a step: ``bash``/``script`` and a task's inline script / script file."""
+    for key in _COMMAND_KEYS:
+        if isinstance(node.get(key), str):
+            yield key, node[key]
+    inputs = node.get("inputs")
+    if isinstance(inputs, dict):
+        for key in (*_COMMAND_KEYS, *_EXECUTED_FILE_INPUTS):
+            if isinstance(inputs.get(key), str):
+                yield key, inputs[key]
+
+
+def _compile_time_resources(node: Any, file: Path, seen: frozenset[Path] = frozenset()) -> list[str]:
+    """Service connections and variable groups that ``node`` (and the templates it calls) uses."""
+    found: list[str] = []
+
+    def visit(n: Any) -> None:
+        if isinstance(n, dict):
+            for key, value in n.items():
+                if key in _COMPILE_TIME_KEYS and isinstance(value, str) and value.strip():
+                    found.append(f"{'variable group' if key == 'group' else 'service connection'} ({key}: {value})")
+                if key == "template" and isinstance(value, str):
+                    tpl = _resolve_template(value, file)
+                    if tpl.is_file() and tpl not in seen:
+                        found.extend(_compile_time_resources(load_pipeline(tpl), tpl, seen | {tpl}))
+                visit(value)
+        elif isinstance(n, list):
+            for v in n:
+                visit(v)
+
+    visit(node)
+    return list(dict.fromkeys(found))
+
+
+def bundle_build_commands(root: Path) -> list[tuple[str, str]]:
+    """``artifacts.<name>.build`` of databricks.yml, top level and per target."""
+    path = root / "databricks.yml"
+    if not path.is_file():
+        return []
+    main = _load(path)
+    out: list[tuple[str, str]] = []
+    scopes = [("artifacts", main.get("artifacts"))]
+    scopes += [(f"targets.{t}.artifacts", (v or {}).get("artifacts"))
+               for t, v in (main.get("targets") or {}).items() if isinstance(v, dict)]
+    for where, artifacts in scopes:
+        for name, artifact in (artifacts or {}).items():
+            if isinstance(artifact, dict) and isinstance(artifact.get("build"), str):
+                out.append((f"{where}.{name}.build", artifact["build"]))
+    return out
+
+
 # ---------------------------------------------------------------- the checks
 
 
@@ -232,8 +344,48 @@ def check(root: Path = REPO_ROOT) -> list[str]:
                 target = root / script
                 if not target.is_file():
                     problems.append(f"{_rel(f, root)}: script not found: {script}")
-                elif target.suffix == ".sh" and not target.stat().st_mode & 0o111:
-                    problems.append(f"{_rel(f, root)}: script is not executable: {script}")
+
+    # shell scripts run as `bash <path>`; no bare `python`
+    for f, doc in docs.items():
+        for step in _steps(f, doc):
+            for key, text in _command_texts(step.node):
+                if key in _EXECUTED_FILE_INPUTS and any(w.endswith(".sh") for w in command_words(text)):
+                    problems.append(
+                        f"{step.where(root)}: {key} executes {text.strip()} directly; the artifact's copy has "
+                        f"no executable bit: use an inline `bash <path>` (AzureCLI@2: scriptLocation: inlineScript)"
+                    )
+                    continue
+                for call in direct_script_calls(text):
+                    problems.append(
+                        f"{step.where(root)}: runs {call} directly; pipeline artifacts lose the executable bit: "
+                        f"call it as `bash {call}`"
+                    )
+                for _ in bare_python_calls(text):
+                    problems.append(f"{step.where(root)}: calls a bare `python`; use the interpreter the "
+                                    f"pipeline set up (python3 from UsePythonVersion, or scripts/ci/lib.sh ci_python)")
+    for s_path in scripts:
+        text = _script_text(s_path)
+        for call in direct_script_calls(text):
+            problems.append(f"{_rel(s_path, root)}: runs {call} directly; call it as `bash {call}` "
+                            f"(scripts in a pipeline artifact have no executable bit)")
+        for _ in bare_python_calls(text):
+            problems.append(f"{_rel(s_path, root)}: calls a bare `python`; use \"$(ci_python)\" (scripts/ci/lib.sh)")
+    for where, command in bundle_build_commands(root):
+        if bare_python_calls(command):
+            problems.append(f"databricks.yml: {where}: build command calls a bare `python`: {command}")
+
+    # --force-lock only on the per-run test deployment's destroy
+    for f, text in [(f, " ".join(_strings(doc))) for f, doc in docs.items()]:
+        if "--force-lock" in text:
+            problems.append(f"{_rel(f, root)}: --force-lock in a pipeline file; only {FORCE_LOCK_SCRIPT}'s "
+                            f"destroy of the per-run test deployment may force the deploy lock")
+    for s_path in scripts:
+        for line in _script_text(s_path).splitlines():
+            if "--force-lock" not in line:
+                continue
+            if s_path.name != FORCE_LOCK_SCRIPT or not re.search(r"\bbundle\s+destroy\b", line):
+                problems.append(f"{_rel(s_path, root)}: --force-lock outside the per-run test deployment's "
+                                f"destroy: {line.strip()}")
 
     # bundle jobs and targets, in the YAML and in the CI scripts
     sources = [(f, " ".join(_strings(doc))) for f, doc in docs.items()]
@@ -269,6 +421,20 @@ def check(root: Path = REPO_ROOT) -> list[str]:
                 if forbidden in text:
                     problems.append(f"{_rel(f, root)}: the PR pipeline must not use '{forbidden}'")
 
+    # PR pipeline: stages needing a service connection / variable group are compile-time conditional
+    if pr.is_file():
+        raw = azure_schema.load_yaml(pr)
+        for i, stage in enumerate((raw or {}).get("stages") or []):
+            if not isinstance(stage, dict) or all(azure_schema.is_expression_key(k) for k in stage):
+                continue
+            needs = _compile_time_resources(stage, pr)
+            if needs:
+                problems.append(
+                    f"{_rel(pr, root)}: stages/{i} ({stage.get('stage', '?')}) uses {', '.join(needs)}, which Azure "
+                    f"DevOps resolves when the pipeline compiles: put the stage under a compile-time "
+                    f"${{{{ if }}}} on a parameter, so that a repository without them still runs the offline stage"
+                )
+
     # writes to staging/prod only inside a deployment job bound to databricks-<target>
     for step in steps:
         if not _WORKSPACE_WRITE_RE.search(step.text):
@@ -298,6 +464,15 @@ def check(root: Path = REPO_ROOT) -> list[str]:
             )
         if step.index != len(step.siblings) - 1:
             problems.append(f"{step.where(root)}: the destroy step must be the last step of its job")
+        job = step.job()
+        timeout = _int(step.node.get("timeoutInMinutes") or (step.node.get("parameters") or {}).get("timeoutInMinutes"))
+        cancel = _int((job or {}).get("cancelTimeoutInMinutes"))
+        if cancel is None or cancel < (timeout or 1):
+            problems.append(
+                f"{step.where(root)}: its job must set cancelTimeoutInMinutes >= the destroy step's timeout "
+                f"({timeout or 'unset'}): on cancel, always() steps get only that long "
+                f"(cancelTimeoutInMinutes: {cancel if cancel is not None else 'unset'})"
+            )
         if "template" in step.node and "condition" in (step.node.get("parameters") or {}):
             tpl = _resolve_template(step.node["template"], step.file)
             if tpl.is_file():
@@ -341,6 +516,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_schema:
         schema_rc = azure_schema.main([str(f) for f in azure_schema.pipeline_files(root / ".azure" / "pipelines")])
         if schema_rc == 1:
+            rc = 1
+        elif schema_rc == 2 and _ci():
+            print("check_pipelines: CI=true and the Azure Pipelines schema is missing: the schema check must not "
+                  "be skipped in CI (bash scripts/ci/fetch-schemas.sh sets SPARK_MLOPS_AZURE_SCHEMA)", file=sys.stderr)
             rc = 1
     return rc
 

@@ -3,8 +3,8 @@
 #
 #   install.sh dev     the project's .venv with spark-mlops[dev] (scripts/bootstrap.sh: pinned
 #                      pyspark/mlflow, pytest, ruff, ...) and Java 17 for local Spark
-#   install.sh build   only what `databricks bundle deploy` needs to build the wheel
-#                      (artifacts.build in databricks.yml: python -m pip wheel)
+#   install.sh build   only what scripts/ci/build-wheel.sh needs to build the wheel (pip), for
+#                      the interpreter the pipeline set up (never a bare `python`)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -25,12 +25,13 @@ case "$mode" in
     # shellcheck source=../bootstrap.sh
     source "$CI_ROOT/scripts/bootstrap.sh"
     if ci_on_agent; then echo "##vso[task.prependpath]$CI_ROOT/.venv/bin"; fi
-    python --version
+    "$CI_ROOT/.venv/bin/python" --version
     spark-mlops --help >/dev/null
     ;;
   build)
-    python3 -m pip install -q --disable-pip-version-check --upgrade pip
-    python3 -m pip --version
+    py="$(ci_python)"
+    "$py" -m pip install -q --disable-pip-version-check --upgrade pip
+    "$py" -m pip --version
     ;;
   *) ci_die "usage: $0 dev|build" ;;
 esac

@@ -8,6 +8,9 @@ export CI_ROOT
 
 ci_on_agent() { [ "${TF_BUILD:-}" = "True" ] || [ "${TF_BUILD:-}" = "true" ]; }
 
+# CI=true: checks that cannot run (a missing schema) fail instead of being skipped.
+ci_is_ci() { case "${CI:-}" in true|True|TRUE|1|yes) return 0 ;; *) return 1 ;; esac; }
+
 ci_section() {
   if ci_on_agent; then echo "##[section]$*"; else echo "==> $*"; fi
 }
@@ -39,10 +42,10 @@ ci_is_set() {
 
 # Selects the Databricks authentication for the bundle commands. Two routes (docs/azure-devops.md):
 #  azure-cli          the step runs inside AzureCLI@2 (workload identity federation service
-#                     connection, addSpnToEnvironment: true). `az` is signed in as the service
-#                     principal; the CLI uses that session (DATABRICKS_AUTH_TYPE=azure-cli).
-#                     The federated credentials are also exported as ARM_CLIENT_ID / ARM_TENANT_ID /
-#                     ARM_OIDC_TOKEN for tools that read them.
+#                     connection). `az` is signed in as the service principal and the CLI takes
+#                     its tokens from that session (DATABRICKS_AUTH_TYPE=azure-cli); nothing reads
+#                     ARM_* variables on this route, so none are exported. addSpnToEnvironment only
+#                     provides servicePrincipalId for BUNDLE_VAR_service_principal.
 #  azure-devops-oidc  a plain step with SYSTEM_ACCESSTOKEN mapped; the CLI exchanges the pipeline's
 #                     OIDC token for a Databricks token (federation policy on the service principal).
 ci_databricks_auth() {
@@ -55,9 +58,6 @@ ci_databricks_auth() {
   fi
   case "$route" in
     azure-cli)
-      [ -n "${servicePrincipalId:-}" ] && export ARM_CLIENT_ID="$servicePrincipalId"
-      [ -n "${tenantId:-}" ] && export ARM_TENANT_ID="$tenantId"
-      [ -n "${idToken:-}" ] && export ARM_OIDC_TOKEN="$idToken"
       export DATABRICKS_AUTH_TYPE=azure-cli
       ;;
     azure-devops-oidc)
@@ -84,28 +84,111 @@ ci_databricks_auth() {
   echo "databricks auth: ${DATABRICKS_AUTH_TYPE:-default chain}"
 }
 
-# ci_bundle_run JOB TARGET [extra args]: `databricks bundle run` with the run URL and the error
-# surfaced in the log (and as a pipeline error) when the job run fails. Returns the CLI's exit code.
+# ci_run_url FILE: the last job run URL that `databricks bundle run` printed ("Run URL: ..." is a
+# progress event on stderr: databricks/cli bundle/run/progress/job_events.go), or nothing.
+# Never fails: a run that did not start prints no URL, and that must not abort the caller
+# under errexit/pipefail.
+ci_run_url() {
+  { grep -Eo 'Run URL: *[^ ]+' "$1" 2>/dev/null || true; } | tail -n 1 | sed -E 's/^Run URL: *//'
+}
+
+# ci_run_id_from_url URL: the run id in a job run URL, or nothing. Both forms the CLI prints:
+# .../jobs/<job>/runs/<run> (libs/workspaceurls ModernizeJobRunPageURL) and the legacy
+# ...#job/<job>/run/<run>.
+ci_run_id_from_url() {
+  { printf '%s\n' "${1:-}" | grep -Eo '(jobs/[0-9]+/runs|job/[0-9]+/run)/[0-9]+' || true; } \
+    | tail -n 1 | grep -Eo '[0-9]+$' || true
+}
+
+# ci_failed_tasks FILE: "Task <key> FAILED:" blocks of a failed `bundle run` (the task's error
+# and trace: databricks/cli bundle/run/progress/job_events.go TaskErrorEvent), each block cut
+# to its first lines, on one line. Never fails.
+ci_failed_tasks() {
+  awk '
+    /^Task [^ ]+ FAILED:/ { if (block != "") print block; block = $0; n = 0; next }
+    block != "" && n < 3 && NF > 0 { block = block " " $0; n++ }
+    END { if (block != "") print block }
+  ' "$1" 2>/dev/null | tr '\n' ' ' || true
+}
+
+# ci_bundle_run JOB TARGET [extra args]: `databricks bundle run` with the run URL, the failed
+# tasks and the error surfaced in the log (and as a pipeline error) when the job run fails.
+# Sets CI_RUN_URL and CI_RUN_ID (empty when the CLI printed no run URL, e.g. the run never
+# started). Returns the CLI's exit code. CI_RUN_FAILURE_IS_ERROR=0: log a failure as a plain
+# line instead of a pipeline error.
 ci_bundle_run() {
   local job="$1" target="$2"; shift 2
-  local out rc=0 url err
+  local out rc=0 err tasks
   out="$(mktemp)"
   ci_section "databricks bundle run $job -t $target"
   databricks bundle run "$job" -t "$target" "$@" 2>&1 | tee "$out" || rc=${PIPESTATUS[0]}
-  url="$(grep -Eo 'Run URL: *[^ ]+' "$out" | tail -n 1 | sed -E 's/^Run URL: *//')"
+  CI_RUN_URL="$(ci_run_url "$out")"
+  CI_RUN_ID="$(ci_run_id_from_url "$CI_RUN_URL")"
   if [ "$rc" -ne 0 ]; then
-    err="$(grep -E '^(Error|error):' "$out" | tail -n 3 | tr '\n' ' ')"
-    ci_error "job '$job' (target $target) failed with exit code $rc. Run URL: ${url:-<none printed>}. ${err:-see the log above}"
+    tasks="$(ci_failed_tasks "$out")"
+    err="$({ grep -E '^(Error|error):' "$out" || true; } | tail -n 3 | tr '\n' ' ')"
+    local report="job '$job' (target $target) failed with exit code $rc. Run URL: ${CI_RUN_URL:-<none printed: the run may not have started>}. ${tasks:+$tasks }${err:-see the log above}"
+    # A validated job's failure may be a rejection, which the caller reports itself (as a warning
+    # or an error): then this is only a log line, not a pipeline error.
+    if [ "${CI_RUN_FAILURE_IS_ERROR:-1}" = "1" ]; then ci_error "$report"; else echo "$report"; fi
   else
-    echo "job '$job' (target $target) succeeded. Run URL: ${url:-<none printed>}"
+    echo "job '$job' (target $target) succeeded. Run URL: ${CI_RUN_URL:-<none printed>}"
   fi
   rm -f "$out"
   return "$rc"
 }
 
-# The project's Python: the .venv when it exists, else python3 on PATH.
+# The Python the pipeline set up, never a bare `python` (an agent may not have one): $CI_PYTHON
+# when set, else the project's .venv, else UsePythonVersion's interpreter ($pythonLocation),
+# else python3 on PATH.
 ci_python() {
-  if [ -x "$CI_ROOT/.venv/bin/python" ]; then echo "$CI_ROOT/.venv/bin/python"
-  else command -v python3 || command -v python
+  if [ -n "${CI_PYTHON:-}" ]; then echo "$CI_PYTHON"
+  elif [ -x "$CI_ROOT/.venv/bin/python" ]; then echo "$CI_ROOT/.venv/bin/python"
+  elif [ -n "${pythonLocation:-}" ] && [ -x "$pythonLocation/bin/python3" ]; then echo "$pythonLocation/bin/python3"
+  elif command -v python3 >/dev/null 2>&1; then command -v python3
+  else ci_die "no Python interpreter: set up Python (UsePythonVersion@0) or set CI_PYTHON"
   fi
+}
+
+# ci_show_wheel DIST_DIR: exactly one project wheel in DIST_DIR; prints its name and sha256 and
+# checks it against DIST_DIR/SHA256SUMS written when it was built (scripts/ci/build-wheel.sh).
+# Sets CI_WHEEL (path) and CI_WHEEL_SHA256.
+ci_show_wheel() {
+  local dist="$1" wheels=() expected name
+  shopt -s nullglob
+  wheels=("$dist"/spark_mlops-*.whl)
+  shopt -u nullglob
+  [ "${#wheels[@]}" -eq 1 ] \
+    || ci_die "expected exactly one prebuilt wheel in $dist, found ${#wheels[@]} (build it with scripts/ci/build-wheel.sh)"
+  CI_WHEEL="${wheels[0]}"
+  name="$(basename "$CI_WHEEL")"
+  CI_WHEEL_SHA256="$(sha256sum "$CI_WHEEL" | cut -d' ' -f1)"
+  if [ -f "$dist/SHA256SUMS" ]; then
+    expected="$(awk -v f="$name" '$2 == f {print $1}' "$dist/SHA256SUMS")"
+    [ "$expected" = "$CI_WHEEL_SHA256" ] \
+      || ci_die "wheel $name does not match $dist/SHA256SUMS (expected ${expected:-<not listed>}, got $CI_WHEEL_SHA256)"
+  fi
+  echo "wheel: $name sha256 $CI_WHEEL_SHA256"
+}
+
+# ci_failed_run_outcome RUN_ID REJECTION_TASK: after a failed validated job run (release,
+# model_deployment), tells "the gate rejected the model" from "the run crashed" by the task
+# states of the run (`databricks jobs get-run RUN_ID -o json`, tasks[].state.result_state;
+# scripts/ci/run_result.py). Returns 0 when REJECTION_TASK succeeded (a rejection was recorded),
+# 1 otherwise (a crash, or the run id or its states could not be read).
+ci_failed_run_outcome() {
+  local run_id="$1" task="$2" json rc=0
+  if [ -z "$run_id" ]; then
+    echo "no run id: the CLI printed no run URL, so the run may never have started"
+    return 1
+  fi
+  json="$(mktemp)"
+  if ! databricks jobs get-run "$run_id" -o json >"$json"; then
+    echo "could not read the task states of run $run_id (databricks jobs get-run failed)"
+    rm -f "$json"
+    return 1
+  fi
+  "$(ci_python)" "$CI_ROOT/scripts/ci/run_result.py" --rejection-task "$task" "$json" || rc=$?
+  rm -f "$json"
+  [ "$rc" -eq 0 ]
 }

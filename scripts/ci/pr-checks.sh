@@ -26,7 +26,7 @@ lint() {
 pipelines() {
   venv_on_path
   ci_section "Azure Pipelines files: schema + semantic checks"
-  python scripts/ci/check_pipelines.py
+  "$CI_ROOT/.venv/bin/python" scripts/ci/check_pipelines.py
 }
 
 tests() {
@@ -35,10 +35,29 @@ tests() {
   bash scripts/test.sh --cov=spark_mlops --cov-report=xml:test-results/coverage.xml --cov-report=term "$@"
 }
 
+# In CI (CI=true) the bundle schema must be there: from $SPARK_MLOPS_BUNDLE_SCHEMA
+# (scripts/ci/fetch-schemas.sh) or from the installed CLI (`databricks bundle schema`).
+# Elsewhere, spark-mlops bundle validate says itself when it skips the schema check.
+require_bundle_schema() {
+  if [ -n "${SPARK_MLOPS_BUNDLE_SCHEMA:-}" ] && [ -f "$SPARK_MLOPS_BUNDLE_SCHEMA" ]; then return 0; fi
+  if command -v databricks >/dev/null 2>&1; then
+    local schema
+    schema="$(mktemp)"
+    if databricks bundle schema > "$schema" && [ -s "$schema" ]; then
+      export SPARK_MLOPS_BUNDLE_SCHEMA="$schema"
+      return 0
+    fi
+  fi
+  if ci_is_ci; then
+    ci_die "no bundle schema: with CI=true the schema check must not be skipped (run bash scripts/ci/fetch-schemas.sh, or install the Databricks CLI)"
+  fi
+}
+
 bundle_validate() {
+  require_bundle_schema
   venv_on_path
   local targets args=()
-  targets="$(python scripts/ci/check_pipelines.py --list-targets)"
+  targets="$("$CI_ROOT/.venv/bin/python" scripts/ci/check_pipelines.py --list-targets)"
   [ -n "$targets" ] || ci_die "databricks.yml declares no targets"
   for t in $targets; do args+=(-t "$t"); done
   ci_section "spark-mlops bundle validate ${args[*]}"

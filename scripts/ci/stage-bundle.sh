@@ -2,23 +2,22 @@
 # Continuous delivery, build stage: builds the wheel once and stages the bundle for the
 # deployment stages (published as the pipeline artifact `bundle`).
 #
-#   stage-bundle.sh OUT_DIR
+#   bash stage-bundle.sh OUT_DIR
 #
-# OUT_DIR receives databricks.yml, resources/, src/, dist/*.whl, pyproject.toml, README.md and
-# scripts/ci/ (deployment jobs do not check out the repository; they run the scripts from the
-# artifact). `databricks bundle deploy` builds the wheel again from src/ (artifacts.build).
+# OUT_DIR receives databricks.yml, resources/, src/, dist/ (the wheel, versioned with the commit,
+# and its SHA256SUMS; scripts/ci/build-wheel.sh), pyproject.toml, README.md and scripts/ci/.
+# Deployment jobs do not check out the repository; they run the scripts from the artifact
+# (always as `bash <script>`: pipeline artifacts lose the executable bit), and
+# `databricks bundle deploy` uploads this prebuilt wheel instead of building one
+# (artifacts.spark_mlops_wheel in databricks.yml has `files` and no `build`).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 out="${1:-}"
 [ -n "$out" ] || ci_die "usage: $0 OUT_DIR"
 cd "$CI_ROOT"
-py="$(ci_python)"
 
-ci_section "build the wheel"
-rm -rf dist
-"$py" -m pip wheel --no-deps --disable-pip-version-check -q -w dist .
-ls dist/*.whl >/dev/null 2>&1 || ci_die "no wheel was built in dist/"
+bash "$CI_ROOT/scripts/ci/build-wheel.sh" dist
 
 ci_section "stage the bundle in $out"
 rm -rf "$out"

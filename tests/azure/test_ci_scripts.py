@@ -4,18 +4,34 @@ DOUBLE in tests/azure/fake_databricks (a recorder), because no workspace is reac
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import shutil
 import stat
+import subprocess
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from .helpers import FAKE_DATABRICKS_DIR, REPO_ROOT, FakeDatabricks, clean_env, run_script
+from .helpers import (
+    FAKE_DATABRICKS_DIR,
+    REPO_ROOT,
+    FakeDatabricks,
+    clean_env,
+    copy_bundle,
+    run_script,
+    strip_exec_bits,
+)
 
 SUFFIX = ["--var", "deployment_suffix=pr_42_7"]
 PR_ENV = {"SYSTEM_PULLREQUEST_PULLREQUESTID": "42", "BUILD_BUILDID": "7"}
 INTEGRATION_ARGS = ["run", "-t", "test", "--validate", "staging", "--validate", "prod",
                     "--job", "training", "--job", "release"]
+COMMIT = "5a0279e01f08c0ffee5a0279e01f08c0ffee5a02"
+WHEEL = "spark_mlops-0.1.0+g5a0279e01f08-py3-none-any.whl"
+REJECTION = "validate=FAILED,promote=UPSTREAM_FAILED,record_rejection=SUCCESS"
+CRASH = "validate=FAILED,promote=UPSTREAM_FAILED,record_rejection=FAILED"
 
 
 @pytest.fixture
@@ -23,36 +39,84 @@ def fake(tmp_path: Path) -> FakeDatabricks:
     return FakeDatabricks(tmp_path)
 
 
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """A copy of the repository's bundle and scripts: what the scripts build and write stays there."""
+    return copy_bundle(tmp_path / "checkout")
+
+
+@pytest.fixture
+def artifact(tmp_path: Path, checkout: Path, fake: FakeDatabricks) -> Path:
+    """The CD build stage's pipeline artifact, as a deployment job downloads it: staged by
+    stage-bundle.sh, then stripped of every executable bit."""
+    out = tmp_path / "pipeline" / "bundle"
+    result = run_script("stage-bundle.sh", str(out), env=fake.env(BUILD_SOURCEVERSION=COMMIT), root=checkout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    strip_exec_bits(out)
+    return out
+
+
+def _deploy(fake: FakeDatabricks, artifact: Path, *args: str, fail: str = "", **extra: str):
+    env = fake.env(fail, BUNDLE_ROOT=str(artifact), **extra)
+    return run_script("bundle-deploy-and-run.sh", *args, env=env, root=artifact)
+
+
 # ---------------------------------------------------------------- bundle-integration.sh
 
 
-# Every step runs, in this order, whether release passes or fails: destroy always comes last.
+# Every step runs, in this order, whether release passes or fails: destroy always comes last,
+# and forces the lock of this run's own deployment.
+DESTROY = ["bundle", "destroy", "-t", "test", *SUFFIX, "--auto-approve", "--force-lock"]
 FULL_INTEGRATION_SEQUENCE = [
     ["bundle", "validate", "-t", "staging"],
     ["bundle", "validate", "-t", "prod"],
     ["bundle", "deploy", "-t", "test", *SUFFIX],
     ["bundle", "run", "training", "-t", "test", *SUFFIX],
     ["bundle", "run", "release", "-t", "test", *SUFFIX],
-    ["bundle", "destroy", "-t", "test", *SUFFIX, "--auto-approve"],
+    DESTROY,
 ]
 
 
-def test_integration_passing_run_calls_the_cli_in_order(fake: FakeDatabricks) -> None:
-    result = run_script("bundle-integration.sh", *INTEGRATION_ARGS, env=fake.env(**PR_ENV))
+def _integrate(fake: FakeDatabricks, checkout: Path, fail: str = "", **extra: str):
+    return run_script("bundle-integration.sh", *INTEGRATION_ARGS, env=fake.env(fail, **PR_ENV, **extra), root=checkout)
+
+
+def test_integration_passing_run_builds_the_wheel_then_calls_the_cli_in_order(fake, checkout) -> None:
+    result = _integrate(fake, checkout, BUILD_SOURCEVERSION=COMMIT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert fake.calls() == FULL_INTEGRATION_SEQUENCE
+    assert len(fake.wheel_builds()) == 1  # built once, before validate (the targets deploy it prebuilt)
+    assert sorted(p.name for p in (checkout / "dist").iterdir()) == sorted(["SHA256SUMS", WHEEL])
     assert "bundle integration passed" in result.stdout
 
 
-def test_integration_failing_release_still_destroys_and_reports(fake: FakeDatabricks) -> None:
-    result = run_script("bundle-integration.sh", *INTEGRATION_ARGS, env=fake.env("bundle run release", **PR_ENV))
+def test_integration_failing_release_still_destroys_and_reports(fake, checkout) -> None:
+    result = _integrate(fake, checkout, "bundle run release")
     out = result.stdout + result.stderr
     assert result.returncode != 0
     assert fake.calls() == FULL_INTEGRATION_SEQUENCE
     assert "job 'release' (target test) failed with exit code 1" in out
-    assert "Run URL: https://adb-1234567890123456.7.azuredatabricks.net/?o=1234567890123456#job/101/run/202" in out
-    assert "Task reject failed" in out
+    assert "Run URL: https://adb-1234567890123456.7.azuredatabricks.net/jobs/101/runs/202" in out
+    assert "Task validate FAILED: spark_mlops: validation failed" in out  # the task-failure block
     assert "bundle integration failed at: bundle run release -t test" in out
+
+
+@pytest.mark.parametrize("how", ["start", "quiet"])
+def test_integration_run_without_a_run_url_is_reported_not_aborted(fake, checkout, how: str) -> None:
+    """No `Run URL:` line (the run never started, or the CLI printed none) must not abort the
+    parsing under errexit/pipefail: the step reports the failure, and destroy still runs."""
+    result = _integrate(fake, checkout, "bundle run training", FAKE_DATABRICKS_RUN_FAILURE=how)
+    out = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "job 'training' (target test) failed with exit code 1. Run URL: <none printed" in out
+    assert "bundle integration failed at: bundle run training -t test" in out
+    assert fake.calls()[-1] == DESTROY
+
+
+def test_integration_successful_run_without_a_run_url(fake, checkout) -> None:
+    result = _integrate(fake, checkout, FAKE_DATABRICKS_RUN_URL="none")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "job 'release' (target test) succeeded. Run URL: <none printed>" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -63,55 +127,58 @@ def test_integration_failing_release_still_destroys_and_reports(fake: FakeDatabr
         ("bundle run training", 4),  # release is not run after training failed
     ],
 )
-def test_integration_failure_at_any_step_ends_with_destroy(fake: FakeDatabricks, fail: str, expected_calls: int) -> None:
-    result = run_script("bundle-integration.sh", *INTEGRATION_ARGS, env=fake.env(fail, **PR_ENV))
+def test_integration_failure_at_any_step_ends_with_destroy(fake, checkout, fail: str, expected_calls: int) -> None:
+    result = _integrate(fake, checkout, fail)
     calls = fake.calls()
     assert result.returncode != 0
     assert len(calls) == expected_calls + 1
-    assert calls[-1] == ["bundle", "destroy", "-t", "test", *SUFFIX, "--auto-approve"]
+    assert calls[-1] == DESTROY
     assert ["bundle", "run", "release", "-t", "test", *SUFFIX] not in calls
 
 
-def test_integration_failing_destroy_fails_the_step(fake: FakeDatabricks) -> None:
-    result = run_script("bundle-integration.sh", *INTEGRATION_ARGS, env=fake.env("bundle destroy", **PR_ENV))
+def test_integration_failing_destroy_fails_the_step(fake, checkout) -> None:
+    result = _integrate(fake, checkout, "bundle destroy")
     assert result.returncode != 0
     assert "may be left in the workspace" in result.stdout + result.stderr
 
 
-def test_safety_net_destroy_is_skipped_after_a_clean_run(fake: FakeDatabricks) -> None:
+def test_safety_net_destroy_is_skipped_after_a_clean_run(fake, checkout) -> None:
     env = fake.env(**PR_ENV)
-    assert run_script("bundle-integration.sh", *INTEGRATION_ARGS, env=env).returncode == 0
+    assert _integrate(fake, checkout).returncode == 0
     n = len(fake.calls())
-    result = run_script("bundle-integration.sh", "destroy", "-t", "test", env=env)
+    result = run_script("bundle-integration.sh", "destroy", "-t", "test", env=env, root=checkout)
     assert result.returncode == 0
     assert len(fake.calls()) == n
     assert "already destroyed" in result.stdout
 
 
-def test_safety_net_destroy_runs_when_the_run_did_not_finish(fake: FakeDatabricks) -> None:
-    result = run_script("bundle-integration.sh", "destroy", "-t", "test", env=fake.env(**PR_ENV))
+def test_safety_net_destroy_forces_the_lock_when_the_run_did_not_finish(fake, checkout) -> None:
+    """A cancelled run's trap dies holding the deploy lock: the safety net forces it."""
+    result = run_script("bundle-integration.sh", "destroy", "-t", "test", env=fake.env(**PR_ENV), root=checkout)
     assert result.returncode == 0
-    assert fake.calls() == [["bundle", "destroy", "-t", "test", *SUFFIX, "--auto-approve"]]
+    assert fake.calls() == [DESTROY]
 
 
 @pytest.mark.parametrize("target", ["staging", "prod"])
-def test_integration_refuses_protected_targets(fake: FakeDatabricks, target: str) -> None:
-    result = run_script("bundle-integration.sh", "run", "-t", target, "--job", "training", env=fake.env())
+def test_integration_refuses_protected_targets(fake, checkout, target: str) -> None:
+    result = run_script("bundle-integration.sh", "run", "-t", target, "--job", "training", env=fake.env(),
+                        root=checkout)
     assert result.returncode != 0
     assert fake.calls() == []
     assert "must never target" in result.stdout + result.stderr
 
 
-def test_integration_suffix_outside_a_pr(fake: FakeDatabricks) -> None:
-    result = run_script("bundle-integration.sh", "run", "-t", "test", env=fake.env(BUILD_BUILDID="99"))
-    assert result.returncode == 0
+def test_integration_suffix_outside_a_pr(fake, checkout) -> None:
+    result = run_script("bundle-integration.sh", "run", "-t", "test", env=fake.env(BUILD_BUILDID="99"), root=checkout)
+    assert result.returncode == 0, result.stdout + result.stderr
     assert fake.calls()[0] == ["bundle", "deploy", "-t", "test", "--var", "deployment_suffix=ci_99"]
 
 
 # ---------------------------------------------------------------- authentication routes
 
 
-def test_azure_cli_route_exports_the_federated_identity(fake: FakeDatabricks) -> None:
+def test_azure_cli_route_exports_no_arm_variables(fake, checkout) -> None:
+    """On the azure-cli route the CLI uses the az session: nothing reads ARM_*, so none are set."""
     env = fake.env(
         CI_DATABRICKS_AUTH="azure-cli",
         servicePrincipalId="11111111-2222-3333-4444-555555555555",
@@ -121,27 +188,19 @@ def test_azure_cli_route_exports_the_federated_identity(fake: FakeDatabricks) ->
         DATABRICKS_CLIENT_ID="$(DATABRICKS_CLIENT_ID)",  # an undefined macro, as the agent passes it
         **PR_ENV,
     )
-    assert run_script("bundle-integration.sh", "run", "-t", "test", env=env).returncode == 0
-    seen = fake.envs()[0]
-    assert seen == {
+    assert run_script("bundle-integration.sh", "run", "-t", "test", env=env, root=checkout).returncode == 0
+    assert fake.envs()[0] == {
         "DATABRICKS_AUTH_TYPE": "azure-cli",
         "DATABRICKS_HOST": "https://adb-1.azuredatabricks.net",
-        "ARM_CLIENT_ID": "11111111-2222-3333-4444-555555555555",
-        "ARM_TENANT_ID": "tenant-guid",
-        "ARM_OIDC_TOKEN": "<set>",
         "BUNDLE_VAR_service_principal": "11111111-2222-3333-4444-555555555555",
     }
 
 
-def test_azure_devops_oidc_route(fake: FakeDatabricks) -> None:
-    env = fake.env(
-        CI_DATABRICKS_AUTH="azure-devops-oidc",
-        DATABRICKS_AUTH_TYPE="azure-devops-oidc",
-        DATABRICKS_CLIENT_ID="app-id",
-        SYSTEM_ACCESSTOKEN="pipeline-token",
-        DATABRICKS_HOST="$(DATABRICKS_HOST)",
-    )
-    result = run_script("bundle-deploy-and-run.sh", "-t", "staging", env=env)
+def test_azure_devops_oidc_route(fake, artifact) -> None:
+    result = _deploy(fake, artifact, "-t", "staging",
+                     CI_DATABRICKS_AUTH="azure-devops-oidc", DATABRICKS_AUTH_TYPE="azure-devops-oidc",
+                     DATABRICKS_CLIENT_ID="app-id", SYSTEM_ACCESSTOKEN="pipeline-token",
+                     DATABRICKS_HOST="$(DATABRICKS_HOST)")
     assert result.returncode == 0, result.stderr
     assert fake.envs()[0] == {
         "DATABRICKS_AUTH_TYPE": "azure-devops-oidc",
@@ -151,21 +210,65 @@ def test_azure_devops_oidc_route(fake: FakeDatabricks) -> None:
     }
 
 
-def test_azure_devops_oidc_route_without_token_fails_clearly(fake: FakeDatabricks) -> None:
-    env = fake.env(CI_DATABRICKS_AUTH="azure-devops-oidc", DATABRICKS_CLIENT_ID="app-id",
-                   SYSTEM_ACCESSTOKEN="$(System.AccessToken)")
-    result = run_script("bundle-deploy-and-run.sh", "-t", "staging", env=env)
+def test_azure_devops_oidc_route_without_token_fails_clearly(fake, artifact) -> None:
+    result = _deploy(fake, artifact, "-t", "staging", CI_DATABRICKS_AUTH="azure-devops-oidc",
+                     DATABRICKS_CLIENT_ID="app-id", SYSTEM_ACCESSTOKEN="$(System.AccessToken)")
     assert result.returncode != 0
     assert "SYSTEM_ACCESSTOKEN" in result.stderr
     assert fake.calls() == []
 
 
-# ---------------------------------------------------------------- bundle-deploy-and-run.sh
+# ---------------------------------------------------------------- the wheel: built once, deployed as is
 
 
-def test_deploy_and_run_passing(fake: FakeDatabricks) -> None:
-    result = run_script("bundle-deploy-and-run.sh", "-t", "staging", "--run", "training", "--run", "release",
-                        env=fake.env())
+def test_stage_bundle_builds_one_wheel_named_after_the_commit(fake, artifact, checkout) -> None:
+    assert len(fake.wheel_builds()) == 1
+    assert sorted(p.name for p in (artifact / "dist").iterdir()) == sorted(["SHA256SUMS", WHEEL])
+    digest = hashlib.sha256((artifact / "dist" / WHEEL).read_bytes()).hexdigest()
+    assert (artifact / "dist" / "SHA256SUMS").read_text() == f"{digest}  {WHEEL}\n"
+    # pyproject.toml itself is not rewritten: the version is stamped on a temporary copy
+    assert (checkout / "pyproject.toml").read_text() == (REPO_ROOT / "pyproject.toml").read_text()
+    for rel in ("databricks.yml", "resources", "src", "scripts/ci/bundle-deploy-and-run.sh"):
+        assert (artifact / rel).exists(), rel
+
+
+def test_wheel_version_outside_git_is_local(fake, checkout) -> None:
+    result = run_script("build-wheel.sh", "--print-version", env=fake.env(GIT_DIR=str(checkout / "no-git")),
+                        root=checkout)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0.1.0+local"
+
+
+def test_deploy_prints_the_wheel_it_deploys(fake, artifact) -> None:
+    result = _deploy(fake, artifact, "-t", "staging", TF_BUILD="True")
+    assert result.returncode == 0, result.stdout + result.stderr
+    digest = hashlib.sha256((artifact / "dist" / WHEEL).read_bytes()).hexdigest()
+    assert f"wheel: {WHEEL} sha256 {digest}" in result.stdout
+    assert f"deployed wheel to target staging: {WHEEL} sha256 {digest}" in result.stdout
+    assert fake.wheel_builds() == [fake.wheel_builds()[0]]  # the deploy built nothing
+
+
+@pytest.mark.parametrize("breakage", ["none", "two", "tampered"])
+def test_deploy_refuses_a_missing_extra_or_changed_wheel(fake, artifact, breakage: str) -> None:
+    dist = artifact / "dist"
+    if breakage == "none":
+        (dist / WHEEL).unlink()
+    elif breakage == "two":
+        shutil.copy(dist / WHEEL, dist / "spark_mlops-0.0.9-py3-none-any.whl")
+    else:
+        (dist / WHEEL).write_bytes(b"not the tested wheel")
+    result = _deploy(fake, artifact, "-t", "prod")
+    assert result.returncode != 0
+    assert fake.calls() == []
+    expected = {"none": "found 0", "two": "found 2", "tampered": "does not match"}[breakage]
+    assert expected in result.stderr
+
+
+# ---------------------------------------------------------------- bundle-deploy-and-run.sh (CD)
+
+
+def test_cd_staging_passing(fake, artifact) -> None:
+    result = _deploy(fake, artifact, "-t", "staging", "--run", "training", "--run-release", "release")
     assert result.returncode == 0, result.stderr
     assert fake.calls() == [
         ["bundle", "deploy", "-t", "staging"],
@@ -175,37 +278,179 @@ def test_deploy_and_run_passing(fake: FakeDatabricks) -> None:
     assert "job 'release' (target staging) succeeded. Run URL: https://" in result.stdout
 
 
-def test_deploy_and_run_stops_at_the_failing_job_with_url_and_error(fake: FakeDatabricks) -> None:
-    env = fake.env("bundle run training", TF_BUILD="True")
-    result = run_script("bundle-deploy-and-run.sh", "-t", "staging", "--run", "training", "--run", "release", env=env)
+@pytest.mark.parametrize("url", ["modern", "legacy"])
+def test_cd_release_rejection_is_a_warning_and_the_pipeline_goes_on(fake, artifact, url: str) -> None:
+    result = _deploy(fake, artifact, "-t", "staging", "--run", "training", "--run-release", "release",
+                     fail="bundle run release", FAKE_DATABRICKS_TASK_STATES=REJECTION,
+                     FAKE_DATABRICKS_RUN_URL=url, TF_BUILD="True")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert fake.calls()[-1] == ["jobs", "get-run", "202", "-o", "json"]
+    assert "task record_rejection: SUCCESS" in result.stdout
+    warnings = [x for x in result.stdout.splitlines() if x.startswith("##vso[task.logissue type=warning]")]
+    assert any("REJECTED the model" in w and "@champion is unchanged" in w for w in warnings), result.stdout
+    assert "##vso[task.complete result=SucceededWithIssues;]" in result.stdout
+    assert "##vso[task.logissue type=error]" not in result.stdout  # a rejection is no pipeline error
+    assert "job 'release' (target staging) failed with exit code 1" in result.stdout  # still in the log
+
+
+def test_cd_release_crash_fails_the_stage(fake, artifact) -> None:
+    result = _deploy(fake, artifact, "-t", "staging", "--run-release", "release", "--run", "batch_inference",
+                     fail="bundle run release", FAKE_DATABRICKS_TASK_STATES=CRASH, TF_BUILD="True")
     assert result.returncode != 0
+    assert ["bundle", "run", "batch_inference", "-t", "staging"] not in fake.calls()
+    assert "task record_rejection: FAILED" in result.stdout
+    errors = [x for x in result.stdout.splitlines() if x.startswith("##vso[task.logissue type=error]")]
+    assert any("CRASHED (not a model rejection)" in e for e in errors), result.stdout
+
+
+@pytest.mark.parametrize(
+    ("how", "get_run_called"),
+    [("start", False), ("quiet", False)],  # no run URL: no run id to ask about
+)
+def test_cd_release_without_a_run_id_is_a_crash(fake, artifact, how: str, get_run_called: bool) -> None:
+    result = _deploy(fake, artifact, "-t", "staging", "--run-release", "release", fail="bundle run release",
+                     FAKE_DATABRICKS_RUN_FAILURE=how, FAKE_DATABRICKS_TASK_STATES=REJECTION)
+    assert result.returncode == 1
+    assert any(c[:2] == ["jobs", "get-run"] for c in fake.calls()) is get_run_called
+    assert "the run may never have started" in result.stdout
+    assert "CRASHED" in result.stderr
+
+
+def test_cd_release_whose_states_cannot_be_read_is_a_crash(fake, artifact) -> None:
+    result = _deploy(fake, artifact, "-t", "staging", "--run-release", "release",
+                     fail="bundle run release;jobs get-run")
+    assert result.returncode == 1
+    assert "could not read the task states of run 202" in result.stdout
+
+
+def test_cd_prod_gate_rejection_fails_and_says_prod_keeps_its_champion(fake, artifact) -> None:
+    result = _deploy(fake, artifact, "-t", "prod", "--run-gate", "model_deployment",
+                     fail="bundle run model_deployment", FAKE_DATABRICKS_TASK_STATES=REJECTION)
+    assert result.returncode == 1
     assert fake.calls() == [
-        ["bundle", "deploy", "-t", "staging"],
-        ["bundle", "run", "training", "-t", "staging"],
+        ["bundle", "deploy", "-t", "prod"],
+        ["bundle", "run", "model_deployment", "-t", "prod"],
+        ["jobs", "get-run", "202", "-o", "json"],
     ]
-    errors = [line for line in result.stdout.splitlines() if line.startswith("##vso[task.logissue type=error]")]
-    assert any("job 'training' (target staging) failed" in e and "#job/101/run/202" in e and "INTERNAL_ERROR" in e
-               for e in errors), result.stdout
+    assert ("gate failed: job 'model_deployment' on target prod REJECTED the model; "
+            "prod keeps its current @champion") in result.stderr
 
 
-def test_deploy_failure_runs_no_job(fake: FakeDatabricks) -> None:
-    result = run_script("bundle-deploy-and-run.sh", "-t", "prod", "--run", "batch_inference",
-                        env=fake.env("bundle deploy"))
+def test_cd_prod_gate_crash_fails_as_a_crash(fake, artifact) -> None:
+    result = _deploy(fake, artifact, "-t", "prod", "--run-gate", "model_deployment",
+                     fail="bundle run model_deployment", FAKE_DATABRICKS_TASK_STATES=CRASH)
+    assert result.returncode == 1
+    assert "job 'model_deployment' on target prod CRASHED" in result.stderr
+
+
+def test_cd_plain_job_failure_stops_with_url_and_error(fake, artifact) -> None:
+    result = _deploy(fake, artifact, "-t", "staging", "--run", "training", "--run-release", "release",
+                     fail="bundle run training", TF_BUILD="True")
+    assert result.returncode != 0
+    assert fake.calls() == [["bundle", "deploy", "-t", "staging"], ["bundle", "run", "training", "-t", "staging"]]
+    errors = [x for x in result.stdout.splitlines() if x.startswith("##vso[task.logissue type=error]")]
+    assert any("job 'training' (target staging) failed" in e and "/jobs/101/runs/202" in e
+               and "Task validate FAILED" in e for e in errors), result.stdout
+
+
+def test_deploy_failure_runs_no_job(fake, artifact) -> None:
+    result = _deploy(fake, artifact, "-t", "prod", "--run-gate", "model_deployment", fail="bundle deploy")
     assert result.returncode != 0
     assert fake.calls() == [["bundle", "deploy", "-t", "prod"]]
 
 
-def test_run_without_deploy(fake: FakeDatabricks) -> None:
-    result = run_script("bundle-deploy-and-run.sh", "-t", "prod", "--no-deploy", "--run", "batch_inference",
-                        env=fake.env())
+def test_run_without_deploy(fake, artifact) -> None:
+    result = _deploy(fake, artifact, "-t", "prod", "--no-deploy", "--run", "batch_inference")
     assert result.returncode == 0
     assert fake.calls() == [["bundle", "run", "batch_inference", "-t", "prod"]]
 
 
-def test_deploy_and_run_uses_bundle_root(fake: FakeDatabricks, tmp_path: Path) -> None:
+def test_deploy_and_run_uses_bundle_root(fake, tmp_path: Path) -> None:
     result = run_script("bundle-deploy-and-run.sh", "-t", "prod", env=fake.env(BUNDLE_ROOT=str(tmp_path)))
     assert result.returncode != 0
     assert "no databricks.yml" in result.stderr
+
+
+# ---------------------------------------------------------------- the CD steps, run from the artifact
+
+
+def _rendered_cd_commands(stage: str, root: Path) -> list[tuple[str, dict[str, str]]]:
+    """The command line and env of each databricks-bundle.yml step of a cd.yml stage, rendered the
+    way Azure DevOps expands the template (azure-cli route: AzureCLI@2's inline script)."""
+    import yaml
+
+    def load(rel: str):
+        return yaml.load((REPO_ROOT / ".azure/pipelines" / rel).read_text(), Loader=yaml.BaseLoader)
+
+    template = load("templates/steps/databricks-bundle.yml")
+    defaults = {p["name"]: p.get("default", "") for p in template["parameters"]}
+    azure_cli = next(iter(template["steps"][0].values()))[0]
+    cd = load("cd.yml")
+    steps = next(s for s in cd["stages"] if s["stage"] == stage)["jobs"][0]["strategy"]["runOnce"]["deploy"]["steps"]
+    rendered = []
+    for step in steps:
+        if not str(step.get("template", "")).endswith("databricks-bundle.yml"):
+            continue
+        params = {**defaults, **step["parameters"]}
+
+        def sub(text: str, params: dict = params) -> str:
+            for name, value in params.items():
+                text = text.replace(f"${{{{ parameters.{name} }}}}", str(value))
+            return text.replace("$(Pipeline.Workspace)", str(root.parent))
+
+        rendered.append((sub(azure_cli["inputs"]["inlineScript"]), {k: sub(v) for k, v in azure_cli["env"].items()}))
+    return rendered
+
+
+@pytest.mark.parametrize("stage", ["staging", "prod"])
+def test_cd_steps_run_from_an_artifact_without_executable_bits(fake, artifact, stage: str) -> None:
+    assert not any(p.stat().st_mode & 0o111 for p in artifact.rglob("*") if p.is_file())
+    commands = _rendered_cd_commands(stage, artifact)
+    assert commands, f"no databricks-bundle.yml step in stage {stage}"
+    for command, step_env in commands:
+        env = fake.env(**{k: v for k, v in step_env.items() if not v.startswith("$(")},
+                       servicePrincipalId="sp-app-id")
+        result = subprocess.run(["bash", "-c", command], env=env, cwd=artifact, capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode == 0, f"{command}\n{result.stdout}{result.stderr}"
+        assert "Permission denied" not in result.stderr
+    deployed = [c for c in fake.calls() if c[:2] == ["bundle", "deploy"]]
+    assert deployed == [["bundle", "deploy", "-t", stage]]
+
+
+# ---------------------------------------------------------------- run_result.py
+
+
+def _run_json(states: str) -> dict:
+    return {"run_id": 202, "tasks": [
+        {"task_key": k, "state": {"life_cycle_state": "TERMINATED", "result_state": v}}
+        for k, v in (pair.split("=") for pair in states.split(","))]}
+
+
+@pytest.mark.parametrize(
+    ("states", "code"),
+    [
+        (REJECTION, 0),
+        (CRASH, 1),
+        ("validate=FAILED,promote=UPSTREAM_FAILED", 1),  # no record_rejection task at all
+        ("validate=FAILED,record_rejection=UPSTREAM_FAILED", 1),
+    ],
+)
+def test_run_result_tells_rejection_from_crash(states: str, code: int) -> None:
+    import run_result  # scripts/ci, on sys.path through tests/azure/helpers
+
+    assert run_result.classify(_run_json(states), "record_rejection")[0] == code
+
+
+def test_run_result_command_line(tmp_path: Path, capsys) -> None:
+    import run_result
+
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(_run_json(REJECTION)))
+    assert run_result.main(["--rejection-task", "record_rejection", str(path)]) == 0
+    assert "task promote: UPSTREAM_FAILED" in capsys.readouterr().out
+    path.write_text("Error: not json")
+    assert run_result.main(["--rejection-task", "record_rejection", str(path)]) == 2
 
 
 # ---------------------------------------------------------------- check-workspace-config.sh
@@ -336,3 +581,43 @@ def test_pr_checks_rejects_an_unknown_check() -> None:
     result = run_script("pr-checks.sh", "deploy-prod", env=clean_env())
     assert result.returncode != 0
     assert "unknown check" in result.stderr
+
+
+# ---------------------------------------------------------------- fetch-schemas.sh (CI=true: never skip)
+
+
+def test_fetch_schemas_verifies_the_azure_schema_and_asks_the_cli_for_the_bundle_schema(fake, tmp_path: Path) -> None:
+    import azure_schema
+
+    try:
+        source = azure_schema.find_schema(REPO_ROOT)
+    except azure_schema.SchemaNotFound as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and the Azure Pipelines schema is missing: {exc}")
+        pytest.skip(f"offline Azure Pipelines schema not available: {exc}")
+    out = tmp_path / "schemas"
+    result = run_script("fetch-schemas.sh", str(out), env=fake.env(
+        AZURE_PIPELINES_SCHEMA_URL=f"file://{source}", TF_BUILD="True"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert ["bundle", "schema"] in fake.calls()
+    assert f"##vso[task.setvariable variable=SPARK_MLOPS_AZURE_SCHEMA]{out}/azure-pipelines-service-schema.json" \
+        in result.stdout
+    assert f"##vso[task.setvariable variable=SPARK_MLOPS_BUNDLE_SCHEMA]{out}/databricks-bundle-schema.json" \
+        in result.stdout
+    assert json.loads((out / "databricks-bundle-schema.json").read_text())["type"] == "object"
+
+
+def test_fetch_schemas_rejects_a_changed_azure_schema(fake, tmp_path: Path) -> None:
+    other = tmp_path / "other.json"
+    other.write_text("{}")
+    result = run_script("fetch-schemas.sh", str(tmp_path / "schemas"),
+                        env=fake.env(AZURE_PIPELINES_SCHEMA_URL=f"file://{other}"))
+    assert result.returncode != 0
+    assert "sha256 mismatch for the Azure Pipelines schema" in result.stderr
+
+
+def test_bundle_validation_without_a_schema_fails_in_ci(tmp_path: Path) -> None:
+    env = clean_env(CI="true", PATH="/usr/bin:/bin", SPARK_MLOPS_BUNDLE_SCHEMA=str(tmp_path / "missing.json"))
+    result = run_script("pr-checks.sh", "bundle-validate", env=env)
+    assert result.returncode != 0
+    assert "no bundle schema: with CI=true" in result.stderr

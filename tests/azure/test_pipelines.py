@@ -4,21 +4,32 @@ check catches the mistake it is for."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import yaml
 
-from .helpers import PIPELINES_DIR, REPO_ROOT, azure_schema, check_pipelines, copy_repo_subset
+from .helpers import PENDING_JOBS, PIPELINES_DIR, REPO_ROOT, azure_schema, check_pipelines, copy_repo_subset
 
 PIPELINE_FILES = azure_schema.pipeline_files(PIPELINES_DIR)
 
 
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
 @pytest.fixture(scope="module")
 def schema_path() -> Path:
+    return find_schema_or_skip()
+
+
+def find_schema_or_skip() -> Path:
     try:
         return azure_schema.find_schema(REPO_ROOT)
     except azure_schema.SchemaNotFound as exc:
+        if _in_ci():  # on an agent the schema gates must never pass by skipping
+            pytest.fail(f"CI=true and the Azure Pipelines schema is missing: {exc}")
         pytest.skip(f"offline Azure Pipelines schema not available: {exc}")
 
 
@@ -171,9 +182,23 @@ def test_pr_offline_stage_has_no_databricks_credentials() -> None:
         assert forbidden not in text
 
 
-def test_pr_workspace_stage_is_skipped_visibly_when_not_configured() -> None:
+def _workspace_stage() -> dict:
+    """The PR pipeline's workspace stage, inside its compile-time ${{ if }}."""
+    (key, body), = _doc("pr-validation.yml")["stages"][1].items()
+    assert key == "${{ if eq(parameters.workspaceStage, true) }}"
+    return body[0]
+
+
+def test_pr_workspace_stage_exists_only_when_enabled_at_compile_time() -> None:
     doc = _doc("pr-validation.yml")
-    stage = doc["stages"][1]
+    param = next(p for p in doc["parameters"] if p["name"] == "workspaceStage")
+    assert (param["type"], param["default"]) == ("boolean", "false")  # a fresh repository: offline only
+    assert _workspace_stage()["stage"] == "workspace"
+    assert [s["stage"] for s in doc["stages"] if "stage" in s] == ["offline"]
+
+
+def test_pr_workspace_stage_is_skipped_visibly_when_not_configured() -> None:
+    stage = _workspace_stage()
     config, integration = stage["jobs"]
     check = config["steps"][1]
     assert check["name"] == "check" and "check-workspace-config.sh" in check["bash"]
@@ -181,8 +206,25 @@ def test_pr_workspace_stage_is_skipped_visibly_when_not_configured() -> None:
     assert integration["dependsOn"] == "config"
 
 
+def test_pr_config_step_maps_the_token_only_for_the_oidc_route() -> None:
+    env = _workspace_stage()["jobs"][0]["steps"][1]["env"]
+    assert "SYSTEM_ACCESSTOKEN" not in env
+    assert env["${{ if eq(parameters.authRoute, 'azure-devops-oidc') }}"] == {
+        "SYSTEM_ACCESSTOKEN": "$(System.AccessToken)"}
+
+
+def test_azure_cli_route_runs_the_script_through_bash_without_tokens() -> None:
+    steps = _doc("templates/steps/databricks-bundle.yml")["steps"]
+    azure_cli = steps[0]["${{ if eq(parameters.authRoute, 'azure-cli') }}"][0]
+    assert azure_cli["inputs"]["scriptLocation"] == "inlineScript"
+    assert azure_cli["inputs"]["inlineScript"].startswith('bash "${{ parameters.root }}/')
+    assert "scriptPath" not in azure_cli["inputs"]
+    assert not {"SYSTEM_ACCESSTOKEN", "ARM_OIDC_TOKEN", "ARM_CLIENT_ID"} & set(azure_cli["env"])
+
+
 def test_pr_integration_runs_in_the_required_order_and_destroys_last() -> None:
-    integration = _doc("pr-validation.yml")["stages"][1]["jobs"][1]
+    integration = _workspace_stage()["jobs"][1]
+    assert int(integration["cancelTimeoutInMinutes"]) >= 30
     calls = [s for s in integration["steps"] if s.get("template", "").endswith("databricks-bundle.yml")]
     assert calls[0]["parameters"]["arguments"] == (
         "run -t test --validate staging --validate prod --job training --job release"
@@ -204,7 +246,26 @@ def test_cd_pipeline_shape() -> None:
     assert stages["staging"]["jobs"][0]["environment"] == "databricks-staging"
     assert stages["prod"]["jobs"][0]["environment"] == "databricks-prod"
     build_text = str(stages["build"])
-    assert "PublishPipelineArtifact@1" in build_text and "stage-bundle.sh" in build_text
+    assert "PublishPipelineArtifact@1" in build_text and "bash scripts/ci/stage-bundle.sh" in build_text
+
+
+def _deploy_args(stage: int) -> list[str]:
+    steps = _doc("cd.yml")["stages"][stage]["jobs"][0]["strategy"]["runOnce"]["deploy"]["steps"]
+    return [s["parameters"]["arguments"] for s in steps if str(s.get("template", "")).endswith("databricks-bundle.yml")]
+
+
+def test_cd_staging_tolerates_a_rejected_release_and_prod_deploys_the_model() -> None:
+    assert _deploy_args(1) == ["-t staging --run training --run-release release"]
+    assert _deploy_args(2) == ["-t prod --run-gate model_deployment"]
+
+
+def test_cd_deploy_stages_build_nothing() -> None:
+    """The deploy stages deploy the build stage's wheel: no pip install, no wheel build."""
+    for stage in (1, 2):
+        steps = _doc("cd.yml")["stages"][stage]["jobs"][0]["strategy"]["runOnce"]["deploy"]["steps"]
+        setup = next(s for s in steps if str(s.get("template", "")).endswith("setup-python.yml"))
+        assert setup["parameters"]["install"] == "none"
+        assert "build-wheel" not in str(steps) and "stage-bundle" not in str(steps)
 
 
 def test_cd_runs_batch_inference_only_when_asked() -> None:
@@ -235,9 +296,12 @@ def test_bundle_targets_and_jobs_are_read_from_the_bundle() -> None:
     assert set(check_pipelines.bundle_jobs(REPO_ROOT)) >= {"training", "release", "batch_inference"}
 
 
+_PENDING = [j for j in PENDING_JOBS if j not in check_pipelines.bundle_jobs(REPO_ROOT)]
+
+
+@pytest.mark.xfail(bool(_PENDING), strict=True,
+                   reason=f"bundle job(s) {_PENDING} that cd.yml runs are not in resources/ yet")
 def test_semantic_checks_pass_on_the_repository() -> None:
-    if not (REPO_ROOT / "databricks.yml").exists():
-        pytest.skip("databricks.yml is not in the repository yet")
     assert check_pipelines.check(REPO_ROOT) == []
 
 
@@ -273,9 +337,113 @@ def test_missing_script_is_caught(repo: Path) -> None:
     _assert_caught(repo, "script not found: scripts/ci/check-workspace-config.sh")
 
 
-def test_non_executable_script_is_caught(repo: Path) -> None:
-    (repo / "scripts/ci/stage-bundle.sh").chmod(0o644)
-    _assert_caught(repo, "script is not executable: scripts/ci/stage-bundle.sh")
+def test_scripts_without_executable_bits_pass(repo: Path) -> None:
+    for path in (repo / "scripts/ci").glob("*.sh"):
+        path.chmod(0o644)
+    assert check_pipelines.check(repo) == []
+
+
+def test_template_running_the_script_directly_is_caught(repo: Path) -> None:
+    _edit(repo, ".azure/pipelines/templates/steps/databricks-bundle.yml",
+          'inlineScript: bash "${{ parameters.root }}/${{ parameters.script }}" ',
+          'inlineScript: ${{ parameters.root }}/${{ parameters.script }} ')
+    _assert_caught(repo, "runs X/SCRIPT.sh directly")
+
+
+def test_azure_cli_script_path_is_caught(repo: Path) -> None:
+    _edit(repo, ".azure/pipelines/templates/steps/databricks-bundle.yml",
+          '          scriptLocation: inlineScript\n'
+          '          inlineScript: bash "${{ parameters.root }}/${{ parameters.script }}" ${{ parameters.arguments }}\n',
+          '          scriptLocation: scriptPath\n'
+          '          scriptPath: ${{ parameters.root }}/${{ parameters.script }}\n'
+          '          arguments: ${{ parameters.arguments }}\n')
+    _assert_caught(repo, "scriptPath executes")
+
+
+def test_step_running_a_script_directly_is_caught(repo: Path) -> None:
+    _edit(repo, ".azure/pipelines/templates/steps/offline-checks.yml",
+          "bash: bash scripts/ci/pr-checks.sh lint", "bash: scripts/ci/pr-checks.sh lint")
+    _assert_caught(repo, "runs scripts/ci/pr-checks.sh directly")
+
+
+def test_script_running_another_script_directly_is_caught(repo: Path) -> None:
+    _edit(repo, "scripts/ci/stage-bundle.sh", 'bash "$CI_ROOT/scripts/ci/build-wheel.sh" dist',
+          '"$CI_ROOT/scripts/ci/build-wheel.sh" dist')
+    _assert_caught(repo, "scripts/ci/stage-bundle.sh: runs $CI_ROOT/scripts/ci/build-wheel.sh directly")
+
+
+def test_bare_python_in_a_step_is_caught(repo: Path) -> None:
+    _edit(repo, ".azure/pipelines/templates/steps/offline-checks.yml",
+          "bash: bash scripts/ci/pr-checks.sh lint", "bash: python -m ruff check src")
+    _assert_caught(repo, "calls a bare `python`")
+
+
+def test_bare_python_in_a_script_is_caught(repo: Path) -> None:
+    _edit(repo, "scripts/ci/install.sh", '"$py" -m pip --version', "python -m pip --version")
+    _assert_caught(repo, "scripts/ci/install.sh: calls a bare `python`")
+
+
+def test_bare_python_in_the_bundle_build_command_is_caught(repo: Path) -> None:
+    _edit(repo, "databricks.yml", "build: bash scripts/ci/build-wheel.sh dist",
+          "build: python -m pip wheel --no-deps -w dist .")
+    _assert_caught(repo, "targets.dev.artifacts.spark_mlops_wheel.build: build command calls a bare `python`")
+
+
+def test_workspace_stage_outside_a_compile_time_condition_is_caught(repo: Path) -> None:
+    path = repo / ".azure/pipelines/pr-validation.yml"
+    text = path.read_text()
+    head, stage = text.split("  - ${{ if eq(parameters.workspaceStage, true) }}:\n")
+    unwrapped = "\n".join(line[4:] if line.startswith("    ") else line for line in stage.splitlines())
+    path.write_text(head + unwrapped + "\n")
+    _assert_caught(repo, "(workspace) uses variable group (group: spark-mlops-staging), service connection")
+
+
+def test_force_lock_on_a_staging_or_prod_deploy_is_caught(repo: Path) -> None:
+    _edit(repo, "scripts/ci/bundle-deploy-and-run.sh", 'databricks bundle deploy -t "$target" ||',
+          'databricks bundle deploy -t "$target" --force-lock ||')
+    _assert_caught(repo, "scripts/ci/bundle-deploy-and-run.sh: --force-lock outside the per-run test deployment")
+
+
+def test_force_lock_on_the_test_deploy_is_caught(repo: Path) -> None:
+    _edit(repo, "scripts/ci/bundle-integration.sh", 'databricks bundle deploy -t "$target" "${bundle_vars[@]}"',
+          'databricks bundle deploy -t "$target" "${bundle_vars[@]}" --force-lock')
+    _assert_caught(repo, "scripts/ci/bundle-integration.sh: --force-lock outside the per-run test deployment")
+
+
+def test_force_lock_in_a_pipeline_file_is_caught(repo: Path) -> None:
+    _edit(repo, ".azure/pipelines/cd.yml", "arguments: -t prod --run-gate", "arguments: -t prod --force-lock --run-gate")
+    _assert_caught(repo, ".azure/pipelines/cd.yml: --force-lock in a pipeline file")
+
+
+def test_destroy_job_without_cancel_timeout_is_caught(repo: Path) -> None:
+    _edit(repo, ".azure/pipelines/pr-validation.yml", "            cancelTimeoutInMinutes: 35\n", "")
+    _assert_caught(repo, "must set cancelTimeoutInMinutes >= the destroy step's timeout (30)")
+
+
+def test_cancel_timeout_shorter_than_the_destroy_is_caught(repo: Path) -> None:
+    _edit(repo, ".azure/pipelines/pr-validation.yml", "cancelTimeoutInMinutes: 35", "cancelTimeoutInMinutes: 5")
+    _assert_caught(repo, "(cancelTimeoutInMinutes: 5)")
+
+
+def test_unknown_job_in_a_gated_run_is_caught(repo: Path) -> None:
+    _edit(repo, ".azure/pipelines/cd.yml", "--run-gate model_deployment", "--run-gate model_deploy")
+    _assert_caught(repo, "unknown bundle job 'model_deploy'")
+
+
+def test_missing_schema_fails_only_in_ci(repo: Path, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(azure_schema.SCHEMA_ENV, str(tmp_path / "no-schema.json"))
+    monkeypatch.delenv("CI", raising=False)
+    assert check_pipelines.main(["--root", str(repo)]) == 0  # a laptop: the schema part is skipped, said so
+    monkeypatch.setenv("CI", "true")
+    assert check_pipelines.main(["--root", str(repo)]) == 1
+
+
+def test_schema_fixture_fails_in_ci(monkeypatch, tmp_path: Path) -> None:
+    """The tests' own schema gate: in CI a missing schema is a failure, not a skip."""
+    monkeypatch.setenv(azure_schema.SCHEMA_ENV, str(tmp_path / "missing.json"))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        find_schema_or_skip()
 
 
 def test_unknown_bundle_job_is_caught(repo: Path) -> None:
@@ -294,7 +462,7 @@ def test_job_renamed_in_the_bundle_is_caught(repo: Path) -> None:
 
 
 def test_unknown_target_is_caught(repo: Path) -> None:
-    _edit(repo, ".azure/pipelines/cd.yml", "arguments: -t prod\n", "arguments: -t production\n")
+    _edit(repo, ".azure/pipelines/cd.yml", "arguments: -t prod --run-gate", "arguments: -t production --run-gate")
     _assert_caught(repo, "unknown bundle target 'production'")
 
 
@@ -324,13 +492,13 @@ def test_prod_deploy_bound_to_the_wrong_environment_is_caught(repo: Path) -> Non
 
 
 def test_destroy_without_always_is_caught(repo: Path) -> None:
-    _edit(repo, ".azure/pipelines/pr-validation.yml", "              condition: always()\n", "")
+    _edit(repo, ".azure/pipelines/pr-validation.yml", "                  condition: always()\n", "")
     _assert_caught(repo, "the destroy step must run under always()")
 
 
 def test_destroy_not_last_is_caught(repo: Path) -> None:
     path = repo / ".azure/pipelines/pr-validation.yml"
-    path.write_text(path.read_text() + "          - bash: echo after\n            displayName: after destroy\n")
+    path.write_text(path.read_text() + "              - bash: echo after\n                displayName: after destroy\n")
     _assert_caught(repo, "the destroy step must be the last step of its job")
 
 
@@ -343,8 +511,8 @@ def test_template_that_drops_the_condition_is_caught(repo: Path) -> None:
 def test_temporary_deploy_without_destroy_is_caught(repo: Path) -> None:
     path = repo / ".azure/pipelines/pr-validation.yml"
     text = path.read_text()
-    cut = text.index("          - template: templates/steps/databricks-bundle.yml\n            parameters:\n"
-                     "              displayName: bundle destroy")
+    cut = text.index("              - template: templates/steps/databricks-bundle.yml\n                parameters:\n"
+                     "                  displayName: bundle destroy")
     path.write_text(text[:cut])
     _assert_caught(repo, "deploys a temporary target but no destroy step follows")
 
@@ -354,3 +522,29 @@ def test_check_pipelines_command_line(repo: Path, capsys) -> None:
     assert set(capsys.readouterr().out.split()) >= {"training", "release", "batch_inference"}
     _edit(repo, ".azure/pipelines/cd.yml", "--run training", "--run train")
     assert check_pipelines.main(["--root", str(repo), "--no-schema"]) == 1
+
+
+# ---------------------------------------------------------------- CD's reading of the validated jobs
+
+
+def _rejection_task() -> str:
+    import re
+
+    text = (REPO_ROOT / "scripts/ci/bundle-deploy-and-run.sh").read_text()
+    return re.search(r'^REJECTION_TASK="([a-z_]+)"', text, re.M).group(1)
+
+
+@pytest.mark.parametrize("job_key", ["release", "model_deployment"])
+def test_cd_rejection_task_is_the_bundle_jobs_record_rejection(job_key: str) -> None:
+    """CD calls a failed run a rejection when this task succeeded: it must be the job's task that
+    runs only when validate failed (run_if: ALL_FAILED) and records the verdict."""
+    jobs = {}
+    for path in sorted((REPO_ROOT / "resources").glob("*.yml")):
+        jobs.update(((yaml.safe_load(path.read_text()) or {}).get("resources") or {}).get("jobs") or {})
+    if job_key not in jobs:
+        pytest.skip(f"bundle job '{job_key}' is not in resources/ yet")
+    tasks = {t["task_key"]: t for t in jobs[job_key]["tasks"]}
+    task = tasks.get(_rejection_task())
+    assert task is not None, f"{job_key} has no task '{_rejection_task()}'"
+    assert task.get("run_if") == "ALL_FAILED"
+    assert [d["task_key"] for d in task["depends_on"]] == ["validate"]
