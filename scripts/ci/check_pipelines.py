@@ -134,7 +134,8 @@ def bundle_jobs(root: Path = REPO_ROOT) -> list[str]:
     for pattern in main.get("include") or []:
         for inc in sorted(glob.glob(str(root / pattern))):
             docs.append(_load(Path(inc)))
-    docs += [t for t in (main.get("targets") or {}).values() if isinstance(t, dict)]
+    # Jobs may be defined for one target only, in databricks.yml or in an included file.
+    docs += [t for doc in list(docs) for t in (doc.get("targets") or {}).values() if isinstance(t, dict)]
     jobs: list[str] = []
     for doc in docs:
         for key in ((doc.get("resources") or {}).get("jobs") or {}):
