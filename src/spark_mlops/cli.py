@@ -21,6 +21,16 @@ from spark_mlops.timing import span
 
 
 def _settings(args: argparse.Namespace) -> cfg.Settings:
+    settings = _flag_settings(args)
+    if args.target and not args.model_name and not cfg.on_databricks():
+        # Locally, `-t prod` means the model, catalog and schema the prod target's jobs use.
+        from spark_mlops.bundle import targets
+
+        settings = targets.settings_for_target(settings, targets.load_local(args.target))
+    return settings
+
+
+def _flag_settings(args: argparse.Namespace) -> cfg.Settings:
     return cfg.build_settings(
         state_dir=args.state_dir,
         tracking_uri=args.tracking_uri,

@@ -34,7 +34,8 @@ def _add_settings_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--catalog", help="catalog for unqualified table names")
     g.add_argument("--schema", help="schema for unqualified table names")
     g.add_argument("--contract", help="data contract YAML (default: the packaged example contract)")
-    g.add_argument("--target", help="bundle target, recorded as a tag")
+    g.add_argument("-t", "--target", help="bundle target: recorded as a tag; locally, without --model-name, "
+                   "also the target's model, catalog and schema from databricks.yml")
     g.add_argument("--job-run-id", help="Databricks job run id, recorded as a tag")
     g.add_argument("--git-commit", help="git commit, recorded as a tag")
     g.add_argument("--dfs-tmpdir", help="UC volume path for mlflow.spark temp files [$MLFLOW_DFS_TMP]")

@@ -126,6 +126,8 @@ def promote(settings: Settings, conf: PromoteConfig) -> str:
 def rollback(settings: Settings, *, reason: str = "", version: str | None = None, stages: bool = False) -> str:
     """Move ``@champion`` back to ``version``, or to the champion recorded before the current one."""
     _refuse_stages_on_unity_catalog(settings, stages)
+    if settings.job_run_id and not reason.strip():
+        raise ConfigError("rollback from a job needs a reason (job parameter `reason`): it goes into the audit trail")
     current = registry.require_alias(settings, CHAMPION_ALIAS, "there is nothing to roll back")
     if version is None:
         target = registry.get_version(settings, current).tags.get("previous_champion_version", NO_CHAMPION)
