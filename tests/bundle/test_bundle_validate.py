@@ -582,6 +582,15 @@ def test_gate_on_a_task_value_of_a_wheel_task(bundle_copy, schema_source):
                    "tasks can set task values")
 
 
+def test_report_only_validate_in_a_job(bundle_copy, schema_source):
+    data = bundle_copy.load("resources/release.job.yml")
+    data["resources"]["jobs"]["release"]["tasks"][0]["python_wheel_task"]["named_parameters"]["report-only"] = "true"
+    bundle_copy.dump("resources/release.job.yml", data)
+    problems = run_check(bundle_copy.root, schema_source, ["dev"])
+    assert_problem(problems, "resources/release.job.yml: resources.jobs.release.tasks[0].python_wheel_task."
+                   "named_parameters.report-only: report-only makes validate exit 0 when it rejects")
+
+
 def test_shared_root_path_in_prod(bundle_copy, schema_source):
     bundle_copy.replace("databricks.yml", "      profile: spark-mlops-prod\n      root_path: /Workspace/Users/"
                         "${workspace.current_user.userName}/.bundle/${bundle.name}/${bundle.target}",

@@ -415,6 +415,11 @@ def _check_wheel_task(pwt: dict, path: tuple, file: str, report: Report,
     for opt in sorted(required):
         if opt[2:] not in named:
             report.add(file, (*path, "named_parameters"), f"`spark-mlops {ep}` requires {opt}; not passed")
+    if "report-only" in named and str(named["report-only"]).strip().lower() not in ("false", "0", "no", "off", ""):
+        # The gate is validate's exit code (promote depends on it): report-only exits 0 on a rejection.
+        report.add(file, (*path, "named_parameters", "report-only"),
+                   "report-only makes validate exit 0 when it rejects, so promote would run on a rejected "
+                   "model; expected no report-only in a job")
 
 
 def _summary(bundle: Bundle) -> str:
