@@ -74,7 +74,12 @@ class Settings:
         return self.registry_uri != self.tracking_uri
 
     def table_name(self, name: str) -> str:
-        """Qualify a table name: ``t`` -> ``catalog.schema.t``; names with dots pass through."""
+        """Qualify a table name: ``t`` -> ``catalog.schema.t``; names with dots pass through.
+
+        Every part is checked against Unity Catalog's naming rules, so a name can never be a
+        path (no ``/``, no ``..``) by the time it reaches storage.
+        """
+        check_table_name(name)
         if "." in name:
             return name
         parts = [p for p in (self.catalog, self.schema) if p]
@@ -88,6 +93,40 @@ class Settings:
             "job_run_id": self.job_run_id,
         }
         return {k: v for k, v in tags.items() if v}
+
+
+# Unity Catalog object names: at most 255 characters, none of: period, space, forward slash,
+# ASCII control characters (00-1F), DELETE (7F)
+# (docs: https://docs.databricks.com/sql/language-manual/sql-ref-names.html).
+# Also refused here: backslash (a path separator on Windows), backtick and quotes (they would
+# have to be escaped in SQL), and an empty part.
+_FORBIDDEN_IN_NAME = re.compile(r"[.\s/\\`'\"\x00-\x1f\x7f]")
+
+
+def check_identifier(part: str, what: str) -> str:
+    """One part of a catalog.schema.table name, held to Unity Catalog's rules."""
+    if not part or len(part) > 255 or _FORBIDDEN_IN_NAME.search(part):
+        raise ConfigError(
+            f"{what} {part!r} is not a valid name: use 1-255 characters with no period, space, "
+            "slash, backslash, quote, backtick or control character (Unity Catalog naming rules)"
+        )
+    return part
+
+
+def check_table_name(name: str, what: str = "table name") -> str:
+    """``table``, ``schema.table`` or ``catalog.schema.table``, each part a valid identifier."""
+    parts = name.split(".")
+    if len(parts) > 3:
+        raise ConfigError(f"{what} {name!r} has {len(parts)} dot-separated parts; expected at most 3 "
+                          "(catalog.schema.table)")
+    for part in parts:
+        if not part or _FORBIDDEN_IN_NAME.search(part) or len(part) > 255:
+            raise ConfigError(
+                f"{what} {name!r} is not a valid name: each dot-separated part needs 1-255 characters "
+                "with no space, slash, backslash, quote, backtick or control character "
+                "(Unity Catalog naming rules)"
+            )
+    return name
 
 
 def _detect_git_commit() -> str | None:
@@ -156,14 +195,18 @@ def build_settings(
             f"model name {name!r}: a Unity Catalog registry ({registry}) needs a three-part name "
             "catalog.schema.model"
         )
+    catalog_name = pick("catalog", catalog)
+    if catalog_name is not None:
+        check_identifier(catalog_name, "catalog")
+    schema_name = check_identifier(pick("schema", schema) or DEFAULT_SCHEMA, "schema")
     return Settings(
         state_dir=state,
         tracking_uri=tracking,
         registry_uri=registry,
         experiment=pick("experiment", experiment) or DEFAULT_EXPERIMENT,
         model_name=name,
-        catalog=pick("catalog", catalog),
-        schema=pick("schema", schema) or DEFAULT_SCHEMA,
+        catalog=catalog_name,
+        schema=schema_name,
         contract=pick("contract", contract),
         target=pick("target", target),
         job_run_id=pick("job_run_id", job_run_id),
