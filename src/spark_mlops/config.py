@@ -116,9 +116,6 @@ def check_identifier(part: str, what: str) -> str:
 def check_table_name(name: str, what: str = "table name") -> str:
     """``table``, ``schema.table`` or ``catalog.schema.table``, each part a valid identifier."""
     parts = name.split(".")
-    if len(parts) > 3:
-        raise ConfigError(f"{what} {name!r} has {len(parts)} dot-separated parts; expected at most 3 "
-                          "(catalog.schema.table)")
     for part in parts:
         if not part or _FORBIDDEN_IN_NAME.search(part) or len(part) > 255:
             raise ConfigError(
@@ -126,6 +123,9 @@ def check_table_name(name: str, what: str = "table name") -> str:
                 "with no space, slash, backslash, quote, backtick or control character "
                 "(Unity Catalog naming rules)"
             )
+    if len(parts) > 3:
+        raise ConfigError(f"{what} {name!r} is not a valid name: {len(parts)} dot-separated parts, "
+                          "expected at most 3 (catalog.schema.table)")
     return name
 
 
