@@ -156,3 +156,16 @@ def test_keyless_input_gets_row_ids_stable_across_files_and_reruns(spark, settin
     pd.read_csv(source).iloc[::-1].to_csv(reordered, index=False)
     prepare.run(settings, PrepareConfig(input=str(reordered)))
     assert by_values(read(spark, settings, "clean")) == first
+
+
+def test_parquet_files_that_disagree_on_a_column_type_are_refused(settings, tmp_path, capsys):
+    import pandas as pd
+
+    frame = pd.read_csv(FIXTURES / "diabetes_train.csv")
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    frame.head(500).to_parquet(folder / "part-1.parquet")
+    frame.tail(500).astype({"BMI": str}).to_parquet(folder / "part-2.parquet")
+    code = run_cli("prepare", "--state-dir", str(settings.state_dir), "--input", str(folder))
+    assert code == DataContractError.exit_code
+    assert "parquet files disagree on column(s) ['BMI'] (part-1.parquet vs part-2.parquet)" in capsys.readouterr().err

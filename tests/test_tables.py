@@ -132,3 +132,13 @@ def test_sql_quoting():
     assert quote_identifier("main.ml.t") == "`main`.`ml`.`t`"
     assert quote_identifier("a`b") == "`a``b`"
     assert sql_string("it's \\ here") == "'it\\'s \\\\ here'"
+
+
+def test_committed_tables_can_be_registered_and_queried_by_name(spark, tmp_path):
+    warehouse = tmp_path / "state" / "warehouse"
+    write(warehouse, "one", partition="b0")
+    write(warehouse, "two", partition="b1")
+    tables = LocalParquetTables(spark, tmp_path / "state")
+    assert tables.register_existing() == ["d.clean", "d.quarantine"]
+    rows = spark.sql("SELECT batch_id, tag FROM d.clean").collect()
+    assert sorted({(r["batch_id"], r["tag"]) for r in rows}) == [("b0", "one"), ("b1", "two")]
