@@ -17,7 +17,14 @@ import pytest
 
 from spark_mlops.config import build_settings, check_table_name
 from spark_mlops.errors import ConfigError
-from spark_mlops.tables import COMMIT_STEPS, PAUSE_ENV, LocalParquetTables, local_path, quote_identifier, sql_string
+from spark_mlops.tables import (
+    COMMIT_STEPS,
+    PAUSE_ENV,
+    LocalParquetTables,
+    local_path,
+    quote_identifier,
+    sql_string,
+)
 from tests.conftest import REPO_ROOT, run_cli
 from tests.table_writer import write_and_commit
 
