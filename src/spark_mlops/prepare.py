@@ -1,8 +1,12 @@
 """Data preparation: read raw data, hold it to the contract, write clean and quarantine tables.
 
-Structural problems (missing file, empty input, corrupt CSV lines, missing column, wrong type)
-stop the step with a DataContractError and write nothing. Row-level problems (out-of-range
-values, a missing label) send the row to quarantine with a reason.
+Structural problems (missing file, empty input, corrupt CSV lines, missing column, wrong type,
+CSV files whose columns differ, parquet files that disagree on a column, repeated keys, a feature
+with no value at all) stop the step with a DataContractError and write nothing. Row-level
+problems (out-of-range values, a missing label) send the row to quarantine with a reason.
+
+Everything is counted in one pass over the input (``read_checked``); an input without the
+contract's key gets a derived row id (``contract.with_row_id``).
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ def read_source(spark: SparkSession, settings: Settings, source: str) -> DataFra
         header = spark.read.option("header", True).csv(path).columns
         # enforceSchema=false: Spark checks every file's header against these names, by position
         # (docs: Spark CSV data source options), so a folder with reordered headers fails.
-        return _read_csv(spark, [path], header, enforce_schema=False)
+        return _read_csv(spark, [path], header, enforce_schema=False).cache()
     if not os.path.exists(path):
         raise DataContractError(f"{source}: no such file or folder")
     if os.path.isfile(path):
