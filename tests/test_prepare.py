@@ -169,3 +169,16 @@ def test_parquet_files_that_disagree_on_a_column_type_are_refused(settings, tmp_
     code = run_cli("prepare", "--state-dir", str(settings.state_dir), "--input", str(folder))
     assert code == DataContractError.exit_code
     assert "parquet files disagree on column(s) ['BMI'] (part-1.parquet vs part-2.parquet)" in capsys.readouterr().err
+
+
+def test_csv_files_with_different_columns_are_refused_by_name(settings, tmp_path, capsys):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    lines = (FIXTURES / "scoring_batch.csv").read_text().splitlines()
+    (folder / "a.csv").write_text("\n".join(lines[:50]) + "\n")
+    (folder / "b.csv").write_text("\n".join(line.replace("BMI", "bmi_kg_m2") if i == 0 else line
+                                            for i, line in enumerate([lines[0], *lines[50:]])) + "\n")
+    code = run_cli("check-batch", "--state-dir", str(settings.state_dir), "--input", str(folder))
+    err = capsys.readouterr().err
+    assert code == DataContractError.exit_code
+    assert "the CSV files do not have the same columns (a.csv: [" in err and "'bmi_kg_m2'" in err

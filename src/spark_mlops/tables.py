@@ -368,8 +368,12 @@ class LocalParquetTables:
         key = self._key(name)
         entry = self.store.entry(key)
         if entry is None:
-            raise MlopsError(f"table {name} does not exist (local table {key}, expected under "
-                             f"{self.store.table_dir(key)})")
+            legacy = (self.store.table_dir(key) / "_table.json").exists()
+            raise MlopsError(
+                f"table {name} does not exist (local table {key}, expected under {self.store.table_dir(key)})"
+                + ("; that folder holds a table in the layout before versioned commits: "
+                   "run the step that writes it again" if legacy else "")
+            )
         path = self.store.table_dir(key) / entry["version"]
         return self.spark.read.schema(_full_schema(entry)).parquet(str(path))
 
