@@ -133,6 +133,8 @@ def test_volume_paths_stay_under_the_state_folder(tmp_path):
     for escape in ("/Volumes/../../etc/passwd", "/Volumes/main/../../../x"):
         with pytest.raises(ConfigError, match="leaves /Volumes/"):
             local_path(settings, escape)
+        with pytest.raises(ConfigError, match="leaves /Volumes/"):
+            build_settings(state_dir=str(tmp_path), dfs_tmpdir=escape)
 
 
 def test_sql_quoting():

@@ -8,6 +8,7 @@ local mode: two sqlite files under a git-ignored ``.mlops/`` folder.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import subprocess
 from dataclasses import dataclass, field
@@ -103,6 +104,15 @@ class Settings:
 _FORBIDDEN_IN_NAME = re.compile(r"[.\s/\\`'\"\x00-\x1f\x7f]")
 
 
+def volume_local_path(state_dir: Path, path: str) -> str:
+    """``/Volumes/c/s/v/x`` -> ``<state>/volumes/c/s/v/x``; a path that ``..`` takes out of
+    /Volumes/ is refused, so a volume path can never name a folder outside the state folder."""
+    relative = posixpath.normpath(path[len("/Volumes/"):])
+    if relative in (".", "..") or relative.startswith(("../", "/")):
+        raise ConfigError(f"volume path {path!r} leaves /Volumes/ (it contains '..')")
+    return str(state_dir / "volumes" / relative)
+
+
 def check_identifier(part: str, what: str) -> str:
     """One part of a catalog.schema.table name, held to Unity Catalog's rules."""
     if not part or len(part) > 255 or _FORBIDDEN_IN_NAME.search(part):
@@ -187,7 +197,7 @@ def build_settings(
     if dfs_tmp and dfs_tmp.startswith("/Volumes/") and not on_databricks():
         # The bundle passes a UC volume as --dfs-tmpdir; locally it lives in the state folder,
         # like every other /Volumes path (tables.local_path).
-        dfs_tmp = str(state / "volumes" / dfs_tmp[len("/Volumes/"):])
+        dfs_tmp = volume_local_path(state, dfs_tmp)
 
     name = pick("model_name", model_name) or DEFAULT_MODEL_NAME
     if registry.startswith("databricks-uc") and name.count(".") != 2:

@@ -20,7 +20,6 @@ import contextlib
 import fcntl
 import json
 import os
-import posixpath
 import re
 import shutil
 import time
@@ -33,7 +32,7 @@ from typing import Protocol
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
-from spark_mlops.config import Settings, check_table_name, on_databricks
+from spark_mlops.config import Settings, check_table_name, on_databricks, volume_local_path
 from spark_mlops.errors import ConfigError, MlopsError
 
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
@@ -82,10 +81,7 @@ def local_path(settings: Settings, path: str) -> str:
     """
     if on_databricks() or not path.startswith("/Volumes/"):
         return path
-    relative = posixpath.normpath(path[len("/Volumes/") :])
-    if relative in (".", "") or relative.startswith("../") or relative == ".." or relative.startswith("/"):
-        raise ConfigError(f"volume path {path!r} leaves /Volumes/ (it contains '..')")
-    return str(settings.state_dir / "volumes" / relative)
+    return volume_local_path(settings.state_dir, path)
 
 
 def is_path(source: str) -> bool:
