@@ -10,4 +10,4 @@ def test_committed_fixtures_are_what_the_generator_writes():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     for name, content in module.build().items():
-        assert (FIXTURES / name).read_text() == content, f"fixtures/{name} differs: run fixtures/make_fixtures.py"
+        assert (FIXTURES / name).read_bytes() == content.encode(), f"fixtures/{name} differs: run fixtures/make_fixtures.py"

@@ -66,3 +66,18 @@ def test_metrics_match_a_hand_computed_confusion_matrix(spark):
     assert result.confusion == {(1, 1): 2, (1, 0): 1, (0, 1): 1, (0, 0): 2}
     assert result.roc[0] == (0.0, 0.0) and result.roc[-1] == (1.0, 1.0)
     assert (result.bad_predictions, result.bad_probabilities) == (0, 0)
+
+
+def test_hyperparameters_from_text_are_typed_per_the_estimators_params():
+    assert model.parse_params("random_forest", "numTrees=20, bootstrap=false, subsamplingRate=1e-1, impurity=entropy") \
+        == {"numTrees": 20, "bootstrap": False, "subsamplingRate": 0.1, "impurity": "entropy"}
+    assert model.parse_grid("logistic_regression", "regParam=0|1e-3,fitIntercept=true|false") \
+        == {"regParam": [0.0, 0.001], "fitIntercept": [True, False]}
+    with pytest.raises(ConfigError, match=r"numTrees='2\.5' is not an integer"):
+        model.parse_params("random_forest", "numTrees=2.5")
+    with pytest.raises(ConfigError, match="bootstrap='maybe' is not a boolean"):
+        model.parse_params("random_forest", "bootstrap=maybe")
+    with pytest.raises(ConfigError, match=r"gbt has no hyperparameter 'numTrees'; valid: .*maxIter \(integer\)"):
+        model.parse_grid("gbt", "numTrees=1|2")
+    with pytest.raises(ConfigError, match="no hyperparameter 'featuresCol'"):  # the pipeline owns columns
+        model.parse_params("random_forest", "featuresCol=x")

@@ -65,26 +65,15 @@ def _run_prepare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _parse_grid(text: str | None) -> dict[str, list[float | int]]:
-    grid: dict[str, list[float | int]] = {}
-    for key, values in cfg.parse_key_values(text, "--grid").items():
-        grid[key] = [cfg.parse_number(v, f"--grid {key}") for v in values.split("|") if v]
-    return grid
-
-
 def _run_train(args: argparse.Namespace) -> int:
-    from spark_mlops import training
+    from spark_mlops import model, training
 
-    params = {
-        k: cfg.parse_number(v, f"--params {k}") if v.replace(".", "", 1).lstrip("-").isdigit() else v
-        for k, v in cfg.parse_key_values(args.params, "--params").items()
-    }
     conf = cfg.TrainConfig(
         clean_table=args.clean_table,
         classifier=args.classifier,
-        params=params,
+        params=model.parse_params(args.classifier, args.params),
         cv_folds=args.cv_folds,
-        grid=_parse_grid(args.grid),
+        grid=model.parse_grid(args.classifier, args.grid),
         seed=args.seed,
     )
     training.run(_settings(args), conf)
@@ -160,7 +149,8 @@ def _run_score(args: argparse.Namespace) -> int:
 def _run_check_batch(args: argparse.Namespace) -> int:
     from spark_mlops import prepare
 
-    prepare.check_batch(_settings(args), args.input, max_rejected_fraction=args.max_rejected_fraction)
+    prepare.check_batch(_settings(args), args.input, max_rejected_fraction=args.max_rejected_fraction,
+                        max_null_fraction=args.max_null_fraction)
     return EXIT_OK
 
 

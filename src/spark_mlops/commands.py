@@ -127,12 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="CSV or parquet path, or a table name")
     p.add_argument("--output-table", default="predictions")
     p.add_argument("--rejected-table", default="scoring_rejected")
-    p.add_argument("--batch-id", help="rerunning a batch id replaces that batch (default: from --input)")
+    p.add_argument("--batch-id", help="rerunning a batch id replaces that batch (default or empty: "
+                                      "<input name>-<digest of the input's path and content>)")
 
     p = command("check-batch", "check a scoring batch against the data contract; write nothing")
     p.add_argument("--input", required=True)
     p.add_argument("--max-rejected-fraction", type=float, default=0.5,
                    help="fail when more than this fraction of rows breaks the contract")
+    p.add_argument("--max-null-fraction", type=float, default=0.9,
+                   help="fail when a feature is missing in more than this fraction of rows")
 
     p = command("generate-data", "write deterministic synthetic data in the example schema", settings=False)
     p.add_argument("--output", required=True, help="file path (.csv or .parquet folder)")

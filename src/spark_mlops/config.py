@@ -8,6 +8,7 @@ local mode: two sqlite files under a git-ignored ``.mlops/`` folder.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import subprocess
 from dataclasses import dataclass, field
@@ -74,7 +75,12 @@ class Settings:
         return self.registry_uri != self.tracking_uri
 
     def table_name(self, name: str) -> str:
-        """Qualify a table name: ``t`` -> ``catalog.schema.t``; names with dots pass through."""
+        """Qualify a table name: ``t`` -> ``catalog.schema.t``; names with dots pass through.
+
+        Every part is checked against Unity Catalog's naming rules, so a name can never be a
+        path (no ``/``, no ``..``) by the time it reaches storage.
+        """
+        check_table_name(name)
         if "." in name:
             return name
         parts = [p for p in (self.catalog, self.schema) if p]
@@ -88,6 +94,49 @@ class Settings:
             "job_run_id": self.job_run_id,
         }
         return {k: v for k, v in tags.items() if v}
+
+
+# Unity Catalog object names: at most 255 characters, none of: period, space, forward slash,
+# ASCII control characters (00-1F), DELETE (7F)
+# (docs: https://docs.databricks.com/sql/language-manual/sql-ref-names.html).
+# Also refused here: backslash (a path separator on Windows), backtick and quotes (they would
+# have to be escaped in SQL), and an empty part.
+_FORBIDDEN_IN_NAME = re.compile(r"[.\s/\\`'\"\x00-\x1f\x7f]")
+
+
+def volume_local_path(state_dir: Path, path: str) -> str:
+    """``/Volumes/c/s/v/x`` -> ``<state>/volumes/c/s/v/x``; a path that ``..`` takes out of
+    /Volumes/ is refused, so a volume path can never name a folder outside the state folder."""
+    relative = posixpath.normpath(path[len("/Volumes/"):])
+    if relative in (".", "..") or relative.startswith(("../", "/")):
+        raise ConfigError(f"volume path {path!r} leaves /Volumes/ (it contains '..')")
+    return str(state_dir / "volumes" / relative)
+
+
+def check_identifier(part: str, what: str) -> str:
+    """One part of a catalog.schema.table name, held to Unity Catalog's rules."""
+    if not part or len(part) > 255 or _FORBIDDEN_IN_NAME.search(part):
+        raise ConfigError(
+            f"{what} {part!r} is not a valid name: use 1-255 characters with no period, space, "
+            "slash, backslash, quote, backtick or control character (Unity Catalog naming rules)"
+        )
+    return part
+
+
+def check_table_name(name: str, what: str = "table name") -> str:
+    """``table``, ``schema.table`` or ``catalog.schema.table``, each part a valid identifier."""
+    parts = name.split(".")
+    for part in parts:
+        if not part or _FORBIDDEN_IN_NAME.search(part) or len(part) > 255:
+            raise ConfigError(
+                f"{what} {name!r} is not a valid name: each dot-separated part needs 1-255 characters "
+                "with no space, slash, backslash, quote, backtick or control character "
+                "(Unity Catalog naming rules)"
+            )
+    if len(parts) > 3:
+        raise ConfigError(f"{what} {name!r} is not a valid name: {len(parts)} dot-separated parts, "
+                          "expected at most 3 (catalog.schema.table)")
+    return name
 
 
 def _detect_git_commit() -> str | None:
@@ -148,7 +197,7 @@ def build_settings(
     if dfs_tmp and dfs_tmp.startswith("/Volumes/") and not on_databricks():
         # The bundle passes a UC volume as --dfs-tmpdir; locally it lives in the state folder,
         # like every other /Volumes path (tables.local_path).
-        dfs_tmp = str(state / "volumes" / dfs_tmp[len("/Volumes/"):])
+        dfs_tmp = volume_local_path(state, dfs_tmp)
 
     name = pick("model_name", model_name) or DEFAULT_MODEL_NAME
     if registry.startswith("databricks-uc") and name.count(".") != 2:
@@ -156,14 +205,18 @@ def build_settings(
             f"model name {name!r}: a Unity Catalog registry ({registry}) needs a three-part name "
             "catalog.schema.model"
         )
+    catalog_name = pick("catalog", catalog)
+    if catalog_name is not None:
+        check_identifier(catalog_name, "catalog")
+    schema_name = check_identifier(pick("schema", schema) or DEFAULT_SCHEMA, "schema")
     return Settings(
         state_dir=state,
         tracking_uri=tracking,
         registry_uri=registry,
         experiment=pick("experiment", experiment) or DEFAULT_EXPERIMENT,
         model_name=name,
-        catalog=pick("catalog", catalog),
-        schema=pick("schema", schema) or DEFAULT_SCHEMA,
+        catalog=catalog_name,
+        schema=schema_name,
         contract=pick("contract", contract),
         target=pick("target", target),
         job_run_id=pick("job_run_id", job_run_id),

@@ -39,10 +39,22 @@ class DataContract:
     features: tuple[FeatureSpec, ...]
     label_values: tuple[int, ...] = (0, 1)
     key_columns: tuple[str, ...] = field(default_factory=tuple)
+    # False: an input without the key columns is accepted and each row gets a derived row id.
+    require_key_columns: bool = True
+    row_id_column: str = "row_id"
+    # Columns copied from the input into the predictions so they can be joined back; None means
+    # "none when the input has keys, the contract's features when it has not".
+    pass_through_columns: tuple[str, ...] | None = None
 
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
+
+    def pass_through(self, identity: tuple[str, ...]) -> list[str]:
+        """The input columns the predictions carry besides ``identity`` (keys or row id)."""
+        if self.pass_through_columns is not None:
+            return [c for c in self.pass_through_columns if c not in identity]
+        return [] if identity == tuple(self.key_columns) and identity else self.feature_names
 
     @property
     def positive_label(self) -> int:
@@ -77,6 +89,11 @@ def load_contract(path: str | None = None) -> DataContract:
             features=features,
             label_values=tuple(raw.get("label_values", (0, 1))),
             key_columns=tuple(raw.get("key_columns", ())),
+            require_key_columns=bool(raw.get("require_key_columns", True)),
+            row_id_column=str(raw.get("row_id_column", "row_id")),
+            pass_through_columns=(
+                None if raw.get("pass_through_columns") is None else tuple(raw["pass_through_columns"])
+            ),
         )
     except (KeyError, TypeError, yaml.YAMLError) as exc:
         raise ConfigError(f"data contract {origin} is malformed: {exc!r}") from exc
@@ -86,18 +103,68 @@ def load_contract(path: str | None = None) -> DataContract:
     return contract
 
 
-def expected_columns(contract: DataContract, *, with_label: bool) -> list[str]:
-    return [*contract.key_columns, *contract.feature_names, *([contract.label] if with_label else [])]
+def expected_columns(
+    contract: DataContract, *, with_label: bool, identity: tuple[str, ...] | None = None
+) -> list[str]:
+    """Identity columns (the keys by default), features, and the label when asked for."""
+    keys = contract.key_columns if identity is None else identity
+    return [*keys, *contract.feature_names, *([contract.label] if with_label else [])]
 
 
-def check_columns(columns: list[str], contract: DataContract, source: str, *, with_label: bool) -> None:
-    """Raise when a required column is missing, naming the source and what was found."""
-    missing = [c for c in expected_columns(contract, with_label=with_label) if c not in columns]
+def identity_columns(columns: list[str], contract: DataContract, source: str) -> tuple[str, ...]:
+    """What identifies a row of this input: the contract's key columns when the input has them all;
+    otherwise (when the contract allows it) the row id column, given or to be derived."""
+    keys = tuple(contract.key_columns)
+    present = [k for k in keys if k in columns]
+    if keys and len(present) == len(keys):
+        return keys
+    if present or (keys and contract.require_key_columns):
+        missing = [k for k in keys if k not in columns]
+        raise DataContractError(
+            f"{source}: missing key column(s) {missing}; found columns {columns} (contract {contract.name})"
+        )
+    return (contract.row_id_column,)
+
+
+def check_columns(columns: list[str], contract: DataContract, source: str, *, with_label: bool) -> tuple[str, ...]:
+    """Raise when a required column is missing, naming the source and what was found.
+    Returns the identity columns of the input (see :func:`identity_columns`)."""
+    identity = identity_columns(columns, contract, source)
+    required = expected_columns(contract, with_label=with_label, identity=())
+    missing = [c for c in required if c not in columns]
     if missing:
         raise DataContractError(
             f"{source}: missing required column(s) {missing}; found columns {columns} "
             f"(contract {contract.name})"
         )
+    return identity
+
+
+def with_row_id(df: DataFrame, contract: DataContract, *, with_label: bool) -> DataFrame:
+    """Add the row id column to an input that has no key: ``<hash>-<n>``.
+
+    ``<hash>``: 16 hex digits of xxhash64 over the row's contract feature values as typed by the
+    contract (so the same row gets the same id in a CSV or a parquet file, in any file, on any
+    rerun); nulls are hashed as a marker, so (null, 5) and (5, null) differ. The label is not
+    hashed, so a row keeps its id between a training file and a scoring batch.
+    ``<n>``: the occurrence number among rows with identical feature values in this input
+    (1, 2, ...), ordered by label. Limit: identical rows are indistinguishable, so which of them
+    is ``-1`` and which ``-2`` is arbitrary (their predictions are identical too), and an id is
+    only unique within one input. Costs one shuffle (a window over the hash).
+    """
+    from pyspark.sql import Window
+
+    values = [F.coalesce(F.col(c).cast("string"), F.lit("\u0000")) for c in contract.feature_names]
+    digest = F.xxhash64(F.concat_ws("\u001f", *values))
+    order = [F.col(contract.label).asc_nulls_first()] if with_label else [F.lit(1)]
+    occurrence = F.row_number().over(Window.partitionBy(digest).orderBy(*order))
+    return df.withColumn(
+        contract.row_id_column, F.concat(F.lpad(F.lower(F.hex(digest)), 16, "0"), F.lit("-"), occurrence.cast("string"))
+    )
+
+
+def spark_type(feature: FeatureSpec) -> str:
+    return _TYPES[feature.type]
 
 
 def _cast(column: str, spark_type: str) -> Column:
@@ -122,7 +189,8 @@ def conform(df: DataFrame, contract: DataContract, *, with_label: bool) -> DataF
     """Cast contract columns to their types (keys as strings); other columns pass through."""
     out = df
     for key in contract.key_columns:
-        out = out.withColumn(key, F.col(key).cast("string"))
+        if key in df.columns:
+            out = out.withColumn(key, F.col(key).cast("string"))
     for f in contract.features:
         out = out.withColumn(f.name, _cast(f.name, _TYPES[f.type]))
     if with_label:
@@ -155,7 +223,8 @@ def with_rejection_reason(df: DataFrame, contract: DataContract, *, with_label: 
             )
         )
     for key in contract.key_columns:
-        reasons.append(F.when(F.col(key).isNull(), F.lit(f"{key} is missing")))
+        if key in df.columns:
+            reasons.append(F.when(F.col(key).isNull(), F.lit(f"{key} is missing")))
     for f in contract.features:
         c = F.col(f.name)
         if not f.nullable:
@@ -175,7 +244,9 @@ def assign_split(df: DataFrame, contract: DataContract, holdout_fraction: float,
     """
     if not 0.0 < holdout_fraction < 1.0:
         raise ConfigError(f"--holdout-fraction must be between 0 and 1, found {holdout_fraction}")
-    key_cols = list(contract.key_columns) or [*contract.feature_names, contract.label]
+    key_cols = [c for c in contract.key_columns if c in df.columns] or (
+        [contract.row_id_column] if contract.row_id_column in df.columns else [*contract.feature_names, contract.label]
+    )
     bucket = F.pmod(F.xxhash64(F.lit(seed), *[F.col(c) for c in key_cols]), F.lit(10_000))
     return df.withColumn(
         SPLIT_COLUMN, F.when(bucket < int(holdout_fraction * 10_000), "holdout").otherwise("train")

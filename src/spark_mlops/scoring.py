@@ -1,16 +1,19 @@
 """Batch scoring with ``@champion``: the Spark model's own ``transform`` (no Python UDF).
 
 The alias is resolved to a version number once, and that number is both what is loaded and
-what every output row records. Each batch id is one partition of the output table, replaced
-atomically, so rerunning a batch replaces it and duplicates nothing.
+what every output row records. Each batch id is one partition of the output table and of the
+rejects table, both replaced in one commit, so rerunning a batch replaces it and duplicates
+nothing. Without ``--batch-id`` the id names the input itself (see :func:`default_batch_id`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import mlflow
 from pyspark.sql import DataFrame
@@ -19,33 +22,99 @@ from pyspark.sql import functions as F
 from spark_mlops import contract as dc
 from spark_mlops import evaluation, registry, tracking
 from spark_mlops.config import CHAMPION_ALIAS, ScoreConfig, Settings, redact
-from spark_mlops.errors import NoChampion
-from spark_mlops.prepare import read_checked
+from spark_mlops.errors import ConfigError, DataContractError, NoChampion
+from spark_mlops.prepare import INPUT_SUFFIX, read_checked
 from spark_mlops.spark import get_spark
-from spark_mlops.tables import check_partition_value, is_path, tables_for
+from spark_mlops.tables import Tables, check_partition_value, is_path, local_path, tables_for
 from spark_mlops.timing import span
 
 BATCH_COLUMN = "batch_id"
+_DIGEST_CHARS = 12
 
 
-def default_batch_id(source: str) -> str:
-    """A stable id from the input's name, so rerunning the same input replaces its batch."""
-    name = PurePosixPath(source.rstrip("/")).stem if is_path(source) else source
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:128] or "batch"
+def default_batch_id(source: str, settings: Settings | None = None, tables: Tables | None = None) -> str:
+    """An id that names the input itself: ``<name>-<digest>``.
+
+    - A local file or folder (``/Volumes/…`` included): the digest is SHA-256 over the absolute
+      path and the bytes of every data file in it. ``/in/a/latest.csv`` and ``/in/b/latest.csv``
+      never collide; re-running the same unchanged input gives the same id (and replaces exactly
+      its own batch); new content at the same path is a new batch.
+    - A table: the digest covers the qualified name and the table's current version (the local
+      commit id, or the Delta version on Databricks).
+    - A remote URI (``abfss:``, ``s3:``, ``dbfs:``): only the URI is digested, since its content
+      cannot be read without Spark; pass ``--batch-id`` to tell versions apart.
+    ``<name>`` is the file (or table) name, for people reading the table; the digest makes it unique.
+    """
+    digest = hashlib.sha256()
+    if not is_path(source):
+        name = source.split(".")[-1]
+        qualified = settings.table_name(source) if settings else source
+        digest.update(qualified.encode())
+        digest.update(str(tables.version(qualified) if tables else "").encode())
+    else:
+        path = local_path(settings, source) if settings else source
+        name = PurePosixPath(source.rstrip("/")).stem
+        if "://" in path or path.startswith(("dbfs:", "s3:", "abfss:")) or not os.path.exists(path):
+            digest.update(path.encode())
+        else:
+            _digest_files(digest, Path(path).resolve())
+    readable = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[: 127 - _DIGEST_CHARS] or "batch"
+    return f"{readable}-{digest.hexdigest()[:_DIGEST_CHARS]}"
+
+
+def _digest_files(digest, path: Path) -> None:
+    digest.update(str(path).encode())
+    files = [path] if path.is_file() else sorted(
+        p for p in path.rglob("*") if p.is_file() and not p.name.startswith(("_", "."))
+    )
+    for file in files:
+        digest.update(b"\0" + str(file.relative_to(path) if file != path else file.name).encode() + b"\0")
+        with open(file, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
 
 
 def with_lineage(
-    scored: DataFrame, contract: dc.DataContract, model_name: str, version: str, scored_at: datetime
+    scored: DataFrame, contract: dc.DataContract, model_name: str, version: str, scored_at: datetime,
+    *, identity: tuple[str, ...] | None = None, pass_through: list[str] = (),
 ) -> DataFrame:
-    """The output rows: the input's keys, the prediction, P(class 1) and which model made them."""
+    """The output rows: what identifies the input row (keys, or row id plus pass-through columns
+    with their input values), the prediction, P(class 1) and which model made them."""
     return scored.select(
-        *contract.key_columns,
+        *(contract.key_columns if identity is None else identity),
+        *[F.col(f"{c}{INPUT_SUFFIX}").alias(c) if f"{c}{INPUT_SUFFIX}" in scored.columns else F.col(c)
+          for c in pass_through],
         F.col(evaluation.PREDICTION_COLUMN).cast("int").alias("prediction"),
         evaluation.positive_probability().alias("probability"),
         F.lit(model_name).alias("model_name"),
         F.lit(str(version)).alias("model_version"),
         F.lit(scored_at).cast("timestamp").alias("scored_at"),
     )
+
+
+# mlflow's column types (mlflow.types.DataType names) for Spark's simple type names.
+_MLFLOW_TYPES = {"double": "double", "float": "float", "int": "integer", "bigint": "long",
+                 "string": "string", "boolean": "boolean"}
+
+
+def check_signature(signature, columns: dict[str, str], version: str, source: str) -> None:
+    """Refuse a batch whose columns do not give the champion what its signature asks for.
+
+    ``columns`` maps the batch's column names to Spark type names (``df.dtypes``).
+    """
+    if signature is None or signature.inputs is None:
+        print(f"score: champion v{version} has no signature; its inputs are not checked")
+        return
+    wanted = {spec.name: spec.type.name for spec in signature.inputs.inputs}
+    missing = sorted(n for n in wanted if n not in columns)
+    mistyped = {n: f"{_MLFLOW_TYPES.get(columns[n], columns[n])} (model expects {t})"
+                for n, t in wanted.items() if n in columns and _MLFLOW_TYPES.get(columns[n], columns[n]) != t}
+    if missing or mistyped:
+        problems = ([f"missing {missing}"] if missing else []) + [f"{n} is {d}" for n, d in mistyped.items()]
+        raise DataContractError(
+            f"{source}: the batch does not fit the champion v{version}'s signature: {'; '.join(problems)} "
+            "(was the model trained under another data contract?)"
+        )
 
 
 @dataclass(frozen=True)
@@ -60,36 +129,54 @@ class ScoreResult:
 
 
 def run(settings: Settings, conf: ScoreConfig) -> ScoreResult:
+    # Names first: bad table names or batch ids stop the step before anything is read or written.
+    output, rejected_table = settings.table_name(conf.output_table), settings.table_name(conf.rejected_table)
+    if output == rejected_table:
+        raise ConfigError(f"--output-table and --rejected-table are the same table {output}")
+    if conf.batch_id:
+        check_partition_value(conf.batch_id, "--batch-id")
     spark = get_spark(settings)
+    tables = tables_for(spark, settings)
+    batch_id = conf.batch_id or check_partition_value(default_batch_id(conf.input, settings, tables), "batch id")
     contract = dc.load_contract(settings.contract)
-    batch_id = check_partition_value(conf.batch_id or default_batch_id(conf.input), "--batch-id")
     experiment_id = tracking.configure(settings)
     version = registry.alias_version(settings, CHAMPION_ALIAS)
     if version is None:
         raise NoChampion(redact(f"model {settings.model_name} has no @{CHAMPION_ALIAS} in {settings.registry_uri} "
                                 "yet, so there is nothing to score with: run the release (or, in prod, the "
                                 "model_deployment) job first"))
-    checked = read_checked(spark, settings, conf.input, contract, with_label=False)
+    pass_through_hint = contract.pass_through_columns or contract.feature_names
+    checked = read_checked(spark, settings, conf.input, contract, with_label=False,
+                           keep_input=tuple(c for c in pass_through_hint if c in contract.feature_names))
+    identity = checked.identity
+    pass_through = contract.pass_through(identity)
+    absent = [c for c in pass_through if c not in checked.df.columns]
+    if absent:
+        raise DataContractError(f"{conf.input}: pass-through column(s) {absent} of contract {contract.name} "
+                                f"are not in the batch; found {checked.df.columns}")
     with span("score.load_model"):
-        fitted, _ = registry.load_spark_model(settings, version)
+        fitted, signature = registry.load_spark_model(settings, version)
+    check_signature(signature, dict(checked.df.dtypes), version, conf.input)
 
     valid = F.col(dc.REASON_COLUMN).isNull()
-    features = [*contract.key_columns, *contract.feature_names]
+    carried = [*identity, *[c for c in checked.df.columns if c.endswith(INPUT_SUFFIX)],
+               *[c for c in pass_through if c not in contract.feature_names]]
+    model_inputs = [*dict.fromkeys([*carried, *contract.feature_names])]
     scored_at = datetime.now(UTC).replace(microsecond=0)
-    predictions = with_lineage(fitted.transform(checked.where(valid).select(*features)), contract,
-                               settings.model_name, version, scored_at)
-    rejected = checked.where(~valid).select(*features, dc.REASON_COLUMN, F.lit(scored_at).alias("rejected_at"))
+    predictions = with_lineage(fitted.transform(checked.df.where(valid).select(*model_inputs)), contract,
+                               settings.model_name, version, scored_at, identity=identity, pass_through=pass_through)
+    rejected = checked.df.where(~valid).select(
+        *dict.fromkeys([*identity, *contract.feature_names, *pass_through]), dc.REASON_COLUMN,
+        F.lit(scored_at).alias("rejected_at"))
 
-    output, rejected_table = settings.table_name(conf.output_table), settings.table_name(conf.rejected_table)
-    tables = tables_for(spark, settings)
-    tables.replace_partition(rejected_table, rejected, BATCH_COLUMN, batch_id)
-    tables.replace_partition(output, predictions, BATCH_COLUMN, batch_id)
+    # One commit for both tables: the batch's predictions and rejects appear together.
+    tables.replace_partitions({rejected_table: rejected, output: predictions}, BATCH_COLUMN, batch_id)
 
-    # Counted from what was written: one pass over each written batch, not over the input again.
+    # Counted from what was written (parquet footers + one column), not by reading the input again.
     written = tables.read(output).where(F.col(BATCH_COLUMN) == batch_id)
     stats = written.agg(F.count(F.lit(1)).alias("n"), F.avg("prediction").alias("rate")).first()
-    n_rejected = tables.read(rejected_table).where(F.col(BATCH_COLUMN) == batch_id).count()
-    result = ScoreResult(batch_id, str(version), int(stats["n"]) + n_rejected, int(stats["n"]), n_rejected,
+    rows_out = int(stats["n"])
+    result = ScoreResult(batch_id, str(version), checked.rows, rows_out, checked.rows - rows_out,
                          float(stats["rate"] or 0.0), output)
 
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"score-{batch_id}",

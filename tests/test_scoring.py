@@ -1,0 +1,132 @@
+"""score: batch identity, joining predictions back to keyless input, the champion's signature at the door.
+
+One registry per module (trained on the keyless fixtures); each test scores into its own tables.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+
+from spark_mlops import scoring
+from spark_mlops.config import build_settings
+from spark_mlops.errors import DataContractError
+from spark_mlops.tables import tables_for
+from tests.conftest import FIXTURES, run_cli
+
+KEYLESS_BATCH = FIXTURES / "keyless/scoring_batch.csv"
+
+
+# ---------------------------------------------------------------- pure
+
+
+def test_default_batch_id_names_the_input_path_and_content(tmp_path):
+    a, b = tmp_path / "a" / "latest.csv", tmp_path / "b" / "latest.csv"
+    for path in (a, b):
+        path.parent.mkdir()
+        shutil.copyfile(KEYLESS_BATCH, path)
+    id_a, id_b = scoring.default_batch_id(str(a)), scoring.default_batch_id(str(b))
+    assert id_a.startswith("latest-") and id_b.startswith("latest-") and id_a != id_b
+    assert scoring.default_batch_id(str(a)) == id_a  # same input, same batch: a rerun replaces it
+    a.write_text(a.read_text() + "1,100,70,20,80,30,0.5,40\n")
+    assert scoring.default_batch_id(str(a)) != id_a  # new content at the same path: a new batch
+    folder = scoring.default_batch_id(str(tmp_path / "a"))
+    assert folder.startswith("a-") and folder != scoring.default_batch_id(str(tmp_path / "b"))
+
+
+def test_default_batch_id_of_a_table_follows_its_version():
+    class Versions:
+        version_of = "v-1"
+
+        def version(self, name):
+            return self.version_of
+
+    tables = Versions()
+    first = scoring.default_batch_id("main.ml.incoming", None, tables)
+    assert first.startswith("incoming-") and scoring.default_batch_id("main.ml.incoming", None, tables) == first
+    tables.version_of = "v-2"
+    assert scoring.default_batch_id("main.ml.incoming", None, tables) != first
+
+
+def test_signature_check_names_missing_and_mistyped_columns():
+    signature = ModelSignature(inputs=Schema([ColSpec("double", "Glucose"), ColSpec("double", "Insulin"),
+                                              ColSpec("double", "Age")]))
+    scoring.check_signature(signature, {"Glucose": "double", "Insulin": "double", "Age": "double", "x": "string"},
+                            "3", "b.csv")
+    with pytest.raises(DataContractError) as err:
+        scoring.check_signature(signature, {"Glucose": "double", "Insulin": "string"}, "3", "b.csv")
+    assert str(err.value) == ("b.csv: the batch does not fit the champion v3's signature: missing ['Age']; "
+                              "Insulin is string (model expects double) (was the model trained under another "
+                              "data contract?)")
+
+
+# ---------------------------------------------------------------- with a champion
+
+
+@pytest.fixture(scope="module")
+def keyless_champion(spark, tmp_path_factory):
+    settings = build_settings(state_dir=str(tmp_path_factory.mktemp("keyless")))
+    common = ("--state-dir", str(settings.state_dir))
+    assert run_cli("prepare", *common, "--input", str(FIXTURES / "keyless/diabetes_train.csv")) == 0
+    # Typed hyperparameters end to end: an int, a boolean and a number in exponent notation.
+    assert run_cli("train", *common, "--params", "numTrees=20,bootstrap=false,minInfoGain=1e-6") == 0
+    assert run_cli("validate", *common) == 0
+    assert run_cli("promote", *common) == 0
+    return settings
+
+
+def test_keyless_predictions_join_back_to_their_input_rows(spark, keyless_champion):
+    s = keyless_champion
+    assert run_cli("score", "--state-dir", str(s.state_dir), "--input", str(KEYLESS_BATCH),
+                   "--output-table", "p_join", "--rejected-table", "r_join", "--batch-id", "") == 0
+    predictions = tables_for(spark, s).read(s.table_name("p_join")).toPandas()
+    source = pd.read_csv(KEYLESS_BATCH)
+    features = list(source.columns)
+    assert list(predictions.columns[: 1 + len(features)]) == ["row_id", *features]
+    assert predictions["row_id"].is_unique and len(predictions) == len(source) == 200
+    assert (predictions["batch_id"] == scoring.default_batch_id(str(KEYLESS_BATCH))).all()
+    # The pass-through values are the input's own (0 stays 0, not the null the model saw).
+    joined = source.merge(predictions, on=features, how="left", validate="one_to_one")
+    assert joined["prediction"].notna().all()
+    assert (source["Insulin"] == 0).any()
+    # Predictions and rejects were committed together.
+    manifest = json.loads((s.state_dir / "warehouse" / "_manifest.json").read_text())["tables"]
+    assert manifest["mlops.p_join"]["version"] == manifest["mlops.r_join"]["version"]
+
+
+def test_same_named_inputs_in_two_folders_are_two_batches_and_a_rerun_replaces_its_own(spark, keyless_champion,
+                                                                                        tmp_path):
+    s = keyless_champion
+    inputs = []
+    for folder in ("a", "b"):
+        path = tmp_path / folder / "latest.csv"
+        path.parent.mkdir()
+        shutil.copyfile(KEYLESS_BATCH, path)
+        inputs.append(str(path))
+    table = ("--output-table", "p_batches", "--rejected-table", "r_batches")
+    for path in [*inputs, inputs[0]]:
+        assert run_cli("score", "--state-dir", str(s.state_dir), "--input", path, *table) == 0
+    counts = (tables_for(spark, s).read(s.table_name("p_batches")).groupBy("batch_id").count()
+              .toPandas().set_index("batch_id")["count"].to_dict())
+    assert counts == {scoring.default_batch_id(inputs[0]): 200, scoring.default_batch_id(inputs[1]): 200}
+
+
+def test_a_champion_that_does_not_fit_the_batch_is_refused_before_scoring(keyless_champion, tmp_path, capsys):
+    """A contract without Insulin lets the batch through; the champion's signature does not."""
+    from importlib import resources
+
+    packaged = resources.files("spark_mlops.contracts").joinpath("pima_diabetes.yml").read_text()
+    contract = tmp_path / "no_insulin.yml"
+    contract.write_text("\n".join(line for line in packaged.splitlines() if "name: Insulin" not in line))
+    s = keyless_champion
+    code = run_cli("score", "--state-dir", str(s.state_dir), "--contract", str(contract), "--input",
+                   str(KEYLESS_BATCH), "--output-table", "p_sig", "--rejected-table", "r_sig")
+    err = capsys.readouterr().err
+    assert code == DataContractError.exit_code
+    assert "does not fit the champion v1's signature: Insulin is string (model expects double)" in err
+    assert not tables_for(None, s).exists(s.table_name("p_sig"))
