@@ -14,6 +14,11 @@
 # Jobs run in the order given. The wheel deployed is the one in dist/ (built once by the CD build
 # stage, scripts/ci/build-wheel.sh); its name and sha256 are printed before and after the deploy.
 # Failures print the job run URL, the failed tasks and the error (parsed from `databricks bundle run`).
+#
+# Authentication: the target's CLI profile is written from the step's variable group
+# (scripts/ci/lib.sh ci_databricks_profile; CI_WORKSPACE=staging|prod names that workspace).
+# Exit codes: 0 ok; 1 a deploy or a job failed (or the gate rejected the model, --run-gate);
+# 2 usage, or the target is not in this step's workspace, or the profile cannot be written.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -39,6 +44,7 @@ root="${BUNDLE_ROOT:-$CI_ROOT}"
 [ -f "$root/databricks.yml" ] || ci_die "no databricks.yml in $root (set BUNDLE_ROOT)"
 cd "$root"
 ci_databricks_auth
+ci_databricks_profile "$target"
 
 if [ "$deploy" -eq 1 ]; then
   ci_section "prebuilt wheel to deploy"

@@ -3,7 +3,9 @@
 #
 #   bash bundle-integration.sh run -t test [--validate TARGET]... [--job JOB]... [--suffix S]
 #       0. bash scripts/ci/build-wheel.sh dist         the wheel every target deploys (prebuilt artifact)
-#       1. databricks bundle validate -t TARGET        for each --validate (e.g. staging, prod)
+#       1. databricks bundle validate -t TARGET        for each --validate (e.g. staging: a target of
+#                                                      the same workspace; -t prod needs the prod
+#                                                      workspace's profile and is refused here)
 #       2. databricks bundle deploy -t test            (isolated by --var deployment_suffix=S)
 #       3. databricks bundle run JOB -t test           for each --job, in order; stops at the first failure
 #       4. databricks bundle destroy -t test --auto-approve --force-lock
@@ -20,7 +22,9 @@
 #
 # S defaults to pr_<pull request id>_<build id> on Azure Pipelines, so that parallel PR runs do not
 # share a deployment. Exit code: 0 when every step passed; otherwise non-zero, with the failing
-# step, the job run URL and the error printed (and logged as a pipeline error).
+# step, the job run URL and the error printed (and logged as a pipeline error); 2 for usage, or
+# when a target is not in this step's workspace (CI_WORKSPACE, scripts/ci/lib.sh
+# ci_databricks_profile writes that workspace's CLI profile before any bundle command).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -58,6 +62,8 @@ marker="$marker_dir/destroyed-$target-$suffix"
 
 cd "$CI_ROOT"
 ci_databricks_auth
+# One profile for every target this step touches; all of them must be in the step's workspace.
+ci_databricks_profile "$target" ${validate[@]+"${validate[@]}"}
 
 destroy() {
   ci_section "databricks bundle destroy -t $target (deployment_suffix=$suffix)"

@@ -84,6 +84,115 @@ ci_databricks_auth() {
   echo "databricks auth: ${DATABRICKS_AUTH_TYPE:-default chain}"
 }
 
+# ---- Which workspace a bundle target deploys to, and the CLI profile that says so.
+# Each shared target of databricks.yml names a CLI profile (targets.<t>.workspace.profile), and
+# from CLI 1.7.0 on that profile wins over DATABRICKS_HOST (databricks/cli #5702,
+# libs/databrickscfg/loader.go ProfileAuthLoaders). The deploy stages have no PyYAML (install:
+# none), so the map is a naming convention, checked against databricks.yml by
+# tests/azure/test_ci_scripts.py (test_profile_convention_matches_databricks_yml):
+#   test, staging -> workspace staging -> profile spark-mlops-staging
+#   prod          -> workspace prod    -> profile spark-mlops-prod
+#   dev           -> no profile (each developer's own login)
+
+# ci_target_workspace TARGET: the workspace (staging|prod) of a shared target; nothing for dev.
+# Returns 1 (and prints nothing) for a target the convention does not know.
+ci_target_workspace() {
+  case "$1" in
+    test|staging) echo staging ;;
+    prod) echo prod ;;
+    dev) ;;
+    *) return 1 ;;
+  esac
+}
+
+# ci_target_profile TARGET: the CLI profile a target names in databricks.yml; nothing for dev.
+# Returns 1 for an unknown target.
+ci_target_profile() {
+  local workspace
+  workspace="$(ci_target_workspace "$1")" || return 1
+  [ -z "$workspace" ] || echo "spark-mlops-$workspace"
+}
+
+# ci_databricks_profile TARGET...: after ci_databricks_auth, writes the CLI profile of this
+# step's workspace into a config file of its own and exports DATABRICKS_CONFIG_FILE, so that the
+# targets' workspace.profile resolves on an agent that has no ~/.databrickscfg.
+#
+#   CI_WORKSPACE (staging|prod)  the workspace whose variable group this step has (set by
+#                                templates/steps/databricks-bundle.yml, parameter `workspace`).
+#                                Every TARGET must deploy to it: the staging stage can never
+#                                deploy -t prod, even with prod's profile elsewhere on the agent.
+#   DATABRICKS_HOST              the host of that workspace (variable group).
+#
+# The file holds host, auth_type and, on the azure-devops-oidc route, client_id; never a token.
+# auth_type must be in the profile: with an explicitly selected profile the CLI ignores
+# DATABRICKS_AUTH_TYPE from the environment (libs/databrickscfg/loader.go envAlwaysSkipAttrs).
+# client_id would also be gap-filled from DATABRICKS_CLIENT_ID (resolveAuthGapFromEnv), but the
+# azure-devops-oidc credentials read it from the resolved config (databricks-sdk-go
+# config/auth_oidc.go oidcStrategy: cfg.ClientID), so the profile carries it itself. The
+# pipeline's token stays in SYSTEM_ACCESSTOKEN, read by the SDK from the environment
+# (config/experimental/auth/oidc/azuredevops.go).
+#
+# Off an agent without CI_WORKSPACE, nothing is written: the developer's own profiles
+# (~/.databrickscfg or DATABRICKS_CONFIG_FILE) are used. Exit 2 on a configuration error.
+ci_databricks_profile() {
+  local t workspace profile="" dir cfg
+  for t in "$@"; do
+    if ! workspace="$(ci_target_workspace "$t")"; then
+      ci_error "bundle target '$t' is not in the target -> workspace map of scripts/ci/lib.sh (ci_target_workspace)"
+      exit 2
+    fi
+    [ -n "$workspace" ] || continue  # dev: no profile
+    if ci_is_set "${CI_WORKSPACE:-}" && [ "$workspace" != "$CI_WORKSPACE" ]; then
+      ci_error "target '$t' deploys to the $workspace workspace (profile spark-mlops-$workspace), but this step has the $CI_WORKSPACE workspace's variable group: refusing (a $CI_WORKSPACE stage never touches $workspace)"
+      exit 2
+    fi
+    profile="spark-mlops-$workspace"
+  done
+  [ -n "$profile" ] || return 0
+  if ! ci_is_set "${CI_WORKSPACE:-}"; then
+    if ci_on_agent; then
+      ci_error "CI_WORKSPACE is not set: the step must say whose variable group it has (templates/steps/databricks-bundle.yml, parameter workspace)"
+      exit 2
+    fi
+    echo "databricks profile: $profile from your own CLI configuration (${DATABRICKS_CONFIG_FILE:-~/.databrickscfg}; CI_WORKSPACE not set)"
+    return 0
+  fi
+  case "$CI_WORKSPACE" in staging|prod) ;; *)
+    ci_error "CI_WORKSPACE must be staging or prod, not '$CI_WORKSPACE'"; exit 2 ;;
+  esac
+  # One line per value: anything that could start a new line or section of the INI file is refused.
+  local host="${DATABRICKS_HOST:-}"
+  if ! ci_is_set "$host" || [[ "$host" != https://?* || "$host" == *[[:space:]]* || "$host" == *[][]* ]]; then
+    ci_error "DATABRICKS_HOST of the $CI_WORKSPACE workspace is missing or not an https:// URL (variable group spark-mlops-$CI_WORKSPACE)"
+    exit 2
+  fi
+  if [ "${DATABRICKS_AUTH_TYPE:-}" = "azure-devops-oidc" ] && ! [[ "${DATABRICKS_CLIENT_ID:-}" =~ ^[A-Za-z0-9-]+$ ]]; then
+    ci_error "DATABRICKS_CLIENT_ID is not an application id: '${DATABRICKS_CLIENT_ID:-}'"
+    exit 2
+  fi
+  if ci_is_set "${AGENT_TEMPDIRECTORY:-}"; then
+    dir="$AGENT_TEMPDIRECTORY/spark-mlops-databricks"; mkdir -p "$dir"
+  else
+    dir="$(mktemp -d)"
+  fi
+  cfg="$dir/databrickscfg"
+  (
+    umask 077
+    {
+      echo "; written by scripts/ci/lib.sh ci_databricks_profile: no tokens here"
+      echo "[$profile]"
+      echo "host = $DATABRICKS_HOST"
+      if [ -n "${DATABRICKS_AUTH_TYPE:-}" ]; then echo "auth_type = $DATABRICKS_AUTH_TYPE"; fi
+      if [ "${DATABRICKS_AUTH_TYPE:-}" = "azure-devops-oidc" ]; then echo "client_id = $DATABRICKS_CLIENT_ID"; fi
+    } >"$cfg"
+  )
+  export DATABRICKS_CONFIG_FILE="$cfg"
+  # DATABRICKS_CONFIG_PROFILE would replace every target's workspace.profile
+  # (databricks/cli cmd/root/bundle.go configureProfile).
+  unset DATABRICKS_CONFIG_PROFILE
+  echo "databricks profile: [$profile] host $DATABRICKS_HOST, auth ${DATABRICKS_AUTH_TYPE:-default chain} -> $cfg"
+}
+
 # ci_run_url FILE: the last job run URL that `databricks bundle run` printed ("Run URL: ..." is a
 # progress event on stderr: databricks/cli bundle/run/progress/job_events.go), or nothing.
 # Never fails: a run that did not start prints no URL, and that must not abort the caller

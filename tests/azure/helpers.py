@@ -54,6 +54,15 @@ def run_script(name: str, *args: str, env: dict[str, str], cwd: Path | None = No
     )
 
 
+def target_profiles(root: Path = REPO_ROOT) -> dict[str, str]:
+    """targets.<t>.workspace.profile of databricks.yml (targets without one are left out)."""
+    import yaml
+
+    targets = (yaml.safe_load((root / "databricks.yml").read_text()) or {}).get("targets") or {}
+    return {t: ((v or {}).get("workspace") or {}).get("profile")
+            for t, v in targets.items() if ((v or {}).get("workspace") or {}).get("profile")}
+
+
 class FakeDatabricks:
     """Puts the TEST DOUBLE of the Databricks CLI first on PATH and reads what it recorded."""
 
@@ -63,6 +72,9 @@ class FakeDatabricks:
         self.env_log = tmp / "databricks-env.jsonl"
         self.state = tmp / "ci-state"
         self.python_log = tmp / "python-calls.jsonl"
+        # A home of its own: a developer's ~/.databrickscfg must not change what the CLI double resolves.
+        self.home = tmp / "home"
+        self.home.mkdir(exist_ok=True)
 
     def env(self, fail: str = "", **extra: str) -> dict[str, str]:
         base = clean_env()
@@ -72,6 +84,8 @@ class FakeDatabricks:
             "FAKE_DATABRICKS_LOG": str(self.log),
             "FAKE_DATABRICKS_ENV_LOG": str(self.env_log),
             "FAKE_DATABRICKS_FAIL": fail,
+            "FAKE_DATABRICKS_TARGET_PROFILES": ",".join(f"{t}={p}" for t, p in target_profiles().items()),
+            "HOME": str(self.home),
             "CI_STATE_DIR": str(self.state),
             # the wheel build goes through the TEST DOUBLE of the interpreter (no package index here)
             "CI_PYTHON": str(FAKE_PYTHON),

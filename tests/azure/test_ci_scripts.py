@@ -26,8 +26,7 @@ from .helpers import (
 
 SUFFIX = ["--var", "deployment_suffix=pr_42_7"]
 PR_ENV = {"SYSTEM_PULLREQUEST_PULLREQUESTID": "42", "BUILD_BUILDID": "7"}
-INTEGRATION_ARGS = ["run", "-t", "test", "--validate", "staging", "--validate", "prod",
-                    "--job", "training", "--job", "release"]
+INTEGRATION_ARGS = ["run", "-t", "test", "--validate", "staging", "--job", "training", "--job", "release"]
 COMMIT = "5a0279e01f08c0ffee5a0279e01f08c0ffee5a02"
 WHEEL = "spark_mlops-0.1.0+g5a0279e01f08-py3-none-any.whl"
 REJECTION = "validate=FAILED,promote=UPSTREAM_FAILED,record_rejection=SUCCESS"
@@ -56,8 +55,20 @@ def artifact(tmp_path: Path, checkout: Path, fake: FakeDatabricks) -> Path:
     return out
 
 
+# What a stage's step gets: the workspace whose variable group it has (CI_WORKSPACE, set by
+# templates/steps/databricks-bundle.yml) and that group's DATABRICKS_HOST.
+HOSTS = {"staging": "https://adb-1111111111111111.11.azuredatabricks.net",
+         "prod": "https://adb-2222222222222222.22.azuredatabricks.net"}
+
+
+def _stage_env(workspace: str) -> dict[str, str]:
+    return {"CI_WORKSPACE": workspace, "DATABRICKS_HOST": HOSTS[workspace]}
+
+
 def _deploy(fake: FakeDatabricks, artifact: Path, *args: str, fail: str = "", **extra: str):
-    env = fake.env(fail, BUNDLE_ROOT=str(artifact), **extra)
+    target = args[args.index("-t") + 1] if "-t" in args else "staging"
+    stage = _stage_env("prod" if target == "prod" else "staging")
+    env = fake.env(fail, BUNDLE_ROOT=str(artifact), **{**stage, **extra})
     return run_script("bundle-deploy-and-run.sh", *args, env=env, root=artifact)
 
 
@@ -69,7 +80,6 @@ def _deploy(fake: FakeDatabricks, artifact: Path, *args: str, fail: str = "", **
 DESTROY = ["bundle", "destroy", "-t", "test", *SUFFIX, "--auto-approve", "--force-lock"]
 FULL_INTEGRATION_SEQUENCE = [
     ["bundle", "validate", "-t", "staging"],
-    ["bundle", "validate", "-t", "prod"],
     ["bundle", "deploy", "-t", "test", *SUFFIX],
     ["bundle", "run", "training", "-t", "test", *SUFFIX],
     ["bundle", "run", "release", "-t", "test", *SUFFIX],
@@ -78,7 +88,8 @@ FULL_INTEGRATION_SEQUENCE = [
 
 
 def _integrate(fake: FakeDatabricks, checkout: Path, fail: str = "", **extra: str):
-    return run_script("bundle-integration.sh", *INTEGRATION_ARGS, env=fake.env(fail, **PR_ENV, **extra), root=checkout)
+    env = fake.env(fail, **{**PR_ENV, **_stage_env("staging"), **extra})
+    return run_script("bundle-integration.sh", *INTEGRATION_ARGS, env=env, root=checkout)
 
 
 def test_integration_passing_run_builds_the_wheel_then_calls_the_cli_in_order(fake, checkout) -> None:
@@ -122,9 +133,9 @@ def test_integration_successful_run_without_a_run_url(fake, checkout) -> None:
 @pytest.mark.parametrize(
     ("fail", "expected_calls"),
     [
-        ("bundle validate -t prod", 2),  # validate staging, validate prod, then straight to destroy
-        ("bundle deploy", 3),
-        ("bundle run training", 4),  # release is not run after training failed
+        ("bundle validate -t staging", 1),  # validate staging, then straight to destroy
+        ("bundle deploy", 2),
+        ("bundle run training", 3),  # release is not run after training failed
     ],
 )
 def test_integration_failure_at_any_step_ends_with_destroy(fake, checkout, fail: str, expected_calls: int) -> None:
@@ -186,6 +197,7 @@ def test_azure_cli_route_exports_no_arm_variables(fake, checkout) -> None:
         idToken="header.payload.signature",
         DATABRICKS_HOST="https://adb-1.azuredatabricks.net",
         DATABRICKS_CLIENT_ID="$(DATABRICKS_CLIENT_ID)",  # an undefined macro, as the agent passes it
+        CI_WORKSPACE="staging",
         **PR_ENV,
     )
     assert run_script("bundle-integration.sh", "run", "-t", "test", env=env, root=checkout).returncode == 0
@@ -193,6 +205,11 @@ def test_azure_cli_route_exports_no_arm_variables(fake, checkout) -> None:
         "DATABRICKS_AUTH_TYPE": "azure-cli",
         "DATABRICKS_HOST": "https://adb-1.azuredatabricks.net",
         "BUNDLE_VAR_service_principal": "11111111-2222-3333-4444-555555555555",
+        # the target's profile, written by the script: auth_type must be in it (the CLI ignores
+        # DATABRICKS_AUTH_TYPE for an explicitly selected profile)
+        "profile": "spark-mlops-staging",
+        "profile_host": "https://adb-1.azuredatabricks.net",
+        "profile_auth_type": "azure-cli",
     }
 
 
@@ -200,14 +217,24 @@ def test_azure_devops_oidc_route(fake, artifact) -> None:
     result = _deploy(fake, artifact, "-t", "staging",
                      CI_DATABRICKS_AUTH="azure-devops-oidc", DATABRICKS_AUTH_TYPE="azure-devops-oidc",
                      DATABRICKS_CLIENT_ID="app-id", SYSTEM_ACCESSTOKEN="pipeline-token",
-                     DATABRICKS_HOST="$(DATABRICKS_HOST)")
+                     DATABRICKS_HOST="https://adb-2.azuredatabricks.net", CI_WORKSPACE="staging",
+                     AGENT_TEMPDIRECTORY=str(fake.tmp / "agent-temp"))
     assert result.returncode == 0, result.stderr
     assert fake.envs()[0] == {
         "DATABRICKS_AUTH_TYPE": "azure-devops-oidc",
+        "DATABRICKS_HOST": "https://adb-2.azuredatabricks.net",
         "DATABRICKS_CLIENT_ID": "app-id",
         "BUNDLE_VAR_service_principal": "app-id",
         "SYSTEM_ACCESSTOKEN": "<set>",
+        "profile": "spark-mlops-staging",
+        "profile_host": "https://adb-2.azuredatabricks.net",
+        "profile_auth_type": "azure-devops-oidc",
     }
+    cfg = fake.tmp / "agent-temp" / "spark-mlops-databricks" / "databrickscfg"
+    text = cfg.read_text()
+    assert "[spark-mlops-staging]" in text and "client_id = app-id" in text
+    assert "pipeline-token" not in text  # the token stays in the environment
+    assert stat.S_IMODE(cfg.stat().st_mode) == 0o600
 
 
 def test_azure_devops_oidc_route_without_token_fails_clearly(fake, artifact) -> None:
@@ -407,7 +434,9 @@ def test_cd_steps_run_from_an_artifact_without_executable_bits(fake, artifact, s
     assert not any(p.stat().st_mode & 0o111 for p in artifact.rglob("*") if p.is_file())
     commands = _rendered_cd_commands(stage, artifact)
     assert commands, f"no databricks-bundle.yml step in stage {stage}"
+    group = {"$(DATABRICKS_HOST)": HOSTS[stage]}  # the stage's variable group
     for command, step_env in commands:
+        step_env = {k: group.get(v, v) for k, v in step_env.items()}
         env = fake.env(**{k: v for k, v in step_env.items() if not v.startswith("$(")},
                        servicePrincipalId="sp-app-id")
         result = subprocess.run(["bash", "-c", command], env=env, cwd=artifact, capture_output=True, text=True,
@@ -416,6 +445,9 @@ def test_cd_steps_run_from_an_artifact_without_executable_bits(fake, artifact, s
         assert "Permission denied" not in result.stderr
     deployed = [c for c in fake.calls() if c[:2] == ["bundle", "deploy"]]
     assert deployed == [["bundle", "deploy", "-t", stage]]
+    # every CLI call resolved the target's profile, written from this stage's variable group
+    assert {(e["profile"], e["profile_host"], e["profile_auth_type"]) for e in fake.envs() if "profile" in e} == {
+        (f"spark-mlops-{stage}", HOSTS[stage], "azure-cli")}
 
 
 # ---------------------------------------------------------------- run_result.py

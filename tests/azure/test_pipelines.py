@@ -227,7 +227,7 @@ def test_pr_integration_runs_in_the_required_order_and_destroys_last() -> None:
     assert int(integration["cancelTimeoutInMinutes"]) >= 30
     calls = [s for s in integration["steps"] if s.get("template", "").endswith("databricks-bundle.yml")]
     assert calls[0]["parameters"]["arguments"] == (
-        "run -t test --validate staging --validate prod --job training --job release"
+        "run -t test --validate staging --job training --job release"
     )
     assert calls[1]["parameters"]["arguments"] == "destroy -t test"
     assert calls[1]["parameters"]["condition"] == "always()"
