@@ -20,7 +20,12 @@ Checked, for every file under ``.azure/pipelines`` (``${{ if/else/each }}`` bloc
   neither their environments nor the prod variable group;
 * a step that writes to ``staging``/``prod`` (deploy/run) runs only inside a ``deployment`` job
   bound to the environment ``databricks-<target>``;
-* a ``bundle destroy`` step runs under ``always()`` (or ``succeededOrFailed()``), is the last
+* every call of ``templates/steps/databricks-bundle.yml`` says whose variable group its stage has
+  (parameter ``workspace``, matching the stage's ``group: spark-mlops-<workspace>``), and every
+  ``-t/--validate`` target in its arguments deploys to that workspace (scripts/ci/lib.sh
+  ``ci_databricks_profile`` writes that workspace's CLI profile; a target of the other one would
+  need the other workspace's credentials);
+* a ``bundle destroy`` step runs under ``always()``  (or ``succeededOrFailed()``), is the last
   step of its job, follows every step that deploys a temporary target, and a template that
   receives the condition forwards it to its steps; its job sets ``cancelTimeoutInMinutes`` at least
   as long as the destroy step's timeout (a cancelled job gives always() steps only that long).
@@ -66,6 +71,10 @@ _WORKSPACE_WRITE_RE = re.compile(
 )
 _DESTROY_RE = re.compile(r"\bbundle\s+destroy\b|bundle-integration\.sh\s+destroy\b")
 _TEMP_DEPLOY_RE = re.compile(r"bundle-integration\.sh\s+run\b|\bbundle\s+deploy\b")
+# The workspace each shared target deploys to (its workspace.profile is spark-mlops-<workspace>;
+# the same map as scripts/ci/lib.sh ci_target_workspace, both tested against databricks.yml).
+TARGET_WORKSPACES = {"test": "staging", "staging": "staging", "prod": "prod"}
+WORKSPACE_GROUP_PREFIX = "spark-mlops-"
 FORCE_LOCK_SCRIPT = "bundle-integration.sh"  # the only place allowed to force the deploy lock
 
 # Step keys whose value is a shell command line, and inputs that name a file the task executes.
@@ -452,6 +461,28 @@ def check(root: Path = REPO_ROOT) -> list[str]:
                     f"{step.where(root)}: writes to '{target}' in a deployment job bound to "
                     f"environment {name!r}, expected 'databricks-{target}'"
                 )
+
+    # databricks-bundle.yml steps: the workspace of the stage's variable group, and its targets only
+    for step in steps:
+        if not str(step.node.get("template", "")).endswith("databricks-bundle.yml"):
+            continue
+        params = step.node.get("parameters") or {}
+        workspace = str(params.get("workspace", "")).strip()
+        stage = next((a for a in reversed(step.ancestors) if "stage" in a), None)
+        groups = [v.get("group") for v in ((stage or {}).get("variables") or [])
+                  if isinstance(v, dict) and isinstance(v.get("group"), str)]
+        expected = [g.removeprefix(WORKSPACE_GROUP_PREFIX) for g in groups if g.startswith(WORKSPACE_GROUP_PREFIX)]
+        if len(expected) != 1:
+            problems.append(f"{step.where(root)}: its stage must use exactly one variable group "
+                            f"{WORKSPACE_GROUP_PREFIX}<workspace> (found: {', '.join(groups) or 'none'})")
+        elif workspace != expected[0]:
+            problems.append(f"{step.where(root)}: parameter workspace is {workspace or 'unset'!r}, but the stage's "
+                            f"variable group is {WORKSPACE_GROUP_PREFIX}{expected[0]}")
+        for target in _TARGET_RE.findall(str(params.get("arguments", ""))):
+            target_ws = TARGET_WORKSPACES.get(target)
+            if target_ws and workspace and target_ws != workspace:
+                problems.append(f"{step.where(root)}: target '{target}' deploys to the {target_ws} workspace, "
+                                f"but this step has the {workspace} workspace's variable group")
 
     # destroy: always(), last, after every temporary deploy
     for step in steps:

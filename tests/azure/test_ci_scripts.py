@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .helpers import (
     FAKE_DATABRICKS_DIR,
@@ -22,6 +23,7 @@ from .helpers import (
     copy_bundle,
     run_script,
     strip_exec_bits,
+    target_profiles,
 )
 
 SUFFIX = ["--var", "deployment_suffix=pr_42_7"]
@@ -243,6 +245,105 @@ def test_azure_devops_oidc_route_without_token_fails_clearly(fake, artifact) -> 
     assert result.returncode != 0
     assert "SYSTEM_ACCESSTOKEN" in result.stderr
     assert fake.calls() == []
+
+
+# ---------------------------------------------------------------- the target's CLI profile
+
+
+def _lib(command: str, **extra: str) -> subprocess.CompletedProcess:
+    env = clean_env(**extra)
+    return subprocess.run(["bash", "-c", f'source "{REPO_ROOT}/scripts/ci/lib.sh"; {command}'], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_profile_convention_matches_databricks_yml() -> None:
+    """The scripts cannot parse YAML on a deploy agent: their target -> profile map must be what
+    databricks.yml declares (targets.<t>.workspace.profile), for every target."""
+    declared = target_profiles()
+    targets = list(yaml.safe_load((REPO_ROOT / "databricks.yml").read_text())["targets"])
+    assert set(declared) == {"test", "staging", "prod"}  # dev uses each developer's own profile
+    for target in targets:
+        result = _lib(f"ci_target_profile {target}")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == declared.get(target, ""), target
+    assert _lib("ci_target_profile nightly").returncode == 1  # unknown targets are not guessed
+
+
+@pytest.mark.parametrize(("stage", "target"), [("staging", "prod"), ("prod", "staging"), ("prod", "test")])
+def test_deploy_refuses_a_target_of_the_other_workspace(fake, artifact, stage: str, target: str) -> None:
+    result = _deploy(fake, artifact, "-t", target, "--run", "training", **_stage_env(stage))
+    assert result.returncode == 2
+    assert fake.calls() == []
+    assert (f"target '{target}' deploys to the {'prod' if target == 'prod' else 'staging'} workspace") in result.stderr
+    assert f"this step has the {stage} workspace's variable group: refusing" in result.stderr
+
+
+def test_integration_refuses_to_validate_prod_with_the_staging_group(fake, checkout) -> None:
+    env = fake.env(**PR_ENV, **_stage_env("staging"))
+    result = run_script("bundle-integration.sh", "run", "-t", "test", "--validate", "prod", env=env, root=checkout)
+    assert result.returncode == 2
+    assert fake.calls() == []  # nothing deployed, so nothing to destroy
+    assert "target 'prod' deploys to the prod workspace" in result.stderr
+
+
+def test_on_an_agent_the_step_must_name_its_workspace(fake, artifact) -> None:
+    result = _deploy(fake, artifact, "-t", "staging", TF_BUILD="True", CI_WORKSPACE="")
+    assert result.returncode == 2
+    assert fake.calls() == []
+    assert "CI_WORKSPACE is not set" in result.stdout  # a ##vso error line on the agent
+
+
+@pytest.mark.parametrize("host", ["", "$(DATABRICKS_HOST)", "http://adb-1.azuredatabricks.net",
+                                  "https://adb-1.azuredatabricks.net\n[spark-mlops-prod]"])
+def test_profile_needs_the_stage_host(fake, artifact, host: str) -> None:
+    result = _deploy(fake, artifact, "-t", "staging", DATABRICKS_HOST=host)
+    assert result.returncode == 2
+    assert fake.calls() == []
+    assert "DATABRICKS_HOST of the staging workspace is missing or not an https:// URL" in result.stderr
+
+
+def test_profile_resolves_prod_even_with_a_stale_config_profile(fake, artifact) -> None:
+    """DATABRICKS_CONFIG_PROFILE would replace the target's profile (cmd/root/bundle.go): it is unset,
+    and the prod stage's calls resolve spark-mlops-prod with the prod group's host."""
+    result = _deploy(fake, artifact, "-t", "prod", "--run-gate", "model_deployment",
+                     DATABRICKS_CONFIG_PROFILE="spark-mlops-staging", CI_DATABRICKS_AUTH="azure-cli")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {(e["profile"], e["profile_host"], e["profile_auth_type"]) for e in fake.envs()} == {
+        ("spark-mlops-prod", HOSTS["prod"], "azure-cli")}
+    assert f"databricks profile: [spark-mlops-prod] host {HOSTS['prod']}" in result.stdout
+
+
+def _without_profile_step(script: Path) -> None:
+    """The script as it was before it wrote the profile (the ci_databricks_profile call removed)."""
+    text = script.read_text()
+    lines = [line for line in text.splitlines(keepends=True) if not line.startswith("ci_databricks_profile ")]
+    assert len(lines) == len(text.splitlines()) - 1, script
+    script.write_text("".join(lines))
+
+
+@pytest.mark.parametrize("script", ["bundle-deploy-and-run.sh", "bundle-integration.sh"])
+def test_without_the_written_profile_the_cli_stops_at_authentication(fake, checkout, tmp_path: Path,
+                                                                     script: str) -> None:
+    """The failure the profile step prevents: the agent's CLI config has no profile of the target
+    (here a ~/.databrickscfg with another one), so every bundle command stops at
+    `has no <profile> profile configured` (databricks-sdk-go config/config_file.go). The same run
+    with the real script passes."""
+    (fake.home / ".databrickscfg").write_text("[DEFAULT]\nhost = https://adb-9.azuredatabricks.net\n")
+    args = ["-t", "staging"] if script == "bundle-deploy-and-run.sh" else ["run", "-t", "test"]
+    (checkout / "dist").mkdir(exist_ok=True)
+    if script == "bundle-deploy-and-run.sh":
+        assert run_script("build-wheel.sh", "dist", env=fake.env(), root=checkout).returncode == 0
+    env = fake.env(**PR_ENV, **_stage_env("staging"), CI_DATABRICKS_AUTH="azure-cli")
+
+    passing = run_script(script, *args, env=env, root=checkout)
+    assert passing.returncode == 0, passing.stdout + passing.stderr
+
+    _without_profile_step(checkout / "scripts" / "ci" / script)
+    failing = run_script(script, *args, env=env, root=checkout)
+    assert failing.returncode != 0
+    profile = "spark-mlops-staging"
+    assert f"Error: resolve: {fake.home / '.databrickscfg'} has no {profile} profile configured" in (
+        failing.stdout + failing.stderr)
 
 
 # ---------------------------------------------------------------- the wheel: built once, deployed as is

@@ -540,7 +540,10 @@ def test_cd_rejection_task_is_the_bundle_jobs_record_rejection(job_key: str) -> 
     runs only when validate failed (run_if: ALL_FAILED) and records the verdict."""
     jobs = {}
     for path in sorted((REPO_ROOT / "resources").glob("*.yml")):
-        jobs.update(((yaml.safe_load(path.read_text()) or {}).get("resources") or {}).get("jobs") or {})
+        doc = yaml.safe_load(path.read_text()) or {}
+        # a job of one target only (model_deployment: prod) sits under targets.<t>.resources
+        for scope in [doc, *((doc.get("targets") or {}).values())]:
+            jobs.update(((scope or {}).get("resources") or {}).get("jobs") or {})
     if job_key not in jobs:
         pytest.skip(f"bundle job '{job_key}' is not in resources/ yet")
     tasks = {t["task_key"]: t for t in jobs[job_key]["tasks"]}
@@ -548,3 +551,33 @@ def test_cd_rejection_task_is_the_bundle_jobs_record_rejection(job_key: str) -> 
     assert task is not None, f"{job_key} has no task '{_rejection_task()}'"
     assert task.get("run_if") == "ALL_FAILED"
     assert [d["task_key"] for d in task["depends_on"]] == ["validate"]
+
+
+# ---------------------------------------------------------------- the step's workspace and its targets
+
+
+def test_every_bundle_step_names_the_workspace_of_its_stage_variable_group() -> None:
+    """The profile the script writes is the one of CI_WORKSPACE (the `workspace` parameter): it must
+    be the workspace whose DATABRICKS_HOST the stage's variable group holds."""
+    expected = {"pr-validation.yml": ["staging", "staging"], "cd.yml": ["staging", "prod", "prod"]}
+    for name, workspaces in expected.items():
+        doc = check_pipelines.load_pipeline(PIPELINES_DIR / name)
+        steps = [s for s in check_pipelines._steps(PIPELINES_DIR / name, doc)
+                 if str(s.node.get("template", "")).endswith("databricks-bundle.yml")]
+        assert [s.node["parameters"]["workspace"] for s in steps] == workspaces, name
+    template = _doc("templates/steps/databricks-bundle.yml")
+    param = next(p for p in template["parameters"] if p["name"] == "workspace")
+    assert "default" not in param and param["values"] == ["staging", "prod"]
+    text = (PIPELINES_DIR / "templates/steps/databricks-bundle.yml").read_text()
+    assert text.count("CI_WORKSPACE: ${{ parameters.workspace }}") == 2  # both auth routes
+
+
+def test_step_with_the_other_stage_workspace_is_caught(repo: Path) -> None:
+    _edit(repo, ".azure/pipelines/cd.yml", "                    workspace: prod\n", "                    workspace: staging\n")
+    _assert_caught(repo, "parameter workspace is 'staging', but the stage's variable group is spark-mlops-prod")
+    _assert_caught(repo, "target 'prod' deploys to the prod workspace, but this step has the staging workspace's")
+
+
+def test_pr_step_validating_prod_is_caught(repo: Path) -> None:
+    _edit(repo, ".azure/pipelines/pr-validation.yml", "--validate staging", "--validate staging --validate prod")
+    _assert_caught(repo, "target 'prod' deploys to the prod workspace, but this step has the staging workspace's")
