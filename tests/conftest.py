@@ -25,6 +25,19 @@ for _var in list(os.environ):
 os.environ["SPARK_MLOPS_GIT_COMMIT"] = "test-commit"
 
 
+@pytest.fixture(autouse=True)
+def _no_leaked_mlflow_uris():
+    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; a test that leaks it would point every
+    later command at its store. Restore the environment after each test."""
+    before = {v: os.environ.get(v) for v in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    yield
+    for var, value in before.items():
+        if value is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = value
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
     from spark_mlops.config import build_settings

@@ -9,6 +9,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from spark_mlops import tracking
 from spark_mlops.config import build_settings
 from spark_mlops.tables import tables_for
 from tests.conftest import FIXTURES, run_cli
@@ -84,8 +85,7 @@ def test_training_run_logs_metrics_plots_model_and_dataset(lifecycle):
     assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].tags[0].value == "training"
     plots = {a.path for a in client(s).list_artifacts(run_id, "plots")}
     assert plots == {"plots/roc_curve.png", "plots/confusion_matrix.png", "plots/feature_importances.png"}
-    mlflow.set_tracking_uri(s.tracking_uri)
-    mlflow.set_registry_uri(s.registry_uri)
+    tracking.configure(s)  # points MLflow's fluent API at the stores without exporting them
     info = mlflow.models.get_model_info(f"models:/{s.model_name}/1")
     assert [c.name for c in info.signature.inputs.inputs][:2] == ["Pregnancies", "Glucose"]
     assert info.saved_input_example_info is not None
@@ -112,7 +112,7 @@ def test_predictions_carry_lineage(lifecycle):
 
 def test_scoring_runs_are_logged(lifecycle):
     s = lifecycle.settings
-    mlflow.set_tracking_uri(s.tracking_uri)
+    tracking.configure(s)
     runs = mlflow.search_runs(experiment_names=[s.experiment], filter_string="tags.step = 'score'")
     assert len(runs) == 3
     assert set(runs["metrics.rows_in"]) == {200.0} and set(runs["metrics.rows_rejected"]) == {0.0}
