@@ -12,22 +12,36 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from spark_mlops import logs
 from spark_mlops.config import Settings, on_databricks
 from spark_mlops.timing import span
 
-_LOG4J2 = """\
+
+def log4j2_properties(verbose: bool) -> str:
+    """The JVM's log configuration: ERROR and above by default, WARN and above at -v.
+
+    PySpark counts as a shell and announces its default level on start unless the root is at
+    WARN, so the quiet root level goes on the ``org.apache`` logger instead of the root.
+    """
+    spark_level = "warn" if verbose else "error"
+    return f"""\
 rootLogger.level = warn
 rootLogger.appenderRef.stderr.ref = console
 appender.console.type = Console
 appender.console.name = console
 appender.console.target = SYSTEM_ERR
 appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n
-# Root at WARN: PySpark counts as a shell and announces any other default level on start.
+appender.console.layout.pattern = %d{{HH:mm:ss}} %p %c{{1}}: %m%n
+logger.apache.name = org.apache
+logger.apache.level = {spark_level}
 logger.hadoop.name = org.apache.hadoop
 logger.hadoop.level = error
 logger.sparkenv.name = org.apache.spark.SparkEnv
 logger.sparkenv.level = error
+# Local tables keep their schema in a _table.json beside the data; RECOVER PARTITIONS names
+# every such file it skips, which says nothing about the table.
+logger.repair.name = org.apache.spark.sql.execution.command.RepairTableCommand
+logger.repair.level = error
 """
 
 
@@ -47,9 +61,11 @@ def get_spark(settings: Settings) -> SparkSession:
 def _local_session(state_dir: Path) -> SparkSession:
     tmp = state_dir / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
-    log4j = state_dir / "log4j2.properties"
-    if not log4j.exists() or log4j.read_text() != _LOG4J2:
-        log4j.write_text(_LOG4J2)
+    verbose = logs.verbose()
+    log4j = state_dir / ("log4j2-verbose.properties" if verbose else "log4j2.properties")
+    text = log4j2_properties(verbose)
+    if not log4j.exists() or log4j.read_text() != text:
+        log4j.write_text(text)
     # Python workers must run this interpreter, not whatever python3 is first on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
