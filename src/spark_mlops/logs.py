@@ -43,6 +43,11 @@ def library_level() -> int:
 def configure() -> None:
     """Set the MLflow/alembic log levels for this process; idempotent, cheap, no heavy imports."""
     level = library_level()
+    if level == logging.INFO:
+        # MLflow's own set-up, which happens on import, logs exactly this; just undo any quieting.
+        for name in _LIBRARIES:
+            logging.getLogger(name).setLevel(level)
+        return
     if "mlflow" not in sys.modules:
         # MLflow would otherwise install its own INFO handlers when imported; ours replace them.
         os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
