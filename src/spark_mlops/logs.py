@@ -1,9 +1,10 @@
 """What a command prints besides its own result lines: quiet by default, chatty on request.
 
-Quiet (the default): Spark logs ERROR and above, MLflow and alembic WARNING and above, and
-lines about job parameters a task does not use are not printed. Verbose (``spark-mlops -v``
-or ``SPARK_MLOPS_VERBOSE=1``): Spark logs WARN, MLflow and alembic INFO (sqlite schema
-migrations, store set-up), as they would without this module.
+Quiet (the default): Spark, MLflow and alembic log ERROR and above only, and lines about job
+parameters a task does not use are not printed. (MLflow's warnings in a normal run are about its
+own internals, e.g. "Union type hint ... inferred as AnyType" while a model loads.) Verbose
+(``spark-mlops -v`` or ``SPARK_MLOPS_VERBOSE=1``): Spark logs WARN, MLflow and alembic INFO
+(sqlite schema migrations, store set-up), as they would without this module.
 
 Imports nothing heavy: :func:`configure` must run before ``mlflow`` is first imported.
 ``import mlflow`` configures its own loggers (``mlflow`` and ``alembic`` at INFO, each with a
@@ -37,7 +38,7 @@ def set_verbose(on: bool) -> None:
 
 
 def library_level() -> int:
-    return logging.INFO if verbose() else logging.WARNING
+    return logging.INFO if verbose() else logging.ERROR
 
 
 def configure() -> None:

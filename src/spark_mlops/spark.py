@@ -20,20 +20,23 @@ from spark_mlops.timing import span
 def log4j2_properties(verbose: bool) -> str:
     """The JVM's log configuration: ERROR and above by default, WARN and above at -v.
 
-    PySpark counts as a shell and announces its default level on start unless the root is at
-    WARN, so the quiet root level goes on the ``org.apache`` logger instead of the root.
+    PySpark counts as a shell: Spark takes the level configured for the first class that logs
+    (WARN when no logger of its own covers it) as the console's level, and announces it ("Setting
+    default log level to ...") when it differs from the root's
+    (``org.apache.spark.internal.Logging.initializeLogging``). So ``org.apache.spark`` gets a
+    logger of its own at the root's level.
     """
-    spark_level = "warn" if verbose else "error"
+    level = "warn" if verbose else "error"
     return f"""\
-rootLogger.level = warn
+rootLogger.level = {level}
 rootLogger.appenderRef.stderr.ref = console
 appender.console.type = Console
 appender.console.name = console
 appender.console.target = SYSTEM_ERR
 appender.console.layout.type = PatternLayout
 appender.console.layout.pattern = %d{{HH:mm:ss}} %p %c{{1}}: %m%n
-logger.apache.name = org.apache
-logger.apache.level = {spark_level}
+logger.spark.name = org.apache.spark
+logger.spark.level = {level}
 logger.hadoop.name = org.apache.hadoop
 logger.hadoop.level = error
 logger.sparkenv.name = org.apache.spark.SparkEnv
