@@ -26,8 +26,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _get(url: str, path: str, **query: str) -> dict:
-    with urllib.request.urlopen(f"{url}{path}?{urllib.parse.urlencode(query)}", timeout=10) as response:
+def _get(url: str, route: str, **query: str) -> dict:
+    with urllib.request.urlopen(f"{url}{route}?{urllib.parse.urlencode(query)}", timeout=10) as response:
         return json.load(response)
 
 
