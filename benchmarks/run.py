@@ -65,9 +65,15 @@ def bench_imports(workdir: Path, p: dict) -> dict:
                     "in a fresh interpreter (pyspark, mlflow, matplotlib are pulled in)"}
 
 
+_SETUP: dict[Path, dict] = {}
+
+
 def _setup_champion(workdir: Path) -> dict:
-    say("scoring: setting up the @champion model")
-    return measure.run_worker("setup", {"workdir": str(workdir)}, workdir / "logs")
+    """Prepare, train, validate and promote the model every scoring piece uses; once per run."""
+    if workdir not in _SETUP or _SETUP[workdir].get("error"):
+        say("scoring: setting up the @champion model")
+        _SETUP[workdir] = measure.run_worker("setup", {"workdir": str(workdir)}, workdir / "logs")
+    return _SETUP[workdir]
 
 
 def _paired(times: list[dict], path: str, rows: int, base_path: str, base_rows: int | None = None) -> dict:
@@ -102,7 +108,7 @@ def bench_scoring(workdir: Path, p: dict) -> dict:
     cells += [("score_command", rows) for rows in p["command_rows"]]
     cells.sort(key=lambda c: c[1])  # within a round: small to large, so each pair runs back to back
     say(f"scoring: {len(cells)} cells x {p['rounds']} rounds (load {os.getloadavg()[0]:.2f})")
-    run = measure.run_worker("score", {"workdir": str(workdir), "cells": cells, "rounds": p["rounds"]},
+    run = measure.run_worker("score", {"workdir": str(workdir), "piece": "scoring", "cells": cells, "rounds": p["rounds"]},
                              workdir / "logs", timeout=7200)
     results = _scoring_table(run, "floor")
     largest, previous = p["score_rows"][-1], (p["score_rows"][-2] if len(p["score_rows"]) > 1 else None)
@@ -125,7 +131,8 @@ def bench_scoring_slow(workdir: Path, p: dict) -> dict:
     rows = p["slow_rows"]
     cells = [("native", rows), ("spark_udf", rows), ("native", rows), ("pandas", rows)]
     say(f"scoring_slow: native / spark_udf / pandas at {rows} rows (load {os.getloadavg()[0]:.2f})")
-    run = measure.run_worker("score", {"workdir": str(workdir), "cells": cells, "rounds": 1}, workdir / "logs",
+    run = measure.run_worker("score", {"workdir": str(workdir), "piece": "scoring_slow", "cells": cells, "rounds": 1},
+                             workdir / "logs",
                              timeout=3600)
     times = run.get("times", [])
     results = []
