@@ -1,8 +1,8 @@
 """Run the benchmarks and write ``benchmarks/results/latest.{json,md}``.
 
-    scripts/bench.sh            # everything (about 20-30 minutes on 2 cores)
-    scripts/bench.sh --quick    # tiny data, one repetition, no test suite (a few minutes)
-    python -m benchmarks.run --only scoring,demo --reps 5
+    scripts/bench.sh            # everything, one run -> benchmarks/results/latest.{json,md}
+    scripts/bench.sh --quick    # tiny data, one round, no test suite -> results/raw/quick.*
+    python -m benchmarks.run --only score_process --pairs 7   # a subset -> results/raw/partial.*
 
 Each piece runs in its own subprocess so that its peak memory (Python + Java, the whole process
 tree) can be measured; see ``benchmarks/measure.py`` and ``benchmarks/workloads.py``.
