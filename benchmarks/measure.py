@@ -36,6 +36,15 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def conditions(started_at: str, before: list[float], after: list[float], cores: int | None) -> dict:
+    """When a piece ran and how busy the machine was. ``loaded``: the 1-minute load average before
+    or after it was above the core count, so other work competed for the cores during it and its
+    figures must not be used to claim a target."""
+    peak = max(before[0], after[0])
+    return {"started_at": started_at, "load_before": before, "load_after": after,
+            "loaded": bool(cores) and peak > cores, "cores": cores}
+
+
 def _meminfo_gib() -> float | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():

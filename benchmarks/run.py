@@ -1,11 +1,16 @@
 """Run the benchmarks and write ``benchmarks/results/latest.{json,md}``.
 
-    scripts/bench.sh            # everything (about 20-30 minutes on 2 cores)
-    scripts/bench.sh --quick    # tiny data, one repetition, no test suite (a few minutes)
-    python -m benchmarks.run --only scoring,demo --reps 5
+    scripts/bench.sh            # everything, one run -> benchmarks/results/latest.{json,md}
+    scripts/bench.sh --quick    # tiny data, one round, no test suite -> results/raw/quick.*
+    python -m benchmarks.run --only score_process --pairs 7   # a subset -> results/raw/partial.*
 
 Each piece runs in its own subprocess so that its peak memory (Python + Java, the whole process
 tree) can be measured; see ``benchmarks/measure.py`` and ``benchmarks/workloads.py``.
+
+Every comparison is paired: the two sides run alternately in the same run (A B A B ...) and the
+ratio is taken pair by pair; the report gives the median ratio and its spread. Each piece records
+the load average before and after it; a piece measured while the load was above the number of
+cores is marked and not used to claim a target. One command, one run, one result file.
 """
 
 from __future__ import annotations
@@ -27,18 +32,23 @@ from benchmarks.report import render  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-PIECES = ("imports", "scoring", "training", "demo", "tests")
-SLOW_PATHS = ("spark_udf", "pandas")  # measured once at the largest size: a minute or more each
+PIECES = ("imports", "scoring", "scoring_slow", "score_process", "training", "demo", "tests")
 
 
 def plan(args: argparse.Namespace) -> dict:
+    """What to measure. ``score_rows``: floor and native, paired in-process (the largest size is
+    the linearity point); ``command_rows``: the score step in-process too; ``slow_rows``: the
+    Python-UDF paths (a minute or more each at 1e6), paired with native; ``process_rows``: the
+    whole ``spark-mlops score`` process paired with a plain read-and-write process."""
     if args.quick:
-        return {"score_rows": [1000], "udf_rows": [200], "train_rows": [1000], "cv_rows": [1000],
-                "reps": args.reps or 1, "slow_reps_at_max": 1, "demo_pairs": 1, "tests": False}
-    return {"score_rows": [10_000, 100_000, 1_000_000], "udf_rows": [10_000, 100_000, 1_000_000],
+        return {"score_rows": [1000, 10_000], "command_rows": [1000], "slow_rows": 200, "process_rows": 1000,
+                "rounds": args.reps or 1, "process_pairs": 1, "train_rows": [1000], "cv_rows": [1000],
+                "reps": args.reps or 1, "demo_pairs": 1, "tests": False}
+    return {"score_rows": [10_000, 100_000, 1_000_000, 10_000_000], "command_rows": [10_000, 100_000, 1_000_000],
+            "slow_rows": 1_000_000, "process_rows": 1_000_000, "rounds": args.reps or 3,
+            "process_pairs": args.pairs or 5,
             "train_rows": [10_000, 100_000, 1_000_000], "cv_rows": [10_000, 100_000, 1_000_000],
-            "reps": args.reps or 3, "slow_reps_at_max": 1, "demo_pairs": args.demo_pairs or 3,
-            "tests": not args.skip_tests}
+            "reps": args.reps or 3, "demo_pairs": args.demo_pairs or 3, "tests": not args.skip_tests}
 
 
 def say(text: str) -> None:
@@ -55,38 +65,133 @@ def bench_imports(workdir: Path, p: dict) -> dict:
                     "in a fresh interpreter (pyspark, mlflow, matplotlib are pulled in)"}
 
 
+_SETUP: dict[Path, dict] = {}
+
+
+def _setup_champion(workdir: Path) -> dict:
+    """Prepare, train, validate and promote the model every scoring piece uses; once per run."""
+    if workdir not in _SETUP or _SETUP[workdir].get("error"):
+        say("scoring: setting up the @champion model")
+        _SETUP[workdir] = measure.run_worker("setup", {"workdir": str(workdir)}, workdir / "logs")
+    return _SETUP[workdir]
+
+
+def _paired(times: list[dict], path: str, rows: int, base_path: str, base_rows: int | None = None) -> dict:
+    """Per-round ratios ``path@rows / base_path@base_rows`` over the rounds where both ran."""
+    def by_round(p: str, r: int) -> dict[int, float]:
+        return {t["round"]: t["seconds"] for t in times if t["path"] == p and t["rows"] == r and t["seconds"]}
+
+    a, b = by_round(path, rows), by_round(base_path, rows if base_rows is None else base_rows)
+    return measure.stats([a[i] / b[i] for i in sorted(a) if i in b])
+
+
+def _scoring_table(run: dict, base: str) -> list[dict]:
+    times = run.get("times", [])
+    out = []
+    for path, rows in dict.fromkeys((t["path"], t["rows"]) for t in times):
+        seconds = [t["seconds"] for t in times if t["path"] == path and t["rows"] == rows and t["seconds"]]
+        errors = [t["error"] for t in times if t["path"] == path and t["rows"] == rows and t["error"]]
+        out.append({"path": path, "rows": rows, "seconds": measure.stats(seconds),
+                    "rows_per_second": measure.stats([rows / s for s in seconds], 0),
+                    "load_seconds": run.get("load_seconds", {}).get(path),
+                    f"x_{base}": None if path == base else _paired(times, path, rows, base),
+                    "error": errors[0] if errors else None})
+    return out
+
+
 def bench_scoring(workdir: Path, p: dict) -> dict:
-    say("scoring: setting up the @champion model")
-    setup = measure.run_worker("setup", {"workdir": str(workdir)}, workdir / "logs")
+    """floor and native (and the score step in-process) interleaved round by round, one process."""
+    setup = _setup_champion(workdir)
     if setup.get("error"):
         return {"error": f"setup failed: {setup['error']}"}
+    cells = [(path, rows) for rows in p["score_rows"] for path in ("floor", "native")]
+    cells += [("score_command", rows) for rows in p["command_rows"]]
+    cells.sort(key=lambda c: c[1])  # within a round: small to large, so each pair runs back to back
+    say(f"scoring: {len(cells)} cells x {p['rounds']} rounds (load {os.getloadavg()[0]:.2f})")
+    run = measure.run_worker("score", {"workdir": str(workdir), "piece": "scoring", "cells": cells, "rounds": p["rounds"]},
+                             workdir / "logs", timeout=7200)
+    results = _scoring_table(run, "floor")
+    largest, previous = p["score_rows"][-1], (p["score_rows"][-2] if len(p["score_rows"]) > 1 else None)
+    linear = None
+    if previous:
+        ratio = _paired(run.get("times", []), "native", largest, "native", previous)
+        linear = {"rows": largest, "base_rows": previous, "x_time": ratio, "x_rows": largest / previous}
+    return {"model": setup.get("model_version"), "results": results, "linearity": linear,
+            "peak_rss_mb": run["process"]["peak_rss_mb"], "error": run.get("error"),
+            "input": "synthetic parquet, 250k rows per file (1 row group each), 8 features + key",
+            "what": "in one process, model loaded once per path; each round runs every cell once, "
+                    "pairs back to back; x floor = the path's time / the floor's time in the same round"}
+
+
+def bench_scoring_slow(workdir: Path, p: dict) -> dict:
+    """The Python-UDF paths, one round at one size, each paired with native in the same process."""
+    setup = _setup_champion(workdir)
+    if setup.get("error"):
+        return {"error": f"setup failed: {setup['error']}"}
+    rows = p["slow_rows"]
+    cells = [("native", rows), ("spark_udf", rows), ("native", rows), ("pandas", rows)]
+    say(f"scoring_slow: native / spark_udf / pandas at {rows} rows (load {os.getloadavg()[0]:.2f})")
+    run = measure.run_worker("score", {"workdir": str(workdir), "piece": "scoring_slow", "cells": cells, "rounds": 1},
+                             workdir / "logs",
+                             timeout=3600)
+    times = run.get("times", [])
     results = []
-    for rows in sorted(set(p["score_rows"]) | set(p["udf_rows"])):
-        for path in workloads.SCORING_PATHS:
-            if rows not in (p["udf_rows"] if path == "spark_udf" else p["score_rows"]):
-                continue
-            largest = rows == max(p["score_rows"])
-            reps = p["slow_reps_at_max"] if path in SLOW_PATHS and largest else p["reps"]
-            say(f"scoring: {path} at {rows} rows x{reps} (load {os.getloadavg()[0]:.2f})")
-            r = measure.run_worker("score", {"workdir": str(workdir), "path": path, "rows": rows, "reps": reps},
-                                   workdir / "logs")
-            seconds = r.get("seconds", [])
-            results.append({
-                "path": path, "rows": rows, "reps": len(seconds),
-                "seconds": measure.stats(seconds),
-                "rows_per_second": measure.stats([rows / s for s in seconds], 0),
-                "load_seconds": r.get("load_seconds"),
-                "peak_rss_mb": r["process"]["peak_rss_mb"],
-                "process_wall_seconds": r["process"]["wall_seconds"],
-                "error": r.get("error"),
-                "load_average": measure.load_average(),
-            })
-    for r in results:  # time ratio to the I/O floor at the same size (1.0 = as fast as the floor)
-        floor = next((f for f in results if f["path"] == "floor" and f["rows"] == r["rows"]), None)
-        ok = floor and floor["seconds"]["median"] and r["seconds"]["median"]
-        r["x_floor_time"] = round(r["seconds"]["median"] / floor["seconds"]["median"], 2) if ok else None
-    return {"model": setup.get("model_version"), "results": results,
-            "input": "synthetic parquet, 250k rows per file (1 row group each), 8 features + key"}
+    for k, t in enumerate(times):
+        before = times[k - 1] if k else None  # each slow path runs right after a native run
+        paired = t["path"] != "native" and before and before["path"] == "native" and before["seconds"] and t["seconds"]
+        results.append({"path": t["path"], "rows": rows, "seconds": measure.stats([t["seconds"]] if t["seconds"] else []),
+                        "x_native": measure.stats([t["seconds"] / before["seconds"]]) if paired else None,
+                        "load_seconds": run.get("load_seconds", {}).get(t["path"]), "error": t["error"]})
+    return {"results": results, "peak_rss_mb": run["process"]["peak_rss_mb"], "error": run.get("error"),
+            "what": "one run each (a minute or more at 1e6 rows), in one process; x native = time / the native run "
+                    "just before it; not measured at 1e7"}
+
+
+def bench_score_process(workdir: Path, p: dict) -> dict:
+    """``spark-mlops score`` vs a plain read-and-write of the same batch: whole processes, A B A B."""
+    setup = _setup_champion(workdir)
+    if setup.get("error"):
+        return {"error": f"setup failed: {setup['error']}"}
+    rows = p["process_rows"]
+    source = workloads.scoring_input(workdir, rows)
+    settings = workloads.settings_for(workdir)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPARK_MLOPS_", "MLFLOW_TRACKING", "MLFLOW_REGISTRY"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    score = [sys.executable, "-m", "spark_mlops", "score", "--input", str(source), "--state-dir",
+             str(settings.state_dir), "--model-name", settings.model_name, "--experiment", settings.experiment,
+             "--output-table", "bench_process_predictions", "--rejected-table", "bench_process_rejected",
+             "--batch-id", f"rows{rows}"]
+    copy = [sys.executable, "-m", "benchmarks.plain_copy", "--input", str(source), "--output",
+            str(workdir / "out" / "plain_copy"), "--state-dir", str(workdir / "plain-copy-state")]
+    logs = workdir / "logs"
+    pairs = []
+    for i in range(p["process_pairs"] + 1):  # pair 0 warms the file cache and the JVM's class data: not counted
+        timings = logs / f"score-process-{i}-timings.json"
+        timings.unlink(missing_ok=True)
+        say(f"score_process: pair {i}/{p['process_pairs']}{' (warm-up)' if i == 0 else ''} "
+            f"(load {os.getloadavg()[0]:.2f})")
+        a = measure.run_measured(score, cwd=ROOT, env={**env, "SPARK_MLOPS_TIMINGS": str(timings)},
+                                 log=logs / f"score-process-{i}.log")
+        b = measure.run_measured(copy, cwd=ROOT, env=env, log=logs / f"plain-copy-{i}.log")
+        spans = json.loads(timings.read_text())["spans"] if timings.exists() else []
+        pairs.append({"pair": i, "score": a, "plain_copy": b, "spans": spans, "counted": i > 0})
+    counted = [x for x in pairs if x["counted"] and x["score"]["returncode"] == 0 and x["plain_copy"]["returncode"] == 0]
+    names = list(dict.fromkeys(s["name"] for x in counted for s in x["spans"]))
+    return {
+        "rows": rows,
+        "score_command": " ".join(score[1:4]) + " --input <batch> ...",
+        "plain_copy_command": "python -m benchmarks.plain_copy (spark.read.parquet(batch).write.parquet(out), same Spark settings)",
+        "score_wall": measure.stats([x["score"]["wall_seconds"] for x in counted], 2),
+        "plain_copy_wall": measure.stats([x["plain_copy"]["wall_seconds"] for x in counted], 2),
+        "x_plain_copy": measure.stats([x["score"]["wall_seconds"] / x["plain_copy"]["wall_seconds"] for x in counted]),
+        "score_peak_rss_mb": measure.stats([x["score"]["peak_rss_mb"] for x in counted], 0),
+        "plain_copy_peak_rss_mb": measure.stats([x["plain_copy"]["peak_rss_mb"] for x in counted], 0),
+        "spans": {n: measure.stats([sum(s["seconds"] for s in x["spans"] if s["name"] == n) for x in counted], 2)
+                  for n in names},
+        "failed_pairs": [x["pair"] for x in pairs if x["score"]["returncode"] or x["plain_copy"]["returncode"]],
+        "failure_tail": next((x[k]["output_tail"] for x in pairs for k in ("score", "plain_copy")
+                              if x[k]["returncode"]), None),
+    }
 
 
 def bench_training(workdir: Path, p: dict) -> dict:
@@ -174,7 +279,7 @@ def worker(kind: str, args: dict, out: Path) -> None:
         if kind == "setup":
             result = workloads.setup_champion(spark, workdir)
         elif kind == "score":
-            result = workloads.score(spark, workdir, args["path"], args["rows"], args["reps"])
+            result = workloads.score_rounds(spark, workdir, [tuple(c) for c in args["cells"]], args["rounds"])
         elif kind == "train":
             result = workloads.train(spark, workdir, args["rows"], args["mode"], args["reps"])
         else:
@@ -198,42 +303,39 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny data, one repetition, no test suite")
-    parser.add_argument("--only", default=",".join(PIECES), help=f"comma-separated subset of {','.join(PIECES)}")
-    parser.add_argument("--reps", type=int, default=0, help="repetitions per figure (default 3, quick 1)")
+    parser.add_argument("--only", default=None,
+                        help=f"comma-separated subset of {','.join(PIECES)} (written to raw/partial, not latest)")
+    parser.add_argument("--reps", type=int, default=0, help="rounds/repetitions per figure (default 3, quick 1)")
+    parser.add_argument("--pairs", type=int, default=0, help="score-process pairs after the warm-up (default 5)")
     parser.add_argument("--demo-pairs", type=int, default=0, help="cold+warm demo pairs (default 3)")
     parser.add_argument("--skip-tests", action="store_true", help="do not time the test suite")
     parser.add_argument("--workdir", default=str(RESULTS / "raw"), help="data, state and logs (git-ignored)")
-    parser.add_argument("--name", default=None, help="result file name (default latest, quick: raw/quick)")
-    parser.add_argument("--merge", action="store_true",
-                        help="keep the other pieces of an existing result file, replace only those run now")
-    parser.add_argument("--include", action="append", default=[], metavar="JSON",
-                        help="with --merge: also take the pieces of another result file (e.g. a separate demo run)")
     args = parser.parse_args(argv)
-    pieces = [x.strip() for x in args.only.split(",") if x.strip()]
+    pieces = [x.strip() for x in (args.only or ",".join(PIECES)).split(",") if x.strip()]
     unknown = sorted(set(pieces) - set(PIECES))
     if unknown:
         parser.error(f"--only: unknown piece(s) {unknown}; choose from {PIECES}")
     p = plan(args)
     workdir = Path(args.workdir).resolve()
     (workdir / "logs").mkdir(parents=True, exist_ok=True)
-    name = args.name or ("raw/quick" if args.quick else "latest")
+    # The headline file comes only from one full run: never from a subset or pieces of other runs.
+    name = "raw/quick" if args.quick else ("raw/partial" if args.only else "latest")
     target = RESULTS / f"{name}.json"
-    results: dict = json.loads(target.read_text()) if args.merge and target.exists() else {}
     machine = measure.machine()
-    for extra in args.include if args.merge else []:
-        other = json.loads(Path(extra).read_text())
-        results.update({k: other[k] for k in PIECES if k in other})
-    results.update({"started_at": datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick,
-                    "plan": p, "machine": machine})
+    results: dict = {"started_at": datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick,
+                     "pieces": pieces, "plan": p, "machine": machine}
     started = time.perf_counter()
-    runners = {"imports": bench_imports, "scoring": bench_scoring, "training": bench_training,
-               "demo": bench_demo, "tests": bench_tests}
+    runners = {"imports": bench_imports, "scoring": bench_scoring, "scoring_slow": bench_scoring_slow,
+               "score_process": bench_score_process, "training": bench_training, "demo": bench_demo,
+               "tests": bench_tests}
     for piece in pieces:
         if piece == "tests" and not p["tests"]:
             continue
-        when = {"git_commit": machine["git_commit"], "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "load_average_at_start": measure.load_average()}
-        results[piece] = {**runners[piece](workdir, p), "measured": when}
+        before = measure.load_average()
+        piece_started = datetime.now(UTC).isoformat(timespec="seconds")
+        measured = runners[piece](workdir, p)
+        after = measure.load_average()
+        results[piece] = {**measured, "measured": measure.conditions(piece_started, before, after, machine["cores"])}
     results["machine"]["load_average_at_end"] = measure.load_average()
     results["total_seconds"] = round(time.perf_counter() - started, 1)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -241,7 +343,6 @@ def main(argv: list[str] | None = None) -> int:
     target.with_suffix(".md").write_text(render(results))
     say(f"wrote {target} and {target.with_suffix('.md')} in {results['total_seconds']} s")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

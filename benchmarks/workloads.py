@@ -4,7 +4,7 @@ so the orchestrator can run it in a subprocess (for peak memory) and tests can r
 Scoring paths, all on the same ``@champion`` model and the same parquet input (synthetic rows,
 250k rows per file), each timed from reading the input to the written parquet output:
 
-- ``floor``: read the input and write the key and the features out again, no model;
+- ``floor``: read the input and write the key and the features out again, no model (the I/O floor);
 - ``native``: what ``spark_mlops.scoring`` does: ``mlflow.spark.load_model`` (once) then
   ``transform`` and the lineage columns, written as parquet;
 - ``score_command``: ``spark_mlops.scoring.run`` as the CLI runs it (contract checks, registry
@@ -79,74 +79,102 @@ def _features_frame(spark, source: Path, contract):
     return df.select(*contract.key_columns, *[F.col(c).cast("double").alias(c) for c in contract.feature_names])
 
 
-def score(spark, workdir: Path, path: str, rows: int, reps: int) -> dict:
-    """Time one scoring path ``reps`` times on ``rows`` rows; model loading is timed separately."""
+def score_rounds(spark, workdir: Path, cells: list[tuple[str, int]], rounds: int) -> dict:
+    """Time each (path, rows) cell once per round, the cells in the given order in every round.
+
+    Interleaving (A B A B ...) is what makes ratios trustworthy on a shared machine: the cells of
+    one round ran within seconds of each other, so the ratio of two cells is taken round by round.
+    Model loading is timed once per path, apart. A failing cell (e.g. out of memory) is recorded
+    and not retried; the other cells go on.
+    """
     import mlflow
     import mlflow.pyfunc
     import mlflow.spark
-    from pyspark.sql import functions as F
 
     from spark_mlops import contract as dc
-    from spark_mlops import registry, scoring, tracking
-    from spark_mlops.config import CHAMPION_ALIAS, ScoreConfig
+    from spark_mlops import registry, tracking
+    from spark_mlops.config import CHAMPION_ALIAS
 
-    if path not in SCORING_PATHS:
-        raise ValueError(f"unknown scoring path {path!r}; choose from {SCORING_PATHS}")
+    unknown = sorted({p for p, _ in cells} - set(SCORING_PATHS))
+    if unknown:
+        raise ValueError(f"unknown scoring path(s) {unknown}; choose from {SCORING_PATHS}")
     settings = settings_for(workdir)
     tracking.configure(settings)
     contract = dc.load_contract()
     version = registry.require_alias(settings, CHAMPION_ALIAS, "run the benchmark setup first")
     uri = registry.model_uri(settings, version)
+    for rows in sorted({r for _, r in cells}):
+        scoring_input(workdir, rows)  # generated once, before any timing
+
+    models, load_seconds = {}, {}
+    for path in dict.fromkeys(p for p, _ in cells):
+        start = time.perf_counter()
+        if path == "native":
+            models[path] = mlflow.spark.load_model(uri)
+        elif path == "spark_udf":
+            models[path] = mlflow.pyfunc.spark_udf(spark, uri, env_manager="local", result_type="double")
+        elif path == "pandas":
+            models[path] = mlflow.pyfunc.load_model(uri)
+        load_seconds[path] = round(time.perf_counter() - start, 3)
+
+    times: list[dict] = []
+    failed: set[tuple[str, int]] = set()
+    for i in range(rounds):
+        for path, rows in cells:
+            if (path, rows) in failed:
+                continue
+            start = time.perf_counter()
+            error = None
+            try:
+                _score_once(spark, workdir, settings, contract, version, path, rows, models.get(path))
+            except Exception as exc:  # noqa: BLE001 - e.g. out of memory: record it, do not crash
+                error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
+                failed.add((path, rows))
+            times.append({"round": i, "path": path, "rows": rows, "error": error,
+                          "seconds": None if error else round(time.perf_counter() - start, 4)})
+    return {"model_version": version, "load_seconds": load_seconds, "times": times}
+
+
+def _score_once(spark, workdir: Path, settings, contract, version: str, path: str, rows: int, model) -> None:
+    from pyspark.sql import functions as F
+
+    from spark_mlops import scoring
+    from spark_mlops.config import ScoreConfig
+
     source = scoring_input(workdir, rows)
     out = workdir / "out" / path
     out.parent.mkdir(parents=True, exist_ok=True)
+    if path == "pandas":
+        import pandas as pd
 
-    load_start = time.perf_counter()
+        frame = pd.read_parquet(source)
+        features = frame[contract.feature_names].astype("float64")
+        result = frame[list(contract.key_columns)].copy()
+        result["prediction"] = model.predict(features)
+        result.to_parquet(out, index=False)
+        return
+    if path == "score_command":
+        scoring.run(settings, ScoreConfig(input=str(source), output_table="bench_predictions",
+                                          rejected_table="bench_rejected", batch_id=f"rows{rows}"))
+        return
+    df = _features_frame(spark, source, contract)
     if path == "native":
-        fitted = mlflow.spark.load_model(uri)
+        scored = scoring.with_lineage(model.transform(df), contract, settings.model_name, version,
+                                      datetime.now(UTC).replace(microsecond=0))
     elif path == "spark_udf":
-        udf = mlflow.pyfunc.spark_udf(spark, uri, env_manager="local", result_type="double")
-    elif path == "pandas":
-        pyfunc = mlflow.pyfunc.load_model(uri)
-    load_seconds = time.perf_counter() - load_start
+        scored = df.select(*contract.key_columns, model(*[F.col(c) for c in contract.feature_names]).alias("prediction"))
+    else:
+        scored = df
+    scored.write.mode("overwrite").parquet(str(out))
 
-    def once() -> None:
-        if path == "pandas":
-            import pandas as pd
 
-            frame = pd.read_parquet(source)
-            features = frame[contract.feature_names].astype("float64")
-            result = frame[list(contract.key_columns)].copy()
-            result["prediction"] = pyfunc.predict(features)
-            result.to_parquet(out, index=False)
-            return
-        if path == "score_command":
-            scoring.run(settings, ScoreConfig(input=str(source), output_table="bench_predictions",
-                                              rejected_table="bench_rejected", batch_id=f"rows{rows}"))
-            return
-        df = _features_frame(spark, source, contract)
-        if path == "native":
-            scored = scoring.with_lineage(fitted.transform(df), contract, settings.model_name, version,
-                                          datetime.now(UTC).replace(microsecond=0))
-        elif path == "spark_udf":
-            scored = df.select(*contract.key_columns,
-                               udf(*[F.col(c) for c in contract.feature_names]).alias("prediction"))
-        else:
-            scored = df
-        scored.write.mode("overwrite").parquet(str(out))
-
-    times: list[float] = []
-    error = None
-    for _ in range(reps):
-        start = time.perf_counter()
-        try:
-            once()
-        except Exception as exc:  # noqa: BLE001 - e.g. out of memory: record it, do not crash
-            error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
-            break
-        times.append(time.perf_counter() - start)
-    return {"path": path, "rows": rows, "model_version": version, "load_seconds": round(load_seconds, 3),
-            "seconds": times, "error": error}
+def score(spark, workdir: Path, path: str, rows: int, reps: int) -> dict:
+    """One path, ``reps`` times (unpaired; kept for quick checks by hand)."""
+    r = score_rounds(spark, workdir, [(path, rows)], reps)
+    seconds = [t["seconds"] for t in r["times"] if t["seconds"] is not None]
+    error = next((t["error"] for t in r["times"] if t["error"]), None)
+    return {"path": path, "rows": rows, "model_version": r["model_version"],
+            "load_seconds": r["load_seconds"].get(path, 0.0), "seconds": seconds, "error": error}
 
 
 # ---------------------------------------------------------------- training

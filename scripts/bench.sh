@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The benchmarks: sets up .venv if needed, then measures scoring, training, the main job and
-# the test suite; writes benchmarks/results/latest.{json,md}. --quick: tiny data, one repetition.
-# Extra arguments go to python -m benchmarks.run (e.g. --only scoring,demo --reps 5).
+# The benchmarks, in one run: scoring paths paired against the I/O floor in one process (1e4-1e7
+# rows), `spark-mlops score` paired against a plain read-and-write process (1e6 rows), the
+# Python-UDF paths, training, the main job cold/warm and the test suite; writes
+# benchmarks/results/latest.{json,md} (each piece with its load average before and after; a piece
+# run above the core count is marked and claims nothing). --quick: tiny data, one round, written
+# to benchmarks/results/raw/quick.*. --only PIECES writes raw/partial.*, never latest.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/bootstrap.sh"

@@ -12,12 +12,19 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 
 from spark_mlops import config as cfg
+from spark_mlops import logs
 from spark_mlops.commands import build_parser
 from spark_mlops.constants import EXIT_OK
 from spark_mlops.errors import ConfigError, MlopsError
+from spark_mlops.progress import progress
 from spark_mlops.timing import span
+
+# Steps that can run long on big inputs: a progress line on a terminal (see progress.py).
+PROGRESS_COMMANDS = {"prepare", "train", "validate", "score", "check-batch", "monitor", "drift-check",
+                     "deploy-model", "demo", "run"}
 
 
 def _settings(args: argparse.Namespace) -> cfg.Settings:
@@ -195,6 +202,12 @@ def _split_assignment(text: str, flag: str) -> tuple[str, str]:
     return key, value
 
 
+def _run_ui(args: argparse.Namespace) -> int:
+    from spark_mlops import ui
+
+    return ui.serve(_settings(args), host=args.host, port=args.port)
+
+
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "prepare": _run_prepare,
     "train": _run_train,
@@ -210,6 +223,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": _run_demo,
     "bundle": _run_bundle,
     "run": _run_job,
+    "ui": _run_ui,
 }
 
 
@@ -221,13 +235,14 @@ def main(argv: Sequence[str] | None = None, *, ignore_unknown: bool = False) -> 
     argv = list(sys.argv[1:] if argv is None else argv)
     if ignore_unknown:
         args, unknown = parser.parse_known_args(argv)
-        if unknown:
-            print(f"spark-mlops {args.command}: ignoring job parameters it does not use: {unknown}",
-                  file=sys.stderr)
     else:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_args(argv), []
+    logs.set_verbose(args.verbose)
+    logs.configure()  # before anything imports MLflow
+    if unknown:
+        logs.note(f"spark-mlops {args.command}: ignoring job parameters it does not use: {unknown}")
     try:
-        with span(f"step.{args.command}"):
+        with span(f"step.{args.command}"), progress(args.command) if args.command in PROGRESS_COMMANDS else nullcontext():
             return int(HANDLERS[args.command](args))
     except MlopsError as exc:
         print(f"spark-mlops {args.command}: error: {cfg.redact(str(exc))}", file=sys.stderr)

@@ -144,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["csv", "parquet"], default=None, help="default: from --output")
     p.add_argument("--no-label", action="store_true", help="omit the label (a scoring batch)")
 
+    p = command("ui", "the MLflow UI on the local tracking store and registry; Ctrl-C stops it")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    p.add_argument("--port", type=int, default=5000)
+
     p = command("demo", "the main job: the bundle's jobs run locally, staging to prod")
     p.add_argument("--runs", type=int, default=1, help="run the whole sequence this many times")
 

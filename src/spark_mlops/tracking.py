@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import warnings
 from pathlib import Path
 
 import mlflow
 
+from spark_mlops import logs
 from spark_mlops.config import Settings
 
 
 def configure(settings: Settings) -> str:
     """Point MLflow at the settings' stores and return the experiment id (created if missing)."""
     # Keep local runs quiet and deterministic; our own logging is explicit.
-    for name in ("mlflow", "alembic"):  # alembic logs every sqlite schema migration at INFO
-        logging.getLogger(name).setLevel(logging.WARNING)
+    logs.configure()  # alembic logs every sqlite schema migration at INFO
     warnings.filterwarnings("ignore", category=FutureWarning, module="mlflow")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # MLflow also exports the URIs as environment variables (for subprocesses). Undo that: the
