@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 
 import pytest
 from pyspark.sql import functions as F
@@ -23,6 +24,12 @@ from spark_mlops.tables import tables_for
 from tests.conftest import run_cli
 
 FEATURES = list(synthetic.FEATURES)
+
+
+@dataclass
+class World:
+    settings: object
+    inputs: dict[str, str]  # batch id -> the scored input (monitor joins it when score kept no features)
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +52,6 @@ def world(spark, tmp_path_factory):
         "glucose": data("glucose", 1500, 12, shifts={"Glucose": 50}),
         "nulls": data("nulls", 1500, 13, nulls=["Glucose"]),
         "tiny": data("tiny", 50, 14),
-        "again": data("again", 1500, 15),
-        "gate_ok": data("gate_ok", 1500, 16),
-        "gate_drift": data("gate_drift", 1500, 17, shifts={"Glucose": 50}),
     }
     for batch, path in batches.items():
         assert run_cli("score", *common, "--input", path, "--batch-id", batch) == 0
@@ -57,16 +61,17 @@ def world(spark, tmp_path_factory):
     assert run_cli("train", *common, "--params", "numTrees=20,maxDepth=5") == 0
     registry.set_alias(settings, "champion", "2")
     assert run_cli("score", *common, "--input", batches["glucose"], "--batch-id", "glucose_v2") == 0
-    return settings
+    return World(settings, {**batches, "glucose_v2": batches["glucose"]})
 
 
-def monitor(settings, batch: str, *extra: str) -> int:
-    return run_cli("monitor", "--state-dir", str(settings.state_dir), "--batch-id", batch, *extra)
+def monitor(world: World, batch: str, *extra: str) -> int:
+    source = ("--input", world.inputs[batch]) if batch in world.inputs else ()
+    return run_cli("monitor", "--state-dir", str(world.settings.state_dir), "--batch-id", batch, *source, *extra)
 
 
-def verdict_json(settings, batch: str, capsys, *extra: str) -> dict:
+def verdict_json(world: World, batch: str, capsys, *extra: str) -> dict:
     capsys.readouterr()
-    assert monitor(settings, batch, "--json", *extra) == 0
+    assert monitor(world, batch, "--json", *extra) == 0
     return json.loads(capsys.readouterr().out)
 
 
@@ -78,7 +83,7 @@ def by_name(verdict: dict) -> dict:
 
 
 def test_every_version_carries_its_own_baseline(world):
-    b1, b2 = monitoring.load_baseline(world, "1"), monitoring.load_baseline(world, "2")
+    b1, b2 = monitoring.load_baseline(world.settings, "1"), monitoring.load_baseline(world.settings, "2")
     assert set(b1["features"]) == set(FEATURES)
     glucose = b1["features"]["Glucose"]
     assert 1 <= len(glucose["edges"]) <= 9 and glucose["edges"] == sorted(glucose["edges"])
@@ -87,7 +92,7 @@ def test_every_version_carries_its_own_baseline(world):
     assert 0.2 < b1["label_rate"] < 0.6
     assert math.isclose(sum(b1["output"]["fractions"]), 1.0) and 0 < b1["output"]["positive_rate"] < 1
     assert b2["features"]["Glucose"]["mean"] > b1["features"]["Glucose"]["mean"] + 40
-    tags = registry.get_version(world, "1").tags
+    tags = registry.get_version(world.settings, "1").tags
     assert tags[monitoring.BASELINE_TAG] == f"runs:/{tags['training_run_id']}/{monitoring.BASELINE_ARTIFACT}"
 
 
@@ -128,7 +133,7 @@ def test_too_few_rows_give_no_verdict(world, capsys):
 
 
 def test_the_baseline_is_the_scoring_versions_even_after_champion_moved(world, capsys):
-    assert registry.alias_version(world, "champion") == "2"
+    assert registry.alias_version(world.settings, "champion") == "2"
     # v1 scored "glucose": against v1's baseline Glucose drifted ...
     assert by_name(verdict_json(world, "glucose", capsys))["Glucose"]["status"] == "drift"
     # ... and the same rows scored by v2 (trained on shifted data) do not drift against v2's.
@@ -137,12 +142,12 @@ def test_the_baseline_is_the_scoring_versions_even_after_champion_moved(world, c
 
 
 def test_monitoring_table_rows_and_re_monitoring_replaces_them(world, spark):
-    tables = tables_for(spark, world)
-    table = world.table_name("monitoring")
-    assert monitor(world, "again") == 0
-    first = tables.read(table).where(F.col("batch_id") == "again").collect()
-    assert monitor(world, "again") == 0
-    second = tables.read(table).where(F.col("batch_id") == "again").collect()
+    tables = tables_for(spark, world.settings)
+    table = world.settings.table_name("monitoring")
+    assert monitor(world, "same") == 0
+    first = tables.read(table).where(F.col("batch_id") == "same").collect()
+    assert monitor(world, "same") == 0
+    second = tables.read(table).where(F.col("batch_id") == "same").collect()
     assert len(first) == len(second) == 3 * len(FEATURES) + 5
     assert {r["run_id"] for r in first}.isdisjoint({r["run_id"] for r in second})  # replaced, not appended
     keys = [(r["model_version"], r["metric"], r["feature"]) for r in second]
@@ -155,14 +160,15 @@ def test_version_tags_mlflow_run_and_status(world, capsys):
     from mlflow.tracking import MlflowClient
 
     v = verdict_json(world, "same", capsys)
-    tags = registry.get_version(world, "1").tags
+    settings = world.settings
+    tags = registry.get_version(settings, "1").tags
     assert tags["monitoring_last_batch"] == "same" and tags["monitoring_last_verdict"] == "ok"
     assert tags["monitoring_last_at"]
-    run = MlflowClient(tracking_uri=world.tracking_uri).get_run(v["run_id"])
+    run = MlflowClient(tracking_uri=settings.tracking_uri).get_run(v["run_id"])
     assert run.data.tags["step"] == "monitor" and "psi_Glucose" in run.data.metrics
-    artifacts = {a.path for a in MlflowClient(tracking_uri=world.tracking_uri).list_artifacts(v["run_id"], "plots")}
+    artifacts = {a.path for a in MlflowClient(tracking_uri=settings.tracking_uri).list_artifacts(v["run_id"], "plots")}
     assert "plots/drift.png" in artifacts
-    assert run_cli("status", "--state-dir", str(world.state_dir)) == 0
+    assert run_cli("status", "--state-dir", str(settings.state_dir)) == 0
     assert "same: ok" in capsys.readouterr().out
 
 
@@ -174,12 +180,101 @@ def test_thresholds_are_flags(world, capsys):
 
 
 def test_drift_check_exits_7_on_drift_only(world):
-    common = ("--state-dir", str(world.state_dir))
-    assert monitor(world, "gate_ok") == 0 and monitor(world, "gate_drift") == 0
-    assert run_cli("drift-check", *common, "--batch-id", "gate_ok") == 0
-    assert run_cli("drift-check", *common, "--batch-id", "gate_drift") == EXIT_DRIFT
+    common = ("--state-dir", str(world.settings.state_dir))
+    # Each check follows its own monitor run: another test may have monitored the batch with other thresholds.
+    assert monitor(world, "same") == 0 and monitor(world, "glucose") == 0
+    assert run_cli("drift-check", *common, "--batch-id", "same") == 0
+    assert run_cli("drift-check", *common, "--batch-id", "glucose") == EXIT_DRIFT
     # In a job, only this run's verdict counts: none yet from run 42, so nothing to gate.
-    assert run_cli("drift-check", *common, "--batch-id", "gate_drift", "--job-run-id", "42") == 0
+    assert run_cli("drift-check", *common, "--batch-id", "glucose", "--job-run-id", "42") == 0
+
+
+# ---------------------------------------------------------------- the drift gate in a job
+
+GATE_TASKS = ("monitor", "monitored", "drift_check", "retrain_on_drift", "retrain")
+RETRAINING_LOG = "retraining.jsonl"
+
+
+def record_retraining() -> None:
+    """The stand-in retraining job's only task: records that it ran."""
+    log = next(a.split("=", 1)[1] for a in __import__("sys").argv[1:] if a.startswith("--log="))
+    with open(log, "a", encoding="utf-8") as fh:
+        fh.write("retrained\n")
+
+
+def gate_bundle(root, world: World):
+    """batch_inference's monitoring tasks exactly as resources/batch_inference.job.yml wires them
+    (depends_on, run_if, conditions), with local parameters, and a stand-in retraining job."""
+    import yaml
+
+    from tests.conftest import REPO_ROOT
+
+    real = yaml.safe_load((REPO_ROOT / "resources" / "batch_inference.job.yml").read_text())
+    tasks = [t for t in real["resources"]["jobs"]["batch_inference"]["tasks"] if t["task_key"] in GATE_TASKS]
+    assert [t["task_key"] for t in tasks] == list(GATE_TASKS)
+    local = {"state-dir": str(world.settings.state_dir), "job-run-id": "{{job.run_id}}",
+             "batch-id": "{{job.parameters.batch_id}}", "input": "{{job.parameters.input}}"}
+    for t in tasks:
+        t["depends_on"] = [d for d in t.get("depends_on", []) if d["task_key"] in GATE_TASKS] or None
+        if t["depends_on"] is None:
+            del t["depends_on"]
+        if "python_wheel_task" in t:
+            entry = t["python_wheel_task"]["entry_point"]
+            t["python_wheel_task"]["named_parameters"] = {k: v for k, v in local.items()
+                                                          if entry == "monitor" or k != "input"}
+    retraining = {"name": "retraining", "max_concurrent_runs": 1, "queue": {"enabled": False},
+                  "tasks": [{"task_key": "train", "python_wheel_task": {
+                      "package_name": "spark_mlops", "entry_point": "record-retraining",
+                      "named_parameters": {"log": str(root / RETRAINING_LOG)}}}]}
+    config = {"bundle": {"name": "gate"}, "variables": {"retrain_on_drift": {"default": "false"}},
+              "targets": {"staging": {"default": True, "variables": {"retrain_on_drift": "true"}}},
+              "resources": {"jobs": {
+                  "batch_inference": {"name": "batch", "tasks": tasks, "parameters": [
+                      {"name": "batch_id", "default": ""}, {"name": "input", "default": ""}]},
+                  "retraining": retraining}}}
+    (root / "databricks.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (root / "pyproject.toml").write_text(
+        '[project]\nname = "spark-mlops"\nversion = "0"\n[project.entry-points."spark_mlops.tasks"]\n'
+        'monitor = "spark_mlops.cli:monitor_task"\ndrift-check = "spark_mlops.cli:drift_check_task"\n'
+        'record-retraining = "tests.test_monitoring:record_retraining"\n')
+    return root
+
+
+@pytest.mark.parametrize(("batch", "retrained", "state"), [
+    ("glucose", True, "SUCCESS_WITH_FAILURES"),
+    ("same", False, "SUCCESS"),
+])
+def test_drift_starts_the_retraining_job_through_the_local_runner(world, tmp_path, batch, retrained, state):
+    import io
+
+    from spark_mlops.bundle import runner
+    from spark_mlops.bundle.loader import load_bundle
+
+    root = gate_bundle(tmp_path, world)
+    bundle = load_bundle(root, "staging", local=True)
+    result = runner.run_job(bundle, "batch_inference", {"batch_id": batch, "input": world.inputs[batch]},
+                            out=io.StringIO())
+    assert str(result.state) == state, result.summary()
+    assert (root / RETRAINING_LOG).exists() is retrained
+    if retrained:
+        assert result.tasks["drift_check"].error == f"exited with code {EXIT_DRIFT}"
+        assert result.tasks["retrain"].child.job_key == "retraining"
+    else:
+        assert str(result.tasks["retrain"].status) == "EXCLUDED"
+
+
+def test_the_optional_lakehouse_monitor_is_a_valid_quality_monitor():
+    import yaml
+    from databricks.bundles.quality_monitors import QualityMonitor
+
+    from tests.conftest import REPO_ROOT
+
+    spec = yaml.safe_load((REPO_ROOT / "resources" / "optional" / "quality_monitor.yml").read_text())
+    monitor_spec = spec["resources"]["quality_monitors"]["predictions_monitor"]
+    typed = QualityMonitor.from_dict(monitor_spec)
+    assert typed.inference_log.model_id_col == "model_version" and typed.inference_log.timestamp_col == "scored_at"
+    bundle = yaml.safe_load((REPO_ROOT / "databricks.yml").read_text())
+    assert "resources/optional/quality_monitor.yml" not in bundle["include"]  # off by default
 
 
 # ---------------------------------------------------------------- PSI by hand
