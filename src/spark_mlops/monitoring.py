@@ -1,16 +1,18 @@
 """Drift and data-quality monitoring of scored batches against the scoring model's own baseline.
 
 - **Baseline** (:func:`baseline_profile`, called by ``train``): a profile of the training split,
-  computed in Spark with two aggregations over the cached split (nothing row-level is
-  collected): per feature quantile bin edges, the fraction of non-null rows in each bin, the
-  null rate, mean and standard deviation; the label rate; and the distribution of P(class 1)
-  on the holdout (from the counts the holdout evaluation already collected: no extra job).
+  computed in one Spark aggregation over the cached split (nothing row-level is collected):
+  per feature quantile bin edges and the fraction of non-null rows in each bin (both from one
+  ``percentile_approx`` grid of 999 quantiles), the null rate, mean and standard deviation; the
+  label rate; and the distribution of P(class 1) on the holdout (from the counts the holdout
+  evaluation already collected: no extra job).
   It is logged as ``monitoring/baseline.json`` in the training run and the model version
   carries its URI in the ``baseline_uri`` tag, so every version has its own baseline (a
   version copied by ``deploy-model`` keeps the tag: ``copy_model_version`` copies tags).
-- **Monitor** (:func:`run`): one aggregation over the batch's predictions (the feature columns
-  scored rows carry, or the input joined on the row key) gives, per feature, the bin counts
-  against the baseline edges and the null count; the batch's rejected rows give the
+- **Monitor** (:func:`run`): one aggregation over the batch's predictions gives, per feature,
+  the exact row count in each baseline bin and the null count, and the output's bins and
+  positive rate (when ``score`` kept no feature columns, the features come from the batch's
+  input: its valid rows are the scored rows); the batch's rejected rows give the
   out-of-contract rate. PSI is computed from those counts on the driver. The verdict is
   written to the ``monitoring`` table (one partition per batch, replaced on re-runs), to an
   MLflow run (metrics + drift chart) and to the scoring version's tags.
@@ -35,7 +37,8 @@ BASELINE_ARTIFACT = "monitoring/baseline.json"
 BASELINE_TAG = "baseline_uri"  # on the model version; deploy-model's copy keeps it
 BASELINE_FORMAT = 1
 BINS = 10
-QUANTILE_ACCURACY = 10_000  # percentile_approx: relative error about 1/accuracy
+QUANTILE_ACCURACY = 10_000  # percentile_approx: rank error about 1/accuracy of the rows
+QUANTILE_GRID = 1000  # baseline bin fractions from quantiles at k/1000: resolution 0.1 %
 PSI_FLOOR = 1e-4
 PROBABILITY_EDGES = [round(i / BINS, 10) for i in range(1, BINS)]  # fixed deciles of P(class 1)
 OUTPUT = "(output)"  # the `feature` of rows about the model's output
@@ -128,43 +131,61 @@ def _bin_column(column, edges: list[float]):
     return F.when(column.isNotNull(), index)
 
 
-def _count_bins(indexed, columns: dict[str, int]) -> list:
-    """Aggregations: for each index column, the row count per bin (``<col>__<bin>``)."""
+def histograms(frame, columns: dict[int, object]) -> dict[int, dict[int | None, int]]:
+    """Row counts per value of each integer column expression (bin indexes; null counted as
+    None), in one Spark job: the columns are exploded into (key, value) pairs and grouped.
+    Much cheaper than one ``sum(when(bin == i))`` per bin, which Spark evaluates (and
+    recomputes the bin of) once per aggregate."""
     from pyspark.sql import functions as F
 
-    return [F.sum(F.when(F.col(c) == i, 1).otherwise(0)).alias(f"{c}__{i}")
-            for c, n in columns.items() for i in range(n)]
+    pairs = F.array(*[F.struct(F.lit(k).alias("k"), c.cast("int").alias("v")) for k, c in columns.items()])
+    counted = frame.select(F.explode(pairs).alias("p")).groupBy("p.k", "p.v").count().collect()
+    out: dict[int, dict[int | None, int]] = {k: {} for k in columns}
+    for r in counted:
+        out[int(r["k"])][None if r["v"] is None else int(r["v"])] = int(r["count"])
+    return out
 
 
 # ---------------------------------------------------------------- baseline
 
 
+def grid_fractions(grid: list[float], edges: list[float]) -> list[float]:
+    """Fractions of the bins ``(-inf, e1), [e1, e2), ..., [ek, +inf)`` from quantiles ``grid`` at
+    the probabilities ``k / (len(grid) + 1)``: the fraction below ``e`` is the share of grid
+    quantiles below it. Exact up to ``1 / (len(grid) + 1)`` plus the quantiles' own error, ties
+    included (a value holding 15 % of the rows holds 15 % of the grid)."""
+    n = len(grid) + 1
+    below = [sum(1 for q in grid if q < e) / n for e in edges]
+    cuts = [0.0, *below, 1.0]
+    return [max(0.0, cuts[i + 1] - cuts[i]) for i in range(len(edges) + 1)]
+
+
 def baseline_profile(train, contract, evaluation, *, bins: int = BINS) -> dict:
-    """The training split's profile (``train`` should be cached: two aggregations read it)."""
+    """The training split's profile, in one Spark job over ``train`` (cache it: it is reused)."""
     from pyspark.sql import functions as F
 
     features = contract.feature_names
-    probabilities = [i / bins for i in range(1, bins)]
+    grid = [k / QUANTILE_GRID for k in range(1, QUANTILE_GRID)]
     stats = train.agg(
         F.count(F.lit(1)).alias("__rows"),
         F.avg(F.col(contract.label).cast("double")).alias("__label_rate"),
-        *[F.percentile_approx(F.col(f), probabilities, QUANTILE_ACCURACY).alias(f"q_{i}") for i, f in enumerate(features)],
+        *[F.percentile_approx(F.col(f).cast("double"), grid, QUANTILE_ACCURACY).alias(f"q_{i}")
+          for i, f in enumerate(features)],
         *[F.count(F.col(f)).alias(f"nn_{i}") for i, f in enumerate(features)],
         *[F.avg(F.col(f)).alias(f"mean_{i}") for i, f in enumerate(features)],
         *[F.stddev(F.col(f)).alias(f"std_{i}") for i, f in enumerate(features)],
     ).first()
     rows = int(stats["__rows"])
-    edges = {f: bin_edges(stats[f"q_{i}"]) for i, f in enumerate(features)}
-    indexed = train.select(*[_bin_column(F.col(f), edges[f]).alias(f"b_{i}") for i, f in enumerate(features)])
-    counts = indexed.agg(*_count_bins(indexed, {f"b_{i}": len(edges[f]) + 1 for i, f in enumerate(features)})).first()
-
+    step = QUANTILE_GRID // bins
     profile: dict = {"format": BASELINE_FORMAT, "bins": bins, "rows": rows,
                      "label": contract.label, "label_rate": _num(stats["__label_rate"]), "features": {}}
     for i, f in enumerate(features):
+        quantiles = [float(q) for q in stats[f"q_{i}"] or []]
+        edges = bin_edges(quantiles[step - 1::step][: bins - 1])
         non_null = int(stats[f"nn_{i}"])
         profile["features"][f] = {
-            "edges": edges[f],
-            "fractions": fractions([int(counts[f"b_{i}__{b}"]) for b in range(len(edges[f]) + 1)]),
+            "edges": edges,
+            "fractions": grid_fractions(quantiles, edges) if quantiles else [1.0] + [0.0] * len(edges),
             "null_rate": (rows - non_null) / rows if rows else 0.0,
             "mean": _num(stats[f"mean_{i}"]),
             "std": _num(stats[f"std_{i}"]),
@@ -320,54 +341,55 @@ def judge(batch_id: str, model_name: str, version: str, baseline: dict, stats: d
                         stats["positive_rate"], out.get("positive_rate"), output_status, t)
 
 
-def batch_stats(scored, rejected, baseline: dict, contract) -> dict:
-    """Counts of one batch for one model version, in one aggregation over the scored rows (plus
-    one over the batch's rejected rows, when there are any)."""
+def batch_stats(scored, rejected, baseline: dict, contract, features=None) -> dict:
+    """Counts of one batch for one model version: from ``scored`` (the predictions, with the
+    feature columns unless ``features`` is given: the batch's valid input rows) in one job, or
+    two with ``features``; plus one over the batch's ``rejected`` rows when given."""
     from pyspark.sql import functions as F
 
     from spark_mlops import contract as dc
 
     names = list(baseline["features"])
-    missing = [n for n in names if n not in scored.columns]
+    source = scored if features is None else features
+    missing = [n for n in names if n not in source.columns]
     if missing:
         raise DataContractError(f"the batch has no column(s) {missing} that the baseline profiles")
-    scored = dc.apply_missing_markers(scored, contract)  # the baseline saw markers as nulls too
-    indexed = scored.select(
-        *[_bin_column(F.col(n).cast("double"), baseline["features"][n]["edges"]).alias(f"b_{i}")
-          for i, n in enumerate(names)],
-        _bin_column(F.col("probability"), baseline["output"]["edges"]).alias("b_out"),
-        F.col("prediction").cast("double").alias("prediction"),
-    )
-    sizes = {f"b_{i}": len(baseline["features"][n]["edges"]) + 1 for i, n in enumerate(names)}
-    sizes["b_out"] = len(baseline["output"]["edges"]) + 1
-    row = indexed.agg(
-        F.count(F.lit(1)).alias("__rows"),
-        F.avg("prediction").alias("__positive_rate"),
-        *[F.sum(F.when(F.col(f"b_{i}").isNull(), 1).otherwise(0)).alias(f"nulls_{i}") for i in range(len(names))],
-        *_count_bins(indexed, sizes),
-    ).first()
+    source = dc.apply_missing_markers(source, contract)  # the baseline saw markers as nulls too
+    out_key, pred_key = len(names), len(names) + 1
+    feature_columns = {i: _bin_column(F.col(n).cast("double"), baseline["features"][n]["edges"])
+                       for i, n in enumerate(names)}
+    output_columns = {out_key: _bin_column(F.col("probability"), baseline["output"]["edges"]),
+                      pred_key: F.col("prediction")}
+    if features is None:
+        counts = histograms(source, {**feature_columns, **output_columns})
+    else:
+        counts = {**histograms(source, feature_columns), **histograms(scored, output_columns)}
+    rows = sum(counts[pred_key].values())
+    for i in range(len(names)):
+        seen = sum(counts[i].values())
+        if seen != rows:
+            raise DataContractError(f"the batch's input has {seen} valid rows but {rows} were scored: "
+                                    "it changed since it was scored; score it again, then monitor")
     per_feature_rejected = {n: 0 for n in names}
     n_rejected = 0
     if rejected is not None:
         reason = F.col(dc.REASON_COLUMN)
         # Reasons read "<Feature>=<value> > <max>" or "<Feature> is missing", joined by "; ".
-        hit = {n: reason.rlike(rf"(^|; ){re.escape(n)}(=| is missing)") for n in names}
+        hit = [reason.rlike(rf"(^|; ){re.escape(n)}(=| is missing)") for n in names]
         rrow = rejected.agg(F.count(F.lit(1)).alias("__n"),
-                            *[F.sum(F.when(c, 1).otherwise(0)).alias(f"r_{i}") for i, c in enumerate(hit.values())]
-                            ).first()
+                            *[F.sum(F.when(c, 1).otherwise(0)).alias(f"r_{i}") for i, c in enumerate(hit)]).first()
         n_rejected = int(rrow["__n"])
         per_feature_rejected = {n: int(rrow[f"r_{i}"] or 0) for i, n in enumerate(names)}
-    rows = int(row["__rows"])
     return {
         "rows": rows,
         "rejected": n_rejected,
-        "positive_rate": _num(row["__positive_rate"]),
+        "positive_rate": counts[pred_key].get(contract.positive_label, 0) / rows if rows else None,
         "features": {
-            n: {"bins": [int(row[f"b_{i}__{b}"] or 0) for b in range(sizes[f"b_{i}"])],
-                "nulls": int(row[f"nulls_{i}"] or 0), "rejected": per_feature_rejected[n]}
+            n: {"bins": [counts[i].get(b, 0) for b in range(len(baseline["features"][n]["edges"]) + 1)],
+                "nulls": counts[i].get(None, 0), "rejected": per_feature_rejected[n]}
             for i, n in enumerate(names)
         },
-        "output_bins": [int(row[f"b_out__{b}"] or 0) for b in range(sizes["b_out"])],
+        "output_bins": [counts[out_key].get(b, 0) for b in range(len(baseline["output"]["edges"]) + 1)],
     }
 
 
@@ -453,7 +475,12 @@ def run(settings, conf: MonitorConfig) -> list[BatchVerdict]:
     versions = sorted({r[0] for r in batch.select("model_version").distinct().collect()})
     if not versions:
         raise DataContractError(f"{predictions_table} has no rows for batch {batch_id!r}: score it first")
-    batch = _with_features(spark, settings, batch, contract, conf.input)
+    carried = all(f in batch.columns for f in contract.feature_names)
+    inputs = None
+    if not carried:  # score kept no feature columns: take them from the batch's input
+        inputs = _input_features(spark, settings, contract, conf.input)
+        if len(versions) > 1:  # only the row key can tell which version scored which row
+            batch, inputs = _join_on_key(batch, inputs, contract, conf.input), None
     rejected = None
     if tables.exists(rejected_table):
         rejected = tables.read(rejected_table).where(F.col(BATCH_COLUMN) == batch_id)
@@ -462,8 +489,8 @@ def run(settings, conf: MonitorConfig) -> list[BatchVerdict]:
     verdicts = []
     for version in versions:
         baseline = load_baseline(settings, version)
-        stats = batch_stats(batch.where(F.col("model_version") == version),
-                            rejected if len(versions) == 1 else None, baseline, contract)
+        scored = batch if len(versions) == 1 else batch.where(F.col("model_version") == version)
+        stats = batch_stats(scored, rejected if len(versions) == 1 else None, baseline, contract, features=inputs)
         v = judge(batch_id, settings.model_name, version, baseline, stats, t)
         v.monitored_at = datetime.now(UTC).replace(microsecond=0).isoformat()
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"monitor-{batch_id}",
@@ -509,26 +536,29 @@ def _log(v: BatchVerdict) -> None:
     plt.close(fig)
 
 
-def _with_features(spark, settings, batch, contract, source: str | None):
-    """The scored rows with the contract's feature columns: carried by the predictions when
-    ``score`` passes them through, else joined from the batch's input on the row key."""
-    features = contract.feature_names
-    if all(f in batch.columns for f in features):
-        return batch
+def _input_features(spark, settings, contract, source: str | None):
+    """The batch input's valid rows (the rows ``score`` scored), typed as the contract says."""
+    from spark_mlops import contract as dc
+    from spark_mlops.prepare import read_source
+
     if not source:
         raise ConfigError(
-            "the predictions carry no feature columns " f"({[f for f in features if f not in batch.columns]} missing): "
-            "pass --input with the batch's input so that monitor can join it on the row key"
+            "the predictions carry no feature columns: pass --input with the batch's input (its valid rows "
+            "are the scored rows)"
         )
+    raw = read_source(spark, settings, source)
+    dc.check_columns(raw.columns, contract, source, with_label=False)
+    typed = dc.apply_missing_markers(dc.conform(raw, contract, with_label=False), contract)
+    checked = dc.with_rejection_reason(typed, contract, with_label=False)
+    return checked.where(checked[dc.REASON_COLUMN].isNull()).select(*contract.key_columns, *contract.feature_names)
+
+
+def _join_on_key(batch, inputs, contract, source: str):
     keys = list(contract.key_columns)
     if not keys or not all(k in batch.columns for k in keys):
-        raise ConfigError(f"cannot join {source} to the predictions: the contract names no row key present in both")
-    from spark_mlops import contract as dc
-    from spark_mlops.prepare import read_checked
-
-    checked = read_checked(spark, settings, source, contract, with_label=False)
-    inputs = checked.where(checked[dc.REASON_COLUMN].isNull()).select(*keys, *features)
-    return batch.drop(*[f for f in features if f in batch.columns]).join(inputs, on=keys, how="left")
+        raise ConfigError(f"several model versions scored this batch and the contract names no row key to join "
+                          f"{source} on: score the batch again so that one version scores it")
+    return batch.join(inputs, on=keys, how="inner")
 
 
 # ---------------------------------------------------------------- the drift gate
