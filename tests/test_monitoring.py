@@ -21,7 +21,7 @@ from spark_mlops.config import build_settings
 from spark_mlops.constants import EXIT_DRIFT
 from spark_mlops.contract import DataContract, FeatureSpec
 from spark_mlops.tables import tables_for
-from tests.conftest import run_cli
+from tests.conftest import FIXTURES, run_cli
 
 FEATURES = list(synthetic.FEATURES)
 
@@ -55,6 +55,9 @@ def world(spark, tmp_path_factory):
     }
     for batch, path in batches.items():
         assert run_cli("score", *common, "--input", path, "--batch-id", batch) == 0
+    # Without a key column, score passes the feature columns through: monitor needs no --input.
+    assert run_cli("score", *common, "--input", str(FIXTURES / "keyless" / "scoring_batch.csv"), "--batch-id",
+                   "keyless", "--output-table", "keyless_predictions", "--rejected-table", "keyless_rejected") == 0
 
     # v2 learns from Glucose-shifted data and takes @champion: the batches above stay v1's.
     assert run_cli("prepare", *common, "--input", data("train_v2", 2000, 8, shifts={"Glucose": 50})) == 0
@@ -122,6 +125,14 @@ def test_a_feature_set_to_null_raises_the_quality_alert(world, capsys):
     assert features["Glucose"]["status"] == "quality" and features["Glucose"]["null_rate"] == 1.0
     assert [n for n, f in features.items() if f["status"] != "ok"] == ["Glucose"]
     assert v["verdict"] in ("quality", "drift")  # the imputed Glucose may also move the output
+
+
+def test_features_passed_through_by_score_need_no_input(world, spark, capsys):
+    predictions = tables_for(spark, world.settings).read(world.settings.table_name("keyless_predictions"))
+    assert set(FEATURES) <= set(predictions.columns)
+    v = verdict_json(world, "keyless", capsys, "--predictions-table", "keyless_predictions",
+                     "--rejected-table", "keyless_rejected")  # no --input: the predictions carry the features
+    assert v["rows"] == 200 and v["verdict"] in ("ok", "quality") and v["drift"] is False, v
 
 
 def test_too_few_rows_give_no_verdict(world, capsys):

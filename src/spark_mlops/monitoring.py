@@ -465,7 +465,7 @@ def run(settings, conf: MonitorConfig) -> list[BatchVerdict]:
     spark = get_spark(settings)
     contract = dc.load_contract(settings.contract)
     tables = tables_for(spark, settings)
-    batch_id = resolve_batch_id(conf.batch_id, conf.input)
+    batch_id = resolve_batch_id(settings, tables, conf.batch_id, conf.input)
     predictions_table = settings.table_name(conf.predictions_table)
     rejected_table = settings.table_name(conf.rejected_table)
     monitoring_table = settings.table_name(conf.monitoring_table)
@@ -550,12 +550,13 @@ def _input_features(spark, settings, contract, source: str | None):
     dc.check_columns(raw.columns, contract, source, with_label=False)
     typed = dc.apply_missing_markers(dc.conform(raw, contract, with_label=False), contract)
     checked = dc.with_rejection_reason(typed, contract, with_label=False)
-    return checked.where(checked[dc.REASON_COLUMN].isNull()).select(*contract.key_columns, *contract.feature_names)
+    keys = [k for k in contract.key_columns if k in checked.columns]
+    return checked.where(checked[dc.REASON_COLUMN].isNull()).select(*keys, *contract.feature_names)
 
 
 def _join_on_key(batch, inputs, contract, source: str):
     keys = list(contract.key_columns)
-    if not keys or not all(k in batch.columns for k in keys):
+    if not keys or not all(k in batch.columns and k in inputs.columns for k in keys):
         raise ConfigError(f"several model versions scored this batch and the contract names no row key to join "
                           f"{source} on: score the batch again so that one version scores it")
     return batch.join(inputs, on=keys, how="inner")
@@ -564,7 +565,7 @@ def _join_on_key(batch, inputs, contract, source: str):
 # ---------------------------------------------------------------- the drift gate
 
 
-def resolve_batch_id(batch_id: str | None, source: str | None) -> str:
+def resolve_batch_id(settings, tables, batch_id: str | None, source: str | None) -> str:
     """``batch_id``, or the id ``score`` gives the batch read from ``source`` when none is given."""
     from spark_mlops import scoring
     from spark_mlops.tables import check_partition_value
@@ -573,7 +574,7 @@ def resolve_batch_id(batch_id: str | None, source: str | None) -> str:
         return check_partition_value(batch_id, "--batch-id")
     if not source:
         raise ConfigError("--batch-id is empty and there is no --input to derive it from")
-    return check_partition_value(scoring.default_batch_id(source), "batch id")
+    return check_partition_value(scoring.default_batch_id(source, settings, tables), "batch id")
 
 
 def drift_check(settings, batch_id: str, monitoring_table: str = "monitoring", *, source: str | None = None) -> str:
@@ -591,7 +592,7 @@ def drift_check(settings, batch_id: str, monitoring_table: str = "monitoring", *
 
     spark = get_spark(settings)
     tables = tables_for(spark, settings)
-    batch_id = resolve_batch_id(batch_id, source)
+    batch_id = resolve_batch_id(settings, tables, batch_id, source)
     table = settings.table_name(monitoring_table)
     scope = f" by job run {settings.job_run_id}" if settings.job_run_id else ""
     rows = []
