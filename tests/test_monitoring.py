@@ -323,14 +323,6 @@ def test_psi_pure_function_edges():
         monitoring.psi([1.0], [0.5, 0.5])
 
 
-def test_baseline_fractions_from_the_quantile_grid_count_ties():
-    # 9 grid quantiles (deciles) of 0,0,0,0,1,2,...: 40 % zeros, then 1..6.
-    grid = [0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
-    assert monitoring.grid_fractions(grid, [1.0, 3.0]) == pytest.approx([0.4, 0.2, 0.4])
-    assert monitoring.grid_fractions(grid, [0.0]) == pytest.approx([0.0, 1.0])
-    assert sum(monitoring.grid_fractions(grid, [0.5, 2.5, 4.5])) == pytest.approx(1.0)
-
-
 def test_generate_data_shift_and_null(tmp_path):
     same = synthetic.generate(200, 3)
     drifted = synthetic.drift(same, {"Glucose": 50}, ["BMI"])

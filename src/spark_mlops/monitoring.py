@@ -1,11 +1,11 @@
 """Drift and data-quality monitoring of scored batches against the scoring model's own baseline.
 
 - **Baseline** (:func:`baseline_profile`, called by ``train``): a profile of the training split,
-  computed in one Spark aggregation over the cached split (nothing row-level is collected):
-  per feature quantile bin edges and the fraction of non-null rows in each bin (both from one
-  ``percentile_approx`` grid of 999 quantiles), the null rate, mean and standard deviation; the
-  label rate; and the distribution of P(class 1) on the holdout (from the counts the holdout
-  evaluation already collected: no extra job).
+  computed in two Spark jobs over the cached split (nothing row-level is collected): per
+  feature quantile bin edges (``percentile_approx``), the exact fraction of non-null rows in
+  each bin, the null rate, mean and standard deviation; the label rate; and the distribution
+  of P(class 1) on the holdout (from the counts the holdout evaluation already collected: no
+  extra job).
   It is logged as ``monitoring/baseline.json`` in the training run and the model version
   carries its URI in the ``baseline_uri`` tag, so every version has its own baseline (a
   version copied by ``deploy-model`` keeps the tag: ``copy_model_version`` copies tags).
@@ -38,7 +38,6 @@ BASELINE_TAG = "baseline_uri"  # on the model version; deploy-model's copy keeps
 BASELINE_FORMAT = 1
 BINS = 10
 QUANTILE_ACCURACY = 10_000  # percentile_approx: rank error about 1/accuracy of the rows
-QUANTILE_GRID = 1000  # baseline bin fractions from quantiles at k/1000: resolution 0.1 %
 PSI_FLOOR = 1e-4
 PROBABILITY_EDGES = [round(i / BINS, 10) for i in range(1, BINS)]  # fixed deciles of P(class 1)
 OUTPUT = "(output)"  # the `feature` of rows about the model's output
@@ -149,44 +148,32 @@ def histograms(frame, columns: dict[int, object]) -> dict[int, dict[int | None, 
 # ---------------------------------------------------------------- baseline
 
 
-def grid_fractions(grid: list[float], edges: list[float]) -> list[float]:
-    """Fractions of the bins ``(-inf, e1), [e1, e2), ..., [ek, +inf)`` from quantiles ``grid`` at
-    the probabilities ``k / (len(grid) + 1)``: the fraction below ``e`` is the share of grid
-    quantiles below it. Exact up to ``1 / (len(grid) + 1)`` plus the quantiles' own error, ties
-    included (a value holding 15 % of the rows holds 15 % of the grid)."""
-    n = len(grid) + 1
-    below = [sum(1 for q in grid if q < e) / n for e in edges]
-    cuts = [0.0, *below, 1.0]
-    return [max(0.0, cuts[i + 1] - cuts[i]) for i in range(len(edges) + 1)]
-
-
 def baseline_profile(train, contract, evaluation, *, bins: int = BINS) -> dict:
-    """The training split's profile, in one Spark job over ``train`` (cache it: it is reused)."""
+    """The training split's profile, in two Spark jobs over ``train`` (cache it): quantile edges
+    and moments, then the exact row count per bin. (One job with a 999-quantile grid to derive
+    the fractions from was 2-3x slower: ``percentile_approx`` pays per requested quantile.)"""
     from pyspark.sql import functions as F
 
     features = contract.feature_names
-    grid = [k / QUANTILE_GRID for k in range(1, QUANTILE_GRID)]
+    probabilities = [k / bins for k in range(1, bins)]
     stats = train.agg(
         F.count(F.lit(1)).alias("__rows"),
         F.avg(F.col(contract.label).cast("double")).alias("__label_rate"),
-        *[F.percentile_approx(F.col(f).cast("double"), grid, QUANTILE_ACCURACY).alias(f"q_{i}")
+        *[F.percentile_approx(F.col(f).cast("double"), probabilities, QUANTILE_ACCURACY).alias(f"q_{i}")
           for i, f in enumerate(features)],
-        *[F.count(F.col(f)).alias(f"nn_{i}") for i, f in enumerate(features)],
         *[F.avg(F.col(f)).alias(f"mean_{i}") for i, f in enumerate(features)],
         *[F.stddev(F.col(f)).alias(f"std_{i}") for i, f in enumerate(features)],
     ).first()
     rows = int(stats["__rows"])
-    step = QUANTILE_GRID // bins
+    edges = {f: bin_edges(stats[f"q_{i}"]) for i, f in enumerate(features)}
+    counts = histograms(train, {i: _bin_column(F.col(f).cast("double"), edges[f]) for i, f in enumerate(features)})
     profile: dict = {"format": BASELINE_FORMAT, "bins": bins, "rows": rows,
                      "label": contract.label, "label_rate": _num(stats["__label_rate"]), "features": {}}
     for i, f in enumerate(features):
-        quantiles = [float(q) for q in stats[f"q_{i}"] or []]
-        edges = bin_edges(quantiles[step - 1::step][: bins - 1])
-        non_null = int(stats[f"nn_{i}"])
         profile["features"][f] = {
-            "edges": edges,
-            "fractions": grid_fractions(quantiles, edges) if quantiles else [1.0] + [0.0] * len(edges),
-            "null_rate": (rows - non_null) / rows if rows else 0.0,
+            "edges": edges[f],
+            "fractions": fractions([counts[i].get(b, 0) for b in range(len(edges[f]) + 1)]),
+            "null_rate": counts[i].get(None, 0) / rows if rows else 0.0,
             "mean": _num(stats[f"mean_{i}"]),
             "std": _num(stats[f"std_{i}"]),
         }
