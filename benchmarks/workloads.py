@@ -177,6 +177,33 @@ def score(spark, workdir: Path, path: str, rows: int, reps: int) -> dict:
             "load_seconds": r["load_seconds"].get(path, 0.0), "seconds": seconds, "error": error}
 
 
+# ---------------------------------------------------------------- monitoring (issue 11)
+
+
+def monitor_vs_score(spark, workdir: Path, rows: int, reps: int = 1) -> dict:
+    """Score a ``rows``-row batch with the CLI's code path, then monitor it, in the same run:
+    the target is monitoring at most 0.5x the time of scoring."""
+    from spark_mlops import monitoring, scoring
+    from spark_mlops.config import ScoreConfig
+
+    settings = settings_for(workdir)
+    source = scoring_input(workdir, rows)
+    batch = f"monitor{rows}"
+    score_s, monitor_s = [], []
+    for _ in range(reps):
+        start = time.perf_counter()
+        scoring.run(settings, ScoreConfig(input=str(source), output_table="bench_predictions",
+                                          rejected_table="bench_rejected", batch_id=batch))
+        score_s.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        monitoring.run(settings, monitoring.MonitorConfig(
+            batch_id=batch, predictions_table="bench_predictions", rejected_table="bench_rejected",
+            monitoring_table="bench_monitoring", input=str(source)))
+        monitor_s.append(time.perf_counter() - start)
+    return {"rows": rows, "score_seconds": score_s, "monitor_seconds": monitor_s,
+            "ratio": round(min(monitor_s) / min(score_s), 3)}
+
+
 # ---------------------------------------------------------------- training
 
 

@@ -153,6 +153,28 @@ def _run_score(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_monitor(args: argparse.Namespace) -> int:
+    from spark_mlops import monitoring
+
+    conf = monitoring.MonitorConfig(
+        batch_id=args.batch_id,
+        predictions_table=args.predictions_table,
+        rejected_table=args.rejected_table,
+        monitoring_table=args.monitoring_table,
+        input=args.input or None,
+        thresholds=monitoring.Thresholds(args.psi_threshold, args.null_rate_increase, args.min_rows),
+    )
+    monitoring.print_verdicts(monitoring.run(_settings(args), conf), args.as_json)
+    return EXIT_OK  # drift is reported, not failed on: drift-check is the gate
+
+
+def _run_drift_check(args: argparse.Namespace) -> int:
+    from spark_mlops import monitoring
+
+    monitoring.drift_check(_settings(args), args.batch_id, args.monitoring_table, source=args.input or None)  # raises DriftDetected (7)
+    return EXIT_OK
+
+
 def _run_check_batch(args: argparse.Namespace) -> int:
     from spark_mlops import prepare
 
@@ -165,7 +187,8 @@ def _run_generate(args: argparse.Namespace) -> int:
     from spark_mlops import synthetic
 
     synthetic.write(
-        args.output, rows=args.rows, seed=args.seed, fmt=args.format, with_label=not args.no_label
+        args.output, rows=args.rows, seed=args.seed, fmt=args.format, with_label=not args.no_label,
+        shifts=synthetic.parse_shifts(args.shift), nulls=args.null,
     )
     return EXIT_OK
 
@@ -219,6 +242,8 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "deploy-model": _run_deploy_model,
     "score": _run_score,
     "check-batch": _run_check_batch,
+    "monitor": _run_monitor,
+    "drift-check": _run_drift_check,
     "generate-data": _run_generate,
     "demo": _run_demo,
     "bundle": _run_bundle,
@@ -269,3 +294,5 @@ status_task = _task("status")
 deploy_model_task = _task("deploy-model")
 score_task = _task("score")
 check_batch_task = _task("check-batch")
+monitor_task = _task("monitor")
+drift_check_task = _task("drift-check")

@@ -130,6 +130,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-id", help="rerunning a batch id replaces that batch (default or empty: "
                                       "<input name>-<digest of the input's path and content>)")
 
+    p = command("monitor", "drift and data quality of a scored batch against the baseline of the version "
+                "that scored it; writes the monitoring table, MLflow metrics, a drift chart and version tags")
+    p.add_argument("--batch-id", default="", help="the scored batch to monitor (default: derived from --input "
+                   "exactly as score derives it)")
+    p.add_argument("--predictions-table", default="predictions")
+    p.add_argument("--rejected-table", default="scoring_rejected", help="the batch's out-of-contract rows")
+    p.add_argument("--monitoring-table", default="monitoring", help="one row per batch, version, metric, feature")
+    p.add_argument("--input", default="",
+                   help="the batch's input, joined on the row key when the predictions carry no feature columns")
+    p.add_argument("--psi-threshold", type=float, default=0.2, help="PSI at or above this is drift (a bundle variable)")
+    p.add_argument("--null-rate-increase", type=float, default=0.1,
+                   help="a null-rate increase at or above this is a quality alert (a bundle variable)")
+    p.add_argument("--min-rows", type=int, default=100, help="fewer scored rows: no verdict (a bundle variable)")
+    p.add_argument("--json", type=parse_bool, nargs="?", const=True, default=False, dest="as_json",
+                   help="print the verdict as JSON")
+
+    p = command("drift-check", "the drift gate: exit 7 when the batch's monitoring verdict is drift")
+    p.add_argument("--batch-id", default="", help="default: derived from --input exactly as score derives it")
+    p.add_argument("--input", default="", help="the batch's input (names the batch when --batch-id is empty)")
+    p.add_argument("--monitoring-table", default="monitoring")
+
     p = command("check-batch", "check a scoring batch against the data contract; write nothing")
     p.add_argument("--input", required=True)
     p.add_argument("--max-rejected-fraction", type=float, default=0.5,
@@ -143,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--format", choices=["csv", "parquet"], default=None, help="default: from --output")
     p.add_argument("--no-label", action="store_true", help="omit the label (a scoring batch)")
+    p.add_argument("--shift", action="append", default=[], metavar="FEATURE=DELTA",
+                   help="add DELTA to a feature (e.g. Glucose=+50): a drifted batch (repeatable)")
+    p.add_argument("--null", action="append", default=[], metavar="FEATURE",
+                   help="leave a feature empty in every row: a data-quality failure (repeatable)")
 
     p = command("ui", "the MLflow UI on the local tracking store and registry; Ctrl-C stops it")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on")

@@ -31,6 +31,9 @@ class Evaluation:
     rows: int
     bad_predictions: int  # predictions outside {0, 1}
     bad_probabilities: int  # P(class 1) outside [0, 1] or null
+    # Rows per equal-width bucket of P(class 1) over [0, 1] (the ROC buckets): the monitoring
+    # baseline's output distribution, without another pass over the holdout.
+    probability_counts: tuple[int, ...] = ()
 
 
 def evaluate(predictions: DataFrame, label: str, positive: int = 1) -> Evaluation:
@@ -76,7 +79,8 @@ def evaluate(predictions: DataFrame, label: str, positive: int = 1) -> Evaluatio
         "precision": precision,
         "recall": recall,
     }
-    return Evaluation(metrics, confusion, _roc(by_bucket), rows, bad_pred, bad_p)
+    counts = tuple(sum(by_bucket.get(b, (0, 0))) for b in range(_ROC_BINS))
+    return Evaluation(metrics, confusion, _roc(by_bucket), rows, bad_pred, bad_p, counts)
 
 
 def _roc(by_bucket: dict[int, list[int]]) -> list[tuple[float, float]]:

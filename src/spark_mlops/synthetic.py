@@ -54,10 +54,47 @@ def generate(rows: int, seed: int = 7, *, start: int = 0, with_label: bool = Tru
     return frame
 
 
-def write(output: str, *, rows: int, seed: int = 7, fmt: str | None = None, with_label: bool = True) -> Path:
-    """Write ``rows`` rows to a CSV file or a parquet folder (one file per chunk)."""
+FEATURES = ("Pregnancies", "Glucose", "BloodPressure", "SkinThickness", "Insulin", "BMI",
+            "DiabetesPedigreeFunction", "Age")
+
+
+def parse_shifts(items: list[str] | None) -> dict[str, float]:
+    """``["Glucose=+50", "BMI=-3.5"]`` -> ``{"Glucose": 50.0, "BMI": -3.5}``."""
+    shifts: dict[str, float] = {}
+    for item in items or []:
+        name, sep, delta = item.partition("=")
+        try:
+            shifts[name.strip()] = float(delta)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ConfigError(f"--shift {item!r}: expected FEATURE=DELTA, e.g. Glucose=+50")
+    return shifts
+
+
+def drift(frame: pd.DataFrame, shifts: dict[str, float] | None = None, nulls: list[str] | None = None) -> pd.DataFrame:
+    """A deliberately drifted copy: ``shifts`` added to features (0, "not measured", stays 0),
+    ``nulls`` left empty in every row."""
+    unknown = sorted((set(shifts or {}) | set(nulls or [])) - set(FEATURES))
+    if unknown:
+        raise ConfigError(f"--shift/--null: unknown feature(s) {unknown}; features: {', '.join(FEATURES)}")
+    out = frame.copy()
+    for name, delta in (shifts or {}).items():
+        measured = out[name] != 0
+        shifted = out[name].astype(float) + delta
+        out[name] = shifted.where(measured, out[name]).astype(out[name].dtype if float(delta).is_integer() else float)
+    for name in nulls or []:
+        out[name] = pd.array([None] * len(out), dtype="Float64")
+    return out
+
+
+def write(output: str, *, rows: int, seed: int = 7, fmt: str | None = None, with_label: bool = True,
+          shifts: dict[str, float] | None = None, nulls: list[str] | None = None) -> Path:
+    """Write ``rows`` rows to a CSV file or a parquet folder (one file per chunk), drifted by
+    ``shifts``/``nulls`` when given (see :func:`drift`)."""
     if rows < 1:
         raise ConfigError(f"--rows must be at least 1, found {rows}")
+    drift(generate(1, seed), shifts, nulls)  # unknown names fail before anything is written
     path = Path(output)
     fmt = fmt or ("csv" if path.suffix == ".csv" else "parquet")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,7 +102,8 @@ def write(output: str, *, rows: int, seed: int = 7, fmt: str | None = None, with
     if fmt == "csv":
         tmp = path.with_name(f".{path.name}.tmp")
         for i, start in enumerate(starts):
-            chunk = generate(min(CHUNK_ROWS, rows - start), seed, start=start, with_label=with_label)
+            chunk = drift(generate(min(CHUNK_ROWS, rows - start), seed, start=start, with_label=with_label),
+                          shifts, nulls)
             chunk.to_csv(tmp, index=False, mode="w" if i == 0 else "a", header=i == 0)
         tmp.replace(path)
     else:
@@ -73,7 +111,10 @@ def write(output: str, *, rows: int, seed: int = 7, fmt: str | None = None, with
         for old in path.glob("part-*.parquet"):
             old.unlink()
         for i, start in enumerate(starts):
-            chunk = generate(min(CHUNK_ROWS, rows - start), seed, start=start, with_label=with_label)
+            chunk = drift(generate(min(CHUNK_ROWS, rows - start), seed, start=start, with_label=with_label),
+                          shifts, nulls)
             chunk.to_parquet(path / f"part-{i:05d}.parquet", index=False)
-    print(f"generate-data: wrote {rows} rows (seed {seed}) to {path}")
+    changed = [f"{k}{v:+g}" for k, v in (shifts or {}).items()] + [f"{k}=null" for k in nulls or []]
+    print(f"generate-data: wrote {rows} rows (seed {seed}) to {path}"
+          + (f", drifted: {', '.join(changed)}" if changed else ""))
     return path

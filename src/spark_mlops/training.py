@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from spark_mlops import contract as dc
-from spark_mlops import evaluation, model, registry, tracking
+from spark_mlops import evaluation, model, monitoring, registry, tracking
 from spark_mlops.config import CHALLENGER_ALIAS, Settings, TrainConfig
 from spark_mlops.errors import ConfigError, DataContractError
 from spark_mlops.spark import get_spark
@@ -96,6 +96,8 @@ def run(settings: Settings, conf: TrainConfig) -> TrainResult:
         predictions.unpersist()
         mlflow.log_metrics({f"holdout_{k}": v for k, v in result.metrics.items()})
         _log_figures(result, model.feature_importances(fitted, contract), contract)
+        with span("train.baseline"):  # two aggregations over the cached train split
+            monitoring.log_baseline(monitoring.baseline_profile(train, contract, result))
 
         features = train.select(*contract.feature_names)
         example = features.limit(5).toPandas()
@@ -111,7 +113,8 @@ def run(settings: Settings, conf: TrainConfig) -> TrainResult:
             settings,
             run_id,
             f"runs:/{run_id}/{registry.MODEL_ARTIFACT_PATH}",
-            {"training_experiment_id": experiment_id, "classifier": conf.classifier, "contract": contract.name},
+            {"training_experiment_id": experiment_id, "classifier": conf.classifier, "contract": contract.name,
+             monitoring.BASELINE_TAG: monitoring.baseline_uri(run_id)},
         ).version)
         registry.set_alias(settings, CHALLENGER_ALIAS, version)
     print(

@@ -38,6 +38,21 @@ Supported, with Databricks semantics:
   literal; a bad reference in a known namespace is an error before anything runs, naming the
   task. ``{{tasks.X...}}`` must name an upstream task of the referring one.
 
+* ``run_job_task`` of a job of the same bundle, named as ``job_id: ${resources.jobs.<key>.id}``
+  (the documented way to reference a bundle job's id; the local loader leaves deploy-time ids
+  unresolved, so the reference names the job): the job runs in this process with its own run
+  id, ``job_parameters`` are passed through as its job parameters (references resolved first),
+  and the task's result is that run's result (SUCCESS and SUCCESS_WITH_FAILURES succeed).
+  Nothing else is accepted: a numeric ``job_id``, a job outside the bundle, the legacy
+  ``notebook_params``/``python_params``/``jar_params``/... fields, or a job that (through
+  other run_job_tasks) runs itself.
+* ``max_concurrent_runs`` with ``queue: {enabled: false}``: a run started while that many runs
+  of the same job are active (in this process, or in another process with the same state
+  folder) is not run: its result is MAXIMUM_CONCURRENT_RUNS_REACHED ("The run was skipped
+  because the maximum concurrent runs were reached", RunResultState in databricks-sdk-py
+  ``databricks/sdk/service/jobs.py``), and a run_job_task that started it fails. With the queue
+  enabled Databricks would queue the run; locally it runs at once.
+
 Refused, because Databricks would not do it: ``{{tasks.<key>.values.<name>}}`` of a
 ``python_wheel_task``. Task values are set with ``dbutils.jobs.taskValues.set()``, which the docs
 make available in Python notebooks only (docs: jobs/task-values); from a wheel task the SDK's
@@ -52,7 +67,7 @@ was excluded; SUCCESS otherwise. ``main`` exits 0 unless the result is FAILED.
 Deliberately not done locally: tasks run sequentially (no parallelism); ``timeout_seconds``,
 ``retry_on_timeout``, ``health`` rules, schedules/triggers, notifications, ``libraries``,
 clusters and environments are ignored; other task types (notebook, spark_python, sql,
-run_job, for_each, pipeline, dbt, ...) are rejected before anything runs.
+for_each, pipeline, dbt, ...) are rejected before anything runs.
 """
 
 from __future__ import annotations
@@ -84,7 +99,11 @@ DEBUG_ENV = "SPARK_MLOPS_DEBUG"
 STATE_DIR_ENV = "SPARK_MLOPS_STATE_DIR"
 STDOUT = "stdout"  # `out=` default: the sys.stdout of the moment of printing
 
-SUPPORTED_TYPES = ("python_wheel_task", "condition_task")
+SUPPORTED_TYPES = ("python_wheel_task", "condition_task", "run_job_task")
+ACTIVE_RUNS_DIR = ("runs", "active")  # under the state folder: one file per active local job run
+# docs: "Pass job_id: ${resources.jobs.<job_key>.id}" (bundles: job task types / run_job_task)
+_SAME_BUNDLE_JOB = re.compile(r"^\$\{resources\.jobs\.([A-Za-z0-9_-]+)\.id\}$")
+_RUN_JOB_FIELDS = ("job_id", "job_parameters")
 RUN_IF = ("ALL_SUCCESS", "AT_LEAST_ONE_SUCCESS", "NONE_FAILED", "ALL_DONE", "AT_LEAST_ONE_FAILED",
           "ALL_FAILED")
 CONDITION_OPS = ("EQUAL_TO", "NOT_EQUAL", "GREATER_THAN", "GREATER_THAN_OR_EQUAL", "LESS_THAN",
@@ -103,12 +122,13 @@ class RunState(enum.StrEnum):
     SUCCESS = "SUCCESS"
     SUCCESS_WITH_FAILURES = "SUCCESS_WITH_FAILURES"
     FAILED = "FAILED"
+    MAXIMUM_CONCURRENT_RUNS_REACHED = "MAXIMUM_CONCURRENT_RUNS_REACHED"  # skipped: nothing ran
 
 
 @dataclass
 class TaskResult:
     key: str
-    type: str  # "python_wheel_task" | "condition_task"
+    type: str  # "python_wheel_task" | "condition_task" | "run_job_task"
     status: TaskStatus = TaskStatus.PENDING
     attempts: int = 0
     duration: float = 0.0  # seconds, all attempts and retry waits
@@ -116,6 +136,7 @@ class TaskResult:
     outcome: bool | None = None  # condition tasks: the evaluated result
     argv: list[str] = field(default_factory=list)  # wheel tasks: sys.argv of the last attempt
     detail: str = ""  # condition tasks: the evaluated expression
+    child: JobRunResult | None = None  # run_job_task: the run it started
 
     @property
     def ok(self) -> bool:
@@ -137,7 +158,7 @@ class JobRunResult:
 
     @property
     def ok(self) -> bool:
-        return self.state is not RunState.FAILED
+        return self.state in (RunState.SUCCESS, RunState.SUCCESS_WITH_FAILURES)
 
     @property
     def exit_code(self) -> int:
@@ -152,7 +173,10 @@ class JobRunResult:
             status = str(t.status)
             if t.outcome is not None and t.status is TaskStatus.SUCCESS:
                 status += f" ({'true' if t.outcome else 'false'})"
-            kind = {"python_wheel_task": "wheel", "condition_task": "condition"}.get(t.type, t.type)
+            kind = {"python_wheel_task": "wheel", "condition_task": "condition",
+                    "run_job_task": "run job"}.get(t.type, t.type)
+            if t.child is not None:
+                status += f" (run {t.child.run_id}: {t.child.state})"
             rows.append((t.key, kind, status, str(t.attempts), f"{t.duration:.2f}s"))
         lines = text.table(("task", "type", "status", "attempts", "duration"), rows)
         lines.append(
@@ -176,6 +200,7 @@ class _Task:
     max_retries: int
     retry_wait_s: float
     entry: str | None = None  # "module:attr" for wheel tasks
+    job_key: str | None = None  # run_job_task: the bundle job it runs
 
 
 def _job(bundle: Any, job_key: str) -> dict:
@@ -261,6 +286,8 @@ def _parse_tasks(job_key: str, job: dict) -> dict[str, _Task]:
             if outcome is not None and tasks[dep].type != "condition_task":
                 raise ConfigError(f"task {t.key!r}: depends_on {dep} has an outcome, but {dep!r} "
                                   "is not a condition_task")
+        if t.type == "run_job_task":
+            t.job_key = _run_job_target(t)
         if t.type == "condition_task":
             cond = t.spec["condition_task"]
             if not isinstance(cond, dict) or cond.get("op") not in CONDITION_OPS:
@@ -271,6 +298,27 @@ def _parse_tasks(job_key: str, job: dict) -> dict[str, _Task]:
                     raise ConfigError(f"task {t.key!r}: condition_task.{side} is missing")
     _order(tasks)  # raises on cycles
     return tasks
+
+
+def _run_job_target(t: _Task) -> str:
+    """The bundle job a run_job_task runs; anything but ``${resources.jobs.<key>.id}`` is refused."""
+    spec = t.spec["run_job_task"]
+    if not isinstance(spec, dict):
+        raise ConfigError(f"task {t.key!r}: run_job_task must be a mapping")
+    other = sorted(k for k in spec if k not in _RUN_JOB_FIELDS)
+    if other:
+        raise ConfigError(f"task {t.key!r}: run_job_task.{', run_job_task.'.join(other)} is not supported by the "
+                          f"local runner (supported: {', '.join(_RUN_JOB_FIELDS)})")
+    m = _SAME_BUNDLE_JOB.match(str(spec.get("job_id", "")).strip())
+    if not m:
+        raise ConfigError(
+            f"task {t.key!r}: run_job_task.job_id {spec.get('job_id')!r}: the local runner runs jobs of this "
+            "bundle only, named as ${resources.jobs.<job_key>.id}"
+        )
+    params = spec.get("job_parameters")
+    if params is not None and not isinstance(params, dict):
+        raise ConfigError(f"task {t.key!r}: run_job_task.job_parameters must be a mapping")
+    return m.group(1)
 
 
 def _graph(tasks: dict[str, _Task]) -> dict[str, list[str]]:
@@ -456,6 +504,9 @@ def _reference_fields(t: _Task) -> list[tuple[str, Any]]:
             out.append((f"named_parameters.{name}", value))
         for i, value in enumerate(wheel.get("parameters") or []):
             out.append((f"parameters[{i}]", value))
+    elif t.type == "run_job_task":
+        for name, value in (t.spec["run_job_task"].get("job_parameters") or {}).items():
+            out.append((f"job_parameters.{name}", value))
     else:
         cond = t.spec["condition_task"]
         out.extend((side, cond.get(side)) for side in ("left", "right"))
@@ -481,8 +532,12 @@ class JobPlan:
         return list(self.order)
 
 
-def plan_job(bundle: Any, job_key: str, parameters: Mapping[str, Any] | None = None) -> JobPlan:
-    """Check a job of a loaded bundle; raise :class:`ConfigError` on anything that would stop it."""
+def plan_job(bundle: Any, job_key: str, parameters: Mapping[str, Any] | None = None,
+             _callers: tuple[str, ...] = ()) -> JobPlan:
+    """Check a job of a loaded bundle; raise :class:`ConfigError` on anything that would stop it.
+    Jobs started by its run_job_tasks are checked too (with their declared parameters)."""
+    if job_key in _callers:
+        raise ConfigError(f"run_job_task cycle: {' -> '.join((*_callers, job_key))}")
     job = _job(bundle, job_key)
     tasks = _parse_tasks(job_key, job)
     declared: dict[str, str] = {}
@@ -505,6 +560,15 @@ def plan_job(bundle: Any, job_key: str, parameters: Mapping[str, Any] | None = N
                 raise ConfigError(f"task {t.key!r}: python_wheel_task has both named_parameters and parameters")
             t.entry = entry_points.resolve(root, wheel.get("package_name"), wheel.get("entry_point"),
                                            where=f"task {t.key!r}")
+        elif t.type == "run_job_task":
+            if t.job_key not in bundle.jobs:
+                raise ConfigError(f"task {t.key!r}: run_job_task names job {t.job_key!r}, which is not in the "
+                                  f"bundle (target {bundle.target}); jobs: {', '.join(bundle.jobs) or 'none'}")
+            child = plan_job(bundle, t.job_key, None, (*_callers, job_key))
+            unknown = sorted(set(t.spec["run_job_task"].get("job_parameters") or {}) - set(child.parameters))
+            if unknown:
+                raise ConfigError(f"task {t.key!r}: job {t.job_key!r} has no parameter(s) {unknown} "
+                                  f"(parameters: {', '.join(child.parameters) or 'none'})")
     plan = JobPlan(bundle, job_key, job, tasks, _order(tasks), declared)
     _check_references(plan)
     return plan
@@ -679,10 +743,17 @@ def run_job(
     """
     plan = plan_job(bundle, job_key, parameters)
     run_id = str(run_id) if run_id is not None else new_run_id()
+    state = str(Path(state_dir).resolve()) if state_dir is not None else None
+    with _patched_env(STATE_DIR_ENV, state), _active_run(plan.job, job_key, run_id) as admitted:
+        if not admitted:
+            return _skipped(bundle, plan, job_key, run_id, _Printer(out))
+        return _run_plan(bundle, plan, job_key, run_id, _Printer(out))
+
+
+def _run_plan(bundle: Any, plan: JobPlan, job_key: str, run_id: str, say: _Printer) -> JobRunResult:
     start = datetime.now(UTC)
     clock = time.monotonic()
     results: dict[str, TaskResult] = {}
-    say = _Printer(out)
     ctx = _Context(job_key=job_key, job=plan.job, run_id=run_id, start=start, parameters={},
                    tasks=plan.tasks, results=results)
     try:
@@ -694,17 +765,15 @@ def run_job(
     if ctx.parameters:
         say("parameters: " + ", ".join(f"{k}={v}" for k, v in ctx.parameters.items()))
 
-    state = str(Path(state_dir).resolve()) if state_dir is not None else None
-    with _patched_env(STATE_DIR_ENV, state):
-        for key in plan.order:
-            t = plan.tasks[key]
-            result = results[key] = TaskResult(key=key, type=t.type)
-            run, status, why = _decide(t, results, plan.tasks)
-            if not run:
-                result.status, result.error = status, why
-                say(f"-- {key}: {status} ({why})")
-                continue
-            _run_task(t, result, ctx, say)
+    for key in plan.order:
+        t = plan.tasks[key]
+        result = results[key] = TaskResult(key=key, type=t.type)
+        run, status, why = _decide(t, results, plan.tasks)
+        if not run:
+            result.status, result.error = status, why
+            say(f"-- {key}: {status} ({why})")
+            continue
+        _run_task(t, result, ctx, say, bundle)
 
     state_ = _job_state(plan.tasks, results)
     notes = []
@@ -723,12 +792,14 @@ def run_job(
     return result
 
 
-def _run_task(t: _Task, result: TaskResult, ctx: _Context, say: _Printer) -> None:
+def _run_task(t: _Task, result: TaskResult, ctx: _Context, say: _Printer, bundle: Any) -> None:
     clock = time.monotonic()
     say(f"-> {t.key}: started ({t.type})")
     try:
         if t.type == "condition_task":
             _run_condition(t, result, ctx)
+        elif t.type == "run_job_task":
+            _run_job_task(t, result, ctx, say, bundle)
         else:
             _run_wheel(t, result, ctx, say)
     finally:
@@ -737,6 +808,114 @@ def _run_task(t: _Task, result: TaskResult, ctx: _Context, say: _Printer) -> Non
     tail = f": {result.error}" if result.status is TaskStatus.FAILED and result.error else ""
     say(f"<- {t.key}: {result.status}{extra} ({result.attempts} attempt"
         f"{'s' if result.attempts != 1 else ''}, {result.duration:.2f}s){tail}")
+
+
+def _run_job_task(t: _Task, result: TaskResult, ctx: _Context, say: _Printer, bundle: Any) -> None:
+    result.attempts = 1
+    try:
+        params = {str(k): ctx.resolve(_as_text(v), t.key)
+                  for k, v in (t.spec["run_job_task"].get("job_parameters") or {}).items()}
+    except _RefError as exc:
+        result.status, result.error = TaskStatus.FAILED, str(exc)
+        return
+    try:
+        child = _run_child(bundle, str(t.job_key), params, _Indented(say))
+    except ConfigError as exc:
+        result.status, result.error = TaskStatus.FAILED, str(exc)
+        return
+    result.child = child
+    result.detail = f"job {t.job_key} run {child.run_id}: {child.state}"
+    if child.ok:
+        result.status = TaskStatus.SUCCESS
+    else:
+        result.status, result.error = TaskStatus.FAILED, result.detail
+
+
+def _run_child(bundle: Any, job_key: str, params: dict[str, str], say: _Printer) -> JobRunResult:
+    plan = plan_job(bundle, job_key, params)
+    run_id = new_run_id()
+    with _active_run(plan.job, job_key, run_id) as admitted:
+        if not admitted:
+            return _skipped(bundle, plan, job_key, run_id, say)
+        return _run_plan(bundle, plan, job_key, run_id, say)
+
+
+class _Indented(_Printer):
+    def __init__(self, parent: _Printer):
+        super().__init__(parent.out)
+        self.parent = parent
+
+    def __call__(self, text: str) -> None:
+        self.parent("\n".join(f"   | {line}" for line in text.split("\n")))
+
+
+# ---------------------------------------------------------------- concurrency
+
+_active_in_process: dict[str, int] = {}
+
+
+def _active_dir() -> Path:
+    return Path(os.environ.get(STATE_DIR_ENV) or ".mlops").joinpath(*ACTIVE_RUNS_DIR)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def active_runs(job_key: str) -> int:
+    """Active local runs of ``job_key``: this process's, plus other live processes' files."""
+    others = 0
+    folder = _active_dir()
+    for marker in folder.glob(f"{job_key}--*.pid") if folder.is_dir() else []:
+        try:
+            pid = int(marker.read_text().strip() or 0)
+        except (OSError, ValueError):
+            continue
+        if pid != os.getpid() and _alive(pid):
+            others += 1
+    return _active_in_process.get(job_key, 0) + others
+
+
+@contextlib.contextmanager
+def _active_run(job: dict, job_key: str, run_id: str) -> Iterator[bool]:
+    """Count this run as active while it runs; yield False (do not run) when the job's
+    ``max_concurrent_runs`` is reached and its queue is disabled."""
+    limit = job.get("max_concurrent_runs")
+    queue_disabled = isinstance(job.get("queue"), dict) and job["queue"].get("enabled") is False
+    if limit is not None and queue_disabled and active_runs(job_key) >= int(limit):
+        yield False
+        return
+    folder = _active_dir()
+    marker = folder / f"{job_key}--{run_id}.pid"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        marker.write_text(str(os.getpid()))
+    except OSError:
+        marker = None  # a read-only state folder: only this process's count applies
+    _active_in_process[job_key] = _active_in_process.get(job_key, 0) + 1
+    try:
+        yield True
+    finally:
+        _active_in_process[job_key] -= 1
+        if marker is not None:
+            marker.unlink(missing_ok=True)
+
+
+def _skipped(bundle: Any, plan: JobPlan, job_key: str, run_id: str, say: _Printer) -> JobRunResult:
+    limit = plan.job.get("max_concurrent_runs")
+    note = (f"skipped: {active_runs(job_key)} run(s) of {job_key} already active, max_concurrent_runs {limit}, "
+            "queue disabled")
+    say(f"job {job_key} run {run_id}: {RunState.MAXIMUM_CONCURRENT_RUNS_REACHED} ({note})")
+    return JobRunResult(job_key=job_key, job_name=str(plan.job.get("name") or job_key), target=bundle.target,
+                        run_id=run_id, parameters=dict(plan.parameters), tasks={},
+                        state=RunState.MAXIMUM_CONCURRENT_RUNS_REACHED, start_time=datetime.now(UTC),
+                        duration=0.0, notes=[note])
 
 
 def _run_condition(t: _Task, result: TaskResult, ctx: _Context) -> None:

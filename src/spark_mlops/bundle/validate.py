@@ -505,7 +505,8 @@ def load_as_deployed(root: str | Path, target: str) -> tuple[Bundle, BundleSchem
 
 # Entry points that log or load a Spark model and so need a UC volume as dfs_tmpdir on Databricks
 # (mlflow/spark/__init__.py `_check_databricks_uc_volume_tmpdir_availability`; DBFS root may be disabled).
-SPARK_MODEL_ENTRY_POINTS = ("train", "validate", "score", "deploy-model", "monitor")
+# `monitor` is not one: it reads the version's baseline JSON and the predictions, never the model.
+SPARK_MODEL_ENTRY_POINTS = ("train", "validate", "score", "deploy-model")
 SP_HOME_ROOT = "/Workspace/Users/${workspace.current_user.userName}"
 _SHARED_PATH = re.compile(r"^(/Workspace)?/Shared(/|$)")
 # A Beta or preview runtime: the first release of a major (18.0.x) or a snapshot/beta key.

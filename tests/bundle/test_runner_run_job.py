@@ -1,0 +1,173 @@
+"""The local runner's run_job_task (jobs of the same bundle) and max_concurrent_runs without a
+queue, on tiny bundles written to tmp_path (no Spark). The entry points are this module's
+functions: each appends one JSON line (task name, argv) to the file given as ``--log``."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from spark_mlops.bundle import runner
+from spark_mlops.bundle.loader import load_bundle
+from spark_mlops.errors import ConfigError
+
+PYPROJECT = """\
+[project]
+name = "run-job-sample"
+version = "0.0.1"
+
+[project.entry-points."spark_mlops.tasks"]
+record = "tests.bundle.test_runner_run_job:record"
+exit_with = "tests.bundle.test_runner_run_job:exit_with"
+"""
+
+
+def _args() -> dict[str, str]:
+    return dict(a.removeprefix("--").partition("=")[::2] for a in sys.argv[1:])
+
+
+def record() -> None:
+    args = _args()
+    with Path(args["log"]).open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"task": args.get("name"), "args": args}) + "\n")
+
+
+def exit_with() -> None:
+    record()
+    sys.exit(int(_args().get("code", "0")))
+
+
+def wheel(key: str, log: Path, entry: str = "record", after: list | None = None, **named) -> dict:
+    task = {"task_key": key, "python_wheel_task": {
+        "package_name": "run_job_sample", "entry_point": entry,
+        "named_parameters": {"name": key, "log": str(log), **named}}}
+    if after:
+        task["depends_on"] = [{"task_key": a} if isinstance(a, str) else {"task_key": a[0], "outcome": a[1]}
+                              for a in after]
+    return task
+
+
+def write_bundle(root: Path, jobs: dict, variables: dict | None = None) -> Path:
+    config = {"bundle": {"name": "run-job-sample"},
+              "variables": {k: {"default": v} for k, v in (variables or {}).items()},
+              "targets": {"dev": {"default": True}},
+              "resources": {"jobs": jobs}}
+    (root / "databricks.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (root / "pyproject.toml").write_text(PYPROJECT)
+    return root
+
+
+def run(root: Path, job: str, variables: dict | None = None, **kwargs) -> runner.JobRunResult:
+    bundle = load_bundle(root, None, variables, local=True)
+    kwargs.setdefault("out", io.StringIO())
+    kwargs.setdefault("state_dir", root / "state")
+    return runner.run_job(bundle, job, **kwargs)
+
+
+def calls(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def child_job(log: Path, **job) -> dict:
+    return {"name": "child", "parameters": [{"name": "reason", "default": "schedule"}],
+            "tasks": [wheel("child_task", log, reason="{{job.parameters.reason}}")], **job}
+
+
+def test_run_job_task_runs_the_bundle_job_with_its_own_run_id_and_parameters(tmp_path):
+    log = tmp_path / "calls.jsonl"
+    parent = {"name": "parent", "tasks": [
+        wheel("first", log),
+        {"task_key": "start_child", "depends_on": [{"task_key": "first"}],
+         "run_job_task": {"job_id": "${resources.jobs.child.id}", "job_parameters": {"reason": "run {{job.run_id}}"}}},
+    ]}
+    write_bundle(tmp_path, {"parent": parent, "child": child_job(log)})
+    result = run(tmp_path, "parent", run_id="100")
+    task = result.tasks["start_child"]
+    assert result.state is runner.RunState.SUCCESS and task.status is runner.TaskStatus.SUCCESS
+    assert task.child is not None and task.child.job_key == "child" and task.child.run_id != "100"
+    assert task.child.parameters == {"reason": "run 100"}
+    assert [(c["task"], c["args"].get("reason")) for c in calls(log)] == [("first", None), ("child_task", "run 100")]
+
+
+def test_a_failed_child_run_fails_the_run_job_task(tmp_path):
+    log = tmp_path / "calls.jsonl"
+    failing = {"name": "child", "tasks": [wheel("boom", log, "exit_with", code="3")]}
+    parent = {"name": "parent", "tasks": [{"task_key": "go", "run_job_task": {"job_id": "${resources.jobs.child.id}"}}]}
+    write_bundle(tmp_path, {"parent": parent, "child": failing})
+    result = run(tmp_path, "parent")
+    assert result.state is runner.RunState.FAILED
+    assert result.tasks["go"].status is runner.TaskStatus.FAILED and "FAILED" in result.tasks["go"].error
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"job_id": 123}, "jobs of this bundle only"),
+    ({"job_id": "${resources.jobs.nope.id}"}, "no resource jobs.nope"),
+    ({"job_id": "${resources.jobs.child.id}", "python_params": ["a"]}, "run_job_task.python_params is not supported"),
+    ({"job_id": "${resources.jobs.child.id}", "job_parameters": {"unknown": "x"}}, "has no parameter(s) ['unknown']"),
+    ({"job_id": "${resources.jobs.parent.id}"}, "run_job_task cycle: parent -> parent"),
+])
+def test_anything_but_a_job_of_this_bundle_is_refused_before_anything_runs(tmp_path, spec, message):
+    log = tmp_path / "calls.jsonl"
+    parent = {"name": "parent", "tasks": [wheel("first", log), {"task_key": "go", "run_job_task": spec}]}
+    write_bundle(tmp_path, {"parent": parent, "child": child_job(log)})
+    with pytest.raises(ConfigError) as err:
+        run(tmp_path, "parent")
+    assert message in str(err.value)
+    assert calls(log) == []
+
+
+def drift_gate_bundle(root: Path, log: Path, *, monitor_code: int, drift_code: int) -> Path:
+    """batch_inference's drift gate (resources/batch_inference.job.yml) with stand-in tasks."""
+    batch = {"name": "batch", "tasks": [
+        wheel("monitor", log, "exit_with", code=str(monitor_code)),
+        {"task_key": "monitored", "depends_on": [{"task_key": "monitor"}],
+         "condition_task": {"op": "EQUAL_TO", "left": "{{job.run_id}}", "right": "{{job.run_id}}"}},
+        {**wheel("drift_check", log, "exit_with", after=["monitor"], code=str(drift_code)), "run_if": "ALL_DONE"},
+        {"task_key": "retrain_on_drift", "depends_on": [{"task_key": "drift_check"}], "run_if": "ALL_FAILED",
+         "condition_task": {"op": "EQUAL_TO", "left": "${var.retrain_on_drift}", "right": "true"}},
+        {"task_key": "retrain", "depends_on": [{"task_key": "retrain_on_drift", "outcome": "true"}],
+         "run_job_task": {"job_id": "${resources.jobs.retraining.id}"}},
+    ]}
+    retraining = {"name": "retraining", "max_concurrent_runs": 1, "queue": {"enabled": False},
+                  "tasks": [wheel("retrain_task", log)]}
+    return write_bundle(root, {"batch": batch, "retraining": retraining}, {"retrain_on_drift": "false"})
+
+
+@pytest.mark.parametrize(("monitor_code", "drift_code", "enabled", "retrained", "state"), [
+    (0, 7, "true", True, "SUCCESS_WITH_FAILURES"),  # drift: drift_check FAILED, retraining ran
+    (0, 0, "true", False, "SUCCESS"),  # no drift
+    (0, 7, "false", False, "SUCCESS_WITH_FAILURES"),  # drift, retraining off (dev, test)
+    (1, 0, "true", False, "FAILED"),  # monitor crashed: no verdict, no retraining, the run fails
+])
+def test_drift_gate_shape(tmp_path, monitor_code, drift_code, enabled, retrained, state):
+    log = tmp_path / "calls.jsonl"
+    drift_gate_bundle(tmp_path, log, monitor_code=monitor_code, drift_code=drift_code)
+    result = run(tmp_path, "batch", {"retrain_on_drift": enabled})
+    assert ("retrain_task" in [c["task"] for c in calls(log)]) is retrained
+    assert str(result.state) == state, result.summary()
+
+
+def test_a_second_trigger_while_retraining_runs_is_skipped_not_queued(tmp_path):
+    log = tmp_path / "calls.jsonl"
+    drift_gate_bundle(tmp_path, log, monitor_code=0, drift_code=7)
+    # Another process (our parent, alive) holds a run of `retraining` in the same state folder.
+    active = tmp_path / "state" / "runs" / "active"
+    active.mkdir(parents=True)
+    (active / "retraining--1.pid").write_text(str(os.getppid()))
+    result = run(tmp_path, "batch", {"retrain_on_drift": "true"})
+    retrain = result.tasks["retrain"]
+    assert retrain.child.state is runner.RunState.MAXIMUM_CONCURRENT_RUNS_REACHED
+    assert retrain.status is runner.TaskStatus.FAILED and "MAXIMUM_CONCURRENT_RUNS_REACHED" in retrain.error
+    assert "retrain_task" not in [c["task"] for c in calls(log)]
+    # Once that run is gone (a dead pid), the next drift starts a retraining again.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (active / "retraining--1.pid").write_text(dead.stdout.strip())
+    assert run(tmp_path, "batch", {"retrain_on_drift": "true"}).tasks["retrain"].status is runner.TaskStatus.SUCCESS
+    assert not any(p.name.startswith("retraining--") and p.name != "retraining--1.pid" for p in active.iterdir())
