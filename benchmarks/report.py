@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-PIECES = ("imports", "scoring", "scoring_slow", "score_process", "training", "demo", "tests")
+PIECES = ("imports", "scoring", "scoring_slow", "score_process", "monitoring", "training", "demo", "tests")
 
 DEMO_SPANS = (  # (span name, label); indented labels are parts of the step above them
     ("spark.start", "Spark start (inside the first step)"),
@@ -90,6 +90,13 @@ def targets(res: dict) -> list[tuple[str, str, bool | str | None]]:
     ok = bool(udf and udf["x_native"].get("median"))
     add(f"native scoring >= 10x faster than spark_udf at {udf['rows']:,} rows" if udf else "native vs spark_udf",
         "scoring_slow", _ratio(udf["x_native"]) if udf else "not measured", (udf["x_native"]["median"] >= 10) if ok else None)
+
+    mon = res.get("monitoring") or {}
+    xm = mon.get("x_score")
+    if mon and not mon.get("error"):
+        ok = bool(xm and xm.get("median"))
+        add(f"monitoring a {mon['rows']:,}-row batch <= 0.5x the time of scoring it, paired", "monitoring",
+            _ratio(xm), (xm["median"] <= 0.5) if ok else None)
 
     warm = ((res.get("demo") or {}).get("summary") or {}).get("warm")
     if warm and warm["wall_seconds"]["median"] is not None:

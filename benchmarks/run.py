@@ -32,7 +32,7 @@ from benchmarks.report import render  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-PIECES = ("imports", "scoring", "scoring_slow", "score_process", "training", "demo", "tests")
+PIECES = ("imports", "scoring", "scoring_slow", "score_process", "monitoring", "training", "demo", "tests")
 
 
 def plan(args: argparse.Namespace) -> dict:
@@ -194,6 +194,23 @@ def bench_score_process(workdir: Path, p: dict) -> dict:
     }
 
 
+def bench_monitoring(workdir: Path, p: dict) -> dict:
+    """``monitor`` of a batch against ``score`` of the same batch, in one process, S M S M ..."""
+    setup = _setup_champion(workdir)
+    if setup.get("error"):
+        return {"error": f"setup failed: {setup['error']}"}
+    rows = p["process_rows"]
+    say(f"monitoring: score then monitor {rows} rows x{p['rounds']} (load {os.getloadavg()[0]:.2f})")
+    run = measure.run_worker("monitor", {"workdir": str(workdir), "rows": rows, "reps": p["rounds"]},
+                             workdir / "logs", timeout=3600)
+    return {"rows": rows, "score_seconds": measure.stats(run.get("score_seconds", [])),
+            "monitor_seconds": measure.stats(run.get("monitor_seconds", [])),
+            "x_score": measure.stats(run.get("ratios", [])), "peak_rss_mb": run["process"]["peak_rss_mb"],
+            "error": run.get("error"),
+            "what": "scoring.run then monitoring.run of the same keyed batch (monitor reads the input's valid "
+                    "rows and the predictions), alternating in one process; x score = monitor / score, pair by pair"}
+
+
 def bench_training(workdir: Path, p: dict) -> dict:
     results = []
     for mode, sizes in (("default", p["train_rows"]), ("cv", p["cv_rows"])):
@@ -280,6 +297,8 @@ def worker(kind: str, args: dict, out: Path) -> None:
             result = workloads.setup_champion(spark, workdir)
         elif kind == "score":
             result = workloads.score_rounds(spark, workdir, [tuple(c) for c in args["cells"]], args["rounds"])
+        elif kind == "monitor":
+            result = workloads.monitor_vs_score(spark, workdir, args["rows"], args["reps"])
         elif kind == "train":
             result = workloads.train(spark, workdir, args["rows"], args["mode"], args["reps"])
         else:
@@ -326,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
                      "pieces": pieces, "plan": p, "machine": machine}
     started = time.perf_counter()
     runners = {"imports": bench_imports, "scoring": bench_scoring, "scoring_slow": bench_scoring_slow,
-               "score_process": bench_score_process, "training": bench_training, "demo": bench_demo,
+               "score_process": bench_score_process, "monitoring": bench_monitoring, "training": bench_training,
+               "demo": bench_demo,
                "tests": bench_tests}
     for piece in pieces:
         if piece == "tests" and not p["tests"]:

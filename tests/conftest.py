@@ -26,15 +26,16 @@ os.environ["SPARK_MLOPS_GIT_COMMIT"] = "test-commit"
 
 
 @pytest.fixture(autouse=True)
-def _no_leaked_mlflow_uris():
-    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; a test that leaks it would point every
-    later command at its store. Restore the environment after each test."""
-    before = {v: os.environ.get(v) for v in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+def _environment_restored():
+    """Commands run in-process change the environment (mlflow.set_tracking_uri exports
+    MLFLOW_TRACKING_URI, -v exports SPARK_MLOPS_VERBOSE): a test that leaked either would change
+    every later test. Each test ends with the environment it started with."""
+    before = dict(os.environ)
     yield
+    for var in set(os.environ) - set(before):
+        del os.environ[var]
     for var, value in before.items():
-        if value is None:
-            os.environ.pop(var, None)
-        else:
+        if os.environ.get(var) != value:
             os.environ[var] = value
 
 
