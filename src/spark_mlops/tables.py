@@ -34,6 +34,7 @@ from pyspark.sql.types import StructType
 
 from spark_mlops.config import Settings, check_table_name, on_databricks, volume_local_path
 from spark_mlops.errors import ConfigError, MlopsError
+from spark_mlops.processes import alive
 
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _MANIFEST = "_manifest.json"
@@ -290,13 +291,7 @@ def _writer_alive(name: str) -> bool:
     pid = int(digits.group(1))
     if pid == os.getpid():
         return True  # this process may have another write in progress
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return alive(pid)
 
 
 def _link_partitions(source: Path, destination: Path, *, skip: str) -> None:

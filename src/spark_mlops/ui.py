@@ -27,6 +27,7 @@ from pathlib import Path
 from spark_mlops import logs
 from spark_mlops.config import Settings
 from spark_mlops.errors import ConfigError, MlopsError
+from spark_mlops.processes import alive
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
@@ -120,7 +121,7 @@ def serve(settings: Settings, *, host: str = DEFAULT_HOST, port: int = DEFAULT_P
 
 def _stop(server: subprocess.Popen) -> None:
     """SIGTERM to the server's whole process group, then SIGKILL after a grace period."""
-    if server.poll() is None or _group_alive(server.pid):
+    if server.poll() is None or alive(server.pid, group=True):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -128,23 +129,15 @@ def _stop(server: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             pass
         deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-        while _group_alive(server.pid) and time.monotonic() < deadline:
+        while alive(server.pid, group=True) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _group_alive(server.pid):
+        if alive(server.pid, group=True):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(server.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             server.wait(timeout=STOP_TIMEOUT_SECONDS)
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _tail(path: Path, lines: int = 8) -> str:

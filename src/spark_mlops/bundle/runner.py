@@ -92,6 +92,7 @@ from typing import Any, TextIO
 from spark_mlops import text
 from spark_mlops.bundle import entry_points, graph
 from spark_mlops.errors import ConfigError
+from spark_mlops.processes import alive
 
 MAX_RETRY_WAIT_S = 1.0
 UNLIMITED_RETRIES_CAP = 5
@@ -858,16 +859,6 @@ def _active_dir() -> Path:
     return Path(os.environ.get(STATE_DIR_ENV) or ".mlops").joinpath(*ACTIVE_RUNS_DIR)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def active_runs(job_key: str) -> int:
     """Active local runs of ``job_key``: this process's, plus other live processes' files."""
     others = 0
@@ -877,7 +868,7 @@ def active_runs(job_key: str) -> int:
             pid = int(marker.read_text().strip() or 0)
         except (OSError, ValueError):
             continue
-        if pid != os.getpid() and _alive(pid):
+        if pid != os.getpid() and alive(pid):
             others += 1
     return _active_in_process.get(job_key, 0) + others
 
