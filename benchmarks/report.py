@@ -127,7 +127,8 @@ def render(res: dict) -> str:
         "# Benchmark results",
         "",
         f"{res['started_at']}{' (quick run: tiny data, figures say nothing)' if res.get('quick') else ''}, "
-        f"git {m.get('git_commit')}, one run of `scripts/bench.sh` (pieces: {', '.join(res.get('pieces', []))}): "
+        f"git {m.get('git_commit')}, one run of `{res.get('command', 'scripts/bench.sh')}` "
+        f"(pieces: {', '.join(res.get('pieces', []))}): "
         f"{m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, {m['java']}, Python {m['python']}, "
         f"Spark {m['spark']}, MLflow {m['mlflow']}. Load average {m['load_average_at_start']} at start, "
         f"{m.get('load_average_at_end')} at the end. Comparisons are paired (A B A B in the same run, the "

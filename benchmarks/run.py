@@ -342,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     target = RESULTS / f"{name}.json"
     machine = measure.machine()
     results: dict = {"started_at": datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick,
+                     "command": " ".join(["python -m benchmarks.run", *argv]),
                      "pieces": pieces, "plan": p, "machine": machine}
     started = time.perf_counter()
     runners = {"imports": bench_imports, "scoring": bench_scoring, "scoring_slow": bench_scoring_slow,
