@@ -5,12 +5,15 @@ No timing is asserted here; the figures live in benchmarks/results/latest.{json,
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import sys
 
 from benchmarks import measure, report, workloads
 
 
+@pytest.mark.slow
 def test_workloads_and_report_on_tiny_data(spark, tmp_path):
     from benchmarks.run import _paired, _scoring_table
 

@@ -178,6 +178,7 @@ def test_rollback_to_a_named_earlier_champion(trained, capsys):
     assert "was itself rolled back" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_promote_and_rollback_racing_in_two_processes_never_lose_the_audit_trail(trained, tmp_path):
     view, args = released(trained, "1", "1")
     assert run_cli("validate", *args, "--version", "2") == 0

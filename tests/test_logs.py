@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import re
 import shutil
@@ -37,6 +39,7 @@ def test_the_flag_and_the_environment_variable_name_the_same_switch(monkeypatch)
     assert logs.verbose() and os.environ[logs.ENV_VAR] == "1"
 
 
+@pytest.mark.slow
 def test_a_job_run_prints_no_log_lines_by_default_and_mlflow_info_at_verbose(tmp_path):
     """prepare + train through the local runner: a cached CSV read (Spark WARNs), a new sqlite store
     (alembic INFO), a model logged and registered, and job parameters a task ignores."""

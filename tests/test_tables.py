@@ -55,6 +55,7 @@ def tags(tables: LocalParquetTables) -> dict[tuple[str, str], set[str]]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("partition", ["", "b1"], ids=["whole-tables", "partitions"])
 @pytest.mark.parametrize("step", COMMIT_STEPS)
 def test_a_write_killed_at_any_step_leaves_the_old_or_the_new_set_and_the_next_write_cleans_up(

@@ -45,6 +45,7 @@ def test_the_server_command_uses_the_settings_stores(tmp_path):
                           host="127.0.0.1", port=1)
 
 
+@pytest.mark.slow
 def test_ui_serves_the_run_plots_version_and_aliases_then_stops_on_ctrl_c(spark, fixture_copy, tmp_path):
     state = str(tmp_path / "state")
     data = fixture_copy("diabetes_train.csv")

@@ -13,6 +13,9 @@ from spark_mlops.config import build_settings
 from spark_mlops.tables import tables_for
 from tests.conftest import REPO_ROOT
 
+# End to end through the local runner on the dev target: CI runs these (scripts/test.sh -m slow).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def local_bundle(spark, tmp_path_factory):
