@@ -5,11 +5,10 @@ No timing is asserted here; the figures live in benchmarks/results/latest.{json,
 
 from __future__ import annotations
 
-import pytest
-
 import json
 import sys
 
+import pytest
 from benchmarks import measure, report, workloads
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
-
 import os
 import re
 import shutil
 import subprocess
 import sys
+
+import pytest
 
 from spark_mlops import commands, logs
 from spark_mlops.spark import log4j2_properties
