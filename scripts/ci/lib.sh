@@ -188,7 +188,7 @@ ci_databricks_profile() {
   )
   export DATABRICKS_CONFIG_FILE="$cfg"
   # DATABRICKS_CONFIG_PROFILE would replace every target's workspace.profile
-  # (databricks/cli cmd/root/bundle.go configureProfile).
+  # (databricks/cli, cmd/root package, bundle.go: configureProfile).
   unset DATABRICKS_CONFIG_PROFILE
   echo "databricks profile: [$profile] host $DATABRICKS_HOST, auth ${DATABRICKS_AUTH_TYPE:-default chain} -> $cfg"
 }
