@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from spark_mlops import commands, logs
-from spark_mlops.spark import log4j2_properties
+from spark_mlops.spark import forward_jvm_stderr, log4j2_properties
 from tests.conftest import FIXTURES, REPO_ROOT
 
 # A log line from log4j (ours: "14:00:40 WARN BlockManager: ...") or Python logging
@@ -39,6 +39,17 @@ def test_the_flag_and_the_environment_variable_name_the_same_switch(monkeypatch)
     assert logs.verbose() and os.environ[logs.ENV_VAR] == "1"
 
 
+def test_the_jvm_stderr_filter_drops_only_the_incubator_warning(capfd):
+    read, write = os.pipe()
+    lines = [b"WARNING: Using incubator modules: jdk.incubator.vector\n",
+             b"12:00:01 ERROR SparkContext: something real\n", b"Exception in thread main\n"]
+    with os.fdopen(write, "wb") as jvm_stderr:
+        jvm_stderr.writelines(lines)
+    with os.fdopen(read, "rb") as stream:
+        forward_jvm_stderr(stream)
+    assert capfd.readouterr().err == (lines[1] + lines[2]).decode()
+
+
 @pytest.mark.slow
 def test_a_job_run_prints_no_log_lines_by_default_and_mlflow_info_at_verbose(tmp_path):
     """prepare + train through the local runner: a cached CSV read (Spark WARNs), a new sqlite store
@@ -55,6 +66,7 @@ def test_a_job_run_prints_no_log_lines_by_default_and_mlflow_info_at_verbose(tmp
     assert not LOG_LINE.findall(run.stderr), run.stderr
     assert "ignoring job parameters" not in run.stderr
     assert "Setting default log level" not in run.stderr
+    assert "incubator" not in run.stderr  # the JVM's start-up warning is filtered out
     assert "prepare:" in run.stdout + run.stderr
 
     # The same store, opened at -v and through the environment variable: MLflow's INFO lines show.

@@ -7,9 +7,14 @@ whose temp, warehouse and metastore folders live under the state folder.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import IO
 
+from pyspark import SparkConf, SparkContext
+from pyspark.java_gateway import launch_gateway
 from pyspark.sql import SparkSession
 
 from spark_mlops import logs
@@ -76,21 +81,50 @@ def _local_session(state_dir: Path) -> SparkSession:
     os.environ.setdefault("SPARK_LOCAL_DIRS", str(tmp / "spark"))  # shuffle and cache spill files
     java_opts = f"-Dlog4j.configurationFile=file:{log4j} -Djava.io.tmpdir={tmp} -Dderby.system.home={tmp}"
     cores = os.cpu_count() or 2
-    return (
-        SparkSession.builder.master(os.environ.get("SPARK_MLOPS_MASTER", "local[*]"))
-        .appName("spark-mlops")
-        .config("spark.driver.memory", os.environ.get("SPARK_MLOPS_DRIVER_MEMORY", "1g"))
-        .config("spark.driver.extraJavaOptions", java_opts)
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.warehouse.dir", str(state_dir / "warehouse"))
+    conf = (
+        SparkConf()
+        .setMaster(os.environ.get("SPARK_MLOPS_MASTER", "local[*]"))
+        .setAppName("spark-mlops")
+        .set("spark.driver.memory", os.environ.get("SPARK_MLOPS_DRIVER_MEMORY", "1g"))
+        .set("spark.driver.extraJavaOptions", java_opts)
+        .set("spark.ui.enabled", "false")
+        .set("spark.ui.showConsoleProgress", "false")
+        .set("spark.sql.warehouse.dir", str(state_dir / "warehouse"))
         # Local data is small: the default 200 shuffle partitions only add task overhead.
-        .config("spark.sql.shuffle.partitions", str(max(4, 2 * cores)))
+        .set("spark.sql.shuffle.partitions", str(max(4, 2 * cores)))
         # Splits of at most 32 MB instead of 128 MB: a 1e7-row batch (40 parquet files of 3.3 MB,
         # each counted as 3.3 MB + the 4 MB open cost) becomes 10 even tasks instead of 17+17+6
         # files, whose last wave leaves a core idle. Smaller inputs already split finer (total
         # size / default parallelism), and a one-row-group file stays one split whatever this says.
-        .config("spark.sql.files.maxPartitionBytes", str(32 * 1024 * 1024))
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
+        .set("spark.sql.files.maxPartitionBytes", str(32 * 1024 * 1024))
+        .set("spark.sql.session.timeZone", "UTC")
     )
+    if SparkContext._gateway is None and not verbose:  # the JVM is launched once per process
+        _launch_jvm_without_incubator_warning(conf)
+    return SparkSession.builder.config(conf=conf).getOrCreate()
+
+
+# Spark's launcher always adds --add-modules=jdk.incubator.vector to the driver's java command
+# (launcher JavaModuleOptions.DEFAULT_MODULE_OPTIONS), and the JVM then prints this line on
+# stderr at start-up; no java option silences it.
+INCUBATOR_WARNING = b"WARNING: Using incubator modules:"
+
+
+def _launch_jvm_without_incubator_warning(conf: SparkConf) -> None:
+    """Start the py4j JVM with its stderr piped through a thread that drops the incubator line.
+
+    ``launch_gateway(popen_kwargs=...)`` is pyspark's hook for capturing the JVM's stderr
+    (pyspark/java_gateway.py); ``SparkContext._ensure_initialized`` is where pyspark itself
+    installs a gateway, and a session built afterwards uses it instead of launching another.
+    """
+    gateway = launch_gateway(conf, popen_kwargs={"stderr": subprocess.PIPE})
+    threading.Thread(target=forward_jvm_stderr, args=(gateway.proc.stderr,), name="jvm-stderr",
+                     daemon=True).start()
+    SparkContext._ensure_initialized(gateway=gateway, conf=conf)
+
+
+def forward_jvm_stderr(stream: IO[bytes]) -> None:
+    """Copy the JVM's stderr to this process's fd 2, where it went before, minus the incubator line."""
+    for line in iter(stream.readline, b""):
+        if not line.startswith(INCUBATOR_WARNING):
+            os.write(2, line)
