@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 from mlflow.exceptions import MlflowException
 
-from spark_mlops import registry
+from spark_mlops import logs, registry
 from spark_mlops.config import CHALLENGER_ALIAS, CHAMPION_ALIAS, Settings
 from spark_mlops.errors import ConfigError, PromotionRefused
 from spark_mlops.promotion import REVOKED, actor
@@ -77,7 +77,8 @@ def deploy_model(settings: Settings, *, source_model_name: str, source_alias: st
         print(f"deploy-model: {deployed_from} is already {settings.model_name} v{copy}; nothing copied")
     else:
         try:
-            created = registry.client(settings).copy_model_version(deployed_from, settings.model_name)
+            with logs.library_prints():
+                created = registry.client(settings).copy_model_version(deployed_from, settings.model_name)
         except MlflowException as exc:
             raise registry.failure(settings, f"copying {deployed_from} to {settings.model_name}", exc) from exc
         copy = str(created.version)

@@ -17,9 +17,12 @@ happens in whichever MLflow call touches the store first, so setting levels late
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import sys
+from collections.abc import Iterator
 
 ENV_VAR = "SPARK_MLOPS_VERBOSE"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -67,3 +70,19 @@ def note(text: str) -> None:
     """A line only worth printing at -v (e.g. job parameters a task ignores)."""
     if verbose():
         print(text, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def library_prints() -> Iterator[None]:
+    """Hold back what a library call prints on stderr by itself, unless verbose.
+
+    MLflow's registry calls print progress with ``eprint`` rather than logging it ("Registered
+    model ... already exists. Creating a new version of this model...", "Copied version ...";
+    mlflow/tracking/_model_registry/fluent.py, mlflow/store/model_registry/abstract_store.py), so
+    log levels cannot quiet them; the step prints its own line about the same event.
+    """
+    if verbose():
+        yield
+        return
+    with contextlib.redirect_stderr(io.StringIO()):
+        yield
