@@ -172,41 +172,49 @@ def _cast(column: str, spark_type: str) -> Column:
     return F.col(column).try_cast(spark_type)
 
 
+def checked_types(contract: DataContract, *, with_label: bool) -> dict[str, str]:
+    """The contract's columns (features, and the label when asked for) and their Spark types."""
+    return {**{f.name: _TYPES[f.type] for f in contract.features}, **({contract.label: "int"} if with_label else {})}
+
+
+def type_error_aggregates(
+    dtypes: dict[str, str], contract: DataContract, *, with_label: bool, given: dict[str, str] | None = None
+) -> dict[str, Column]:
+    """Per contract column whose type in ``dtypes`` is not already the contract's: an aggregate
+    counting the non-empty values that do not cast. A column already of its contract type (typed
+    parquet, a table) cannot hold a value that does not cast, so it costs no check. ``given``
+    maps a column to the name its values as given are read under (default: its own)."""
+    aggs = {}
+    for name, spark_type in checked_types(contract, with_label=with_label).items():
+        if dtypes.get(name) == spark_type:
+            continue
+        source = (given or {}).get(name, name)
+        raw = F.col(source)
+        bad = raw.isNotNull() & (F.trim(raw.cast("string")) != "") & _cast(source, spark_type).isNull()
+        aggs[name] = F.sum(F.when(bad, 1).otherwise(0))
+    return aggs
+
+
 def type_error_counts(df: DataFrame, contract: DataContract, *, with_label: bool) -> DataFrame:
-    """One row: for each contract column, how many non-empty values do not cast to its type."""
-    checks = [(f.name, _TYPES[f.type]) for f in contract.features]
-    if with_label:
-        checks.append((contract.label, "int"))
-    aggs = []
-    for name, spark_type in checks:
-        raw = F.col(name)
-        bad = raw.isNotNull() & (F.trim(raw.cast("string")) != "") & _cast(name, spark_type).isNull()
-        aggs.append(F.sum(F.when(bad, 1).otherwise(0)).alias(name))
-    return df.agg(*aggs)
+    """One row: for each contract column not already of its type, how many non-empty values do not cast."""
+    aggs = type_error_aggregates(dict(df.dtypes), contract, with_label=with_label)
+    return df.agg(*[agg.alias(name) for name, agg in aggs.items()]) if aggs else df.sparkSession.range(1).select()
 
 
 def conform(df: DataFrame, contract: DataContract, *, with_label: bool) -> DataFrame:
     """Cast contract columns to their types (keys as strings); other columns pass through."""
-    out = df
-    for key in contract.key_columns:
-        if key in df.columns:
-            out = out.withColumn(key, F.col(key).cast("string"))
-    for f in contract.features:
-        out = out.withColumn(f.name, _cast(f.name, _TYPES[f.type]))
-    if with_label:
-        out = out.withColumn(contract.label, _cast(contract.label, "int"))
-    return out
+    casts = {key: F.col(key).cast("string") for key in contract.key_columns if key in df.columns}
+    casts.update({name: _cast(name, spark_type) for name, spark_type in checked_types(contract, with_label=with_label).items()})
+    return df.withColumns(casts)  # one projection, not one per column
 
 
 def apply_missing_markers(df: DataFrame, contract: DataContract) -> DataFrame:
     """Replace sentinel values that mean "not measured" (e.g. 0 for Glucose) with null."""
-    out = df
-    for f in contract.features:
-        if f.missing_values:
-            out = out.withColumn(
-                f.name, F.when(F.col(f.name).isin(list(f.missing_values)), F.lit(None)).otherwise(F.col(f.name))
-            )
-    return out
+    markers = {
+        f.name: F.when(F.col(f.name).isin(list(f.missing_values)), F.lit(None)).otherwise(F.col(f.name))
+        for f in contract.features if f.missing_values
+    }
+    return df.withColumns(markers) if markers else df
 
 
 def with_rejection_reason(df: DataFrame, contract: DataContract, *, with_label: bool) -> DataFrame:
