@@ -78,3 +78,10 @@ def test_conform_casts_to_the_contract_types(spark):
     contract = dc.DataContract("t", "Outcome", (dc.FeatureSpec("Glucose"),), key_columns=("patient_id",))
     out = dc.conform(raw, contract, with_label=True)
     assert dict(out.dtypes) == {"patient_id": "string", "Glucose": "double", "Outcome": "int"}
+
+
+def test_columns_already_of_the_contract_type_are_not_cast_checked(spark):
+    raw = spark.createDataFrame([("p1", 12.0, "x")], "patient_id string, Glucose double, BMI string")
+    contract = dc.DataContract("t", "Outcome", (dc.FeatureSpec("Glucose"), dc.FeatureSpec("BMI")))
+    assert list(dc.type_error_aggregates(dict(raw.dtypes), contract, with_label=False)) == ["BMI"]
+    assert dc.type_error_counts(raw, contract, with_label=False).first().asDict() == {"BMI": 1}
