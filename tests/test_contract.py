@@ -80,8 +80,11 @@ def test_conform_casts_to_the_contract_types(spark):
     assert dict(out.dtypes) == {"patient_id": "string", "Glucose": "double", "Outcome": "int"}
 
 
-def test_columns_already_of_the_contract_type_are_not_cast_checked(spark):
-    raw = spark.createDataFrame([("p1", 12.0, "x")], "patient_id string, Glucose double, BMI string")
-    contract = dc.DataContract("t", "Outcome", (dc.FeatureSpec("Glucose"), dc.FeatureSpec("BMI")))
-    assert list(dc.type_error_aggregates(dict(raw.dtypes), contract, with_label=False)) == ["BMI"]
-    assert dc.type_error_counts(raw, contract, with_label=False).first().asDict() == {"BMI": 1}
+def test_columns_that_always_cast_to_the_contract_type_are_not_cast_checked(spark):
+    """A double or a bigint always casts to double; a string may not, nor may a double to an int
+    (out of range): those keep their check."""
+    raw = spark.createDataFrame([("p1", 12.0, 7, "x", 1e12)], "patient_id string, Glucose double, Age bigint, BMI string, n double")
+    contract = dc.DataContract("t", "Outcome", (dc.FeatureSpec("Glucose"), dc.FeatureSpec("Age"), dc.FeatureSpec("BMI"),
+                                                dc.FeatureSpec("n", type="int")))
+    assert list(dc.type_error_aggregates(dict(raw.dtypes), contract, with_label=False)) == ["BMI", "n"]
+    assert dc.type_error_counts(raw, contract, with_label=False).first().asDict() == {"BMI": 1, "n": 1}

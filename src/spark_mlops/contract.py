@@ -172,6 +172,15 @@ def _cast(column: str, spark_type: str) -> Column:
     return F.col(column).try_cast(spark_type)
 
 
+# Spark types whose every value casts to the contract type (the same type, or a narrower number):
+# such a column needs no cast check.
+_CASTS_WITHOUT_FAILURE = {
+    "double": {"tinyint", "smallint", "int", "bigint", "float", "double"},
+    "bigint": {"tinyint", "smallint", "int", "bigint"},
+    "int": {"tinyint", "smallint", "int"},
+}  # and anything casts to a string
+
+
 def checked_types(contract: DataContract, *, with_label: bool) -> dict[str, str]:
     """The contract's columns (features, and the label when asked for) and their Spark types."""
     return {**{f.name: _TYPES[f.type] for f in contract.features}, **({contract.label: "int"} if with_label else {})}
@@ -180,23 +189,26 @@ def checked_types(contract: DataContract, *, with_label: bool) -> dict[str, str]
 def type_error_aggregates(
     dtypes: dict[str, str], contract: DataContract, *, with_label: bool, given: dict[str, str] | None = None
 ) -> dict[str, Column]:
-    """Per contract column whose type in ``dtypes`` is not already the contract's: an aggregate
-    counting the non-empty values that do not cast. A column already of its contract type (typed
-    parquet, a table) cannot hold a value that does not cast, so it costs no check. ``given``
-    maps a column to the name its values as given are read under (default: its own)."""
+    """Per contract column whose values may fail to cast to its contract type: an aggregate counting
+    the non-empty values that do not cast. A column of the contract type or of a narrower number
+    (typed parquet, a table) cannot hold such a value, so it costs no check; a string column (a CSV)
+    always can. ``given`` maps a column to the name its values as given are read under (default: its own)."""
     aggs = {}
     for name, spark_type in checked_types(contract, with_label=with_label).items():
-        if dtypes.get(name) == spark_type:
+        dtype = dtypes.get(name, "string")
+        if (spark_type == "string" or dtype in _CASTS_WITHOUT_FAILURE[spark_type]
+                or (spark_type == "double" and dtype.startswith("decimal"))):
             continue
         source = (given or {}).get(name, name)
         raw = F.col(source)
-        bad = raw.isNotNull() & (F.trim(raw.cast("string")) != "") & _cast(source, spark_type).isNull()
-        aggs[name] = F.sum(F.when(bad, 1).otherwise(0))
+        # Only a string can be blank; a number that does not cast is out of the type's range.
+        given_value = raw.isNotNull() & (F.trim(raw) != "") if dtype == "string" else raw.isNotNull()
+        aggs[name] = F.sum(F.when(given_value & _cast(source, spark_type).isNull(), 1).otherwise(0))
     return aggs
 
 
 def type_error_counts(df: DataFrame, contract: DataContract, *, with_label: bool) -> DataFrame:
-    """One row: for each contract column not already of its type, how many non-empty values do not cast."""
+    """One row: for each contract column that may fail to cast to its type, how many non-empty values do not."""
     aggs = type_error_aggregates(dict(df.dtypes), contract, with_label=with_label)
     return df.agg(*[agg.alias(name) for name, agg in aggs.items()]) if aggs else df.sparkSession.range(1).select()
 

@@ -221,10 +221,15 @@ def read_checked(
     dtypes = dict(raw.dtypes)
     keys = [] if derive_row_id or not count_duplicate_keys else list(identity)
 
-    # The counts read the values as given (before casts and markers), under these names.
-    as_given = {c: f"__given_{i}" for i, c in enumerate(dict.fromkeys([*dc.checked_types(contract, with_label=with_label), *keys]))}
-    given = raw.select("*", *[F.col(c).alias(alias) for c, alias in as_given.items()])
-    held = _held(_typed(given, contract, with_label, keep_input), contract, with_label)
+    # The counts read the values as given (before casts and markers); rejects and classes need the
+    # held rows too, so then the values as given are carried along under other names.
+    given_columns = dict.fromkeys([*dc.checked_types(contract, with_label=with_label), *keys])
+    if count_rejected:
+        as_given = {c: f"__given_{i}" for i, c in enumerate(given_columns)}
+        given = raw.select("*", *[F.col(c).alias(alias) for c, alias in as_given.items()])
+        counted = _held(dc.conform(given, contract, with_label=with_label), contract, with_label)
+    else:
+        as_given, counted = {c: c for c in given_columns}, raw
     type_errors = dc.type_error_aggregates(dtypes, contract, with_label=with_label, given=as_given)
     aggs = [
         F.count(F.lit(1)).alias("__rows"),
@@ -246,7 +251,7 @@ def read_checked(
         if with_label:
             label = F.col(contract.label)
             aggs += [F.count(F.when(valid & (label == v), 1)).alias(f"__class_{v}") for v in contract.label_values]
-    stats = held.agg(*aggs).first().asDict()
+    stats = counted.agg(*aggs).first().asDict()
 
     rows, corrupt = stats["__rows"], stats["__corrupt"]
     if rows == 0:
