@@ -54,6 +54,15 @@ def test_rejection_reasons_name_every_broken_rule(spark):
     assert reasons["p3"] == "Age is missing"
 
 
+def test_validity_is_the_absence_of_a_reason(spark):
+    df = frame(spark, row(), row(patient_id="p2", Glucose=999.0, Outcome=2), row(patient_id="p3", Age=None),
+               row(patient_id="p4", Glucose=None, Outcome=None), row(patient_id="p5", BMI=float("nan")))
+    held = dc.with_rejection_reason(df, CONTRACT, with_label=True)
+    valid = dc.is_valid(held.columns, CONTRACT, with_label=True)
+    rows = held.select("patient_id", valid.alias("valid"), dc.REASON_COLUMN).collect()
+    assert [r["valid"] for r in rows] == [r[dc.REASON_COLUMN] is None for r in rows] == [True, False, False, False, False]
+
+
 def test_type_errors_are_counted_per_column(spark):
     raw = spark.createDataFrame([("p1", "12", "x"), ("p2", "", "3"), ("p3", "abc", "4")],
                                 "patient_id string, Glucose string, BMI string")

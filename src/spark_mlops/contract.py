@@ -229,32 +229,45 @@ def apply_missing_markers(df: DataFrame, contract: DataContract) -> DataFrame:
     return df.withColumns(markers) if markers else df
 
 
-def with_rejection_reason(df: DataFrame, contract: DataContract, *, with_label: bool) -> DataFrame:
-    """Add ``rejection_reason``: null for a valid row, else every broken rule joined by '; '."""
-    reasons: list[Column] = []
+def _rules(columns: list[str], contract: DataContract, *, with_label: bool) -> list[tuple[Column, Column]]:
+    """Every row rule of the contract as (broken, message): ``broken`` is true when a row breaks it
+    (null counts as not broken), ``message`` says how (never null when ``broken`` is true)."""
+    rules: list[tuple[Column, Column]] = []
     if with_label:
         label = F.col(contract.label)
-        reasons.append(F.when(label.isNull(), F.lit(f"{contract.label} is missing")))
-        reasons.append(
-            F.when(
-                label.isNotNull() & ~label.isin(list(contract.label_values)),
-                F.concat(F.lit(f"{contract.label}="), label.cast("string"),
-                         F.lit(f" not in {list(contract.label_values)}")),
-            )
-        )
+        rules.append((label.isNull(), F.lit(f"{contract.label} is missing")))
+        rules.append((
+            label.isNotNull() & ~label.isin(list(contract.label_values)),
+            F.concat(F.lit(f"{contract.label}="), label.cast("string"), F.lit(f" not in {list(contract.label_values)}")),
+        ))
     for key in contract.key_columns:
-        if key in df.columns:
-            reasons.append(F.when(F.col(key).isNull(), F.lit(f"{key} is missing")))
+        if key in columns:
+            rules.append((F.col(key).isNull(), F.lit(f"{key} is missing")))
     for f in contract.features:
         c = F.col(f.name)
         if not f.nullable:
-            reasons.append(F.when(c.isNull(), F.lit(f"{f.name} is missing")))
+            rules.append((c.isNull(), F.lit(f"{f.name} is missing")))
         if f.min is not None:
-            reasons.append(F.when(c < f.min, F.concat(F.lit(f"{f.name}="), c.cast("string"), F.lit(f" < {f.min}"))))
+            rules.append((c < f.min, F.concat(F.lit(f"{f.name}="), c.cast("string"), F.lit(f" < {f.min}"))))
         if f.max is not None:
-            reasons.append(F.when(c > f.max, F.concat(F.lit(f"{f.name}="), c.cast("string"), F.lit(f" > {f.max}"))))
-    reason = F.concat_ws("; ", *reasons)
+            rules.append((c > f.max, F.concat(F.lit(f"{f.name}="), c.cast("string"), F.lit(f" > {f.max}"))))
+    return rules
+
+
+def with_rejection_reason(df: DataFrame, contract: DataContract, *, with_label: bool) -> DataFrame:
+    """Add ``rejection_reason``: null for a valid row, else every broken rule joined by '; '."""
+    reason = F.concat_ws("; ", *[F.when(broken, message) for broken, message in _rules(df.columns, contract,
+                                                                                        with_label=with_label)])
     return df.withColumn(REASON_COLUMN, F.when(reason == "", F.lit(None)).otherwise(reason))
+
+
+def is_valid(columns: list[str], contract: DataContract, *, with_label: bool) -> Column:
+    """True for a row that breaks no rule: the rows whose ``rejection_reason`` is null, without
+    building the reason's text (cheaper to filter on)."""
+    broken = F.lit(False)
+    for condition, _ in _rules(columns, contract, with_label=with_label):
+        broken = broken | F.coalesce(condition, F.lit(False))
+    return ~broken
 
 
 def assign_split(df: DataFrame, contract: DataContract, holdout_fraction: float, seed: int) -> DataFrame:

@@ -15,7 +15,7 @@ import csv
 import os
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
@@ -178,6 +178,7 @@ class CheckedInput:
     """An input held to the contract, and what was counted on the way (one pass over the data)."""
 
     df: DataFrame  # conformed rows with ``rejection_reason`` (null for a valid row)
+    valid: Column  # true for a valid row of ``df`` (``rejection_reason`` is null), without building the text
     identity: tuple[str, ...]  # the key columns, or the row id column
     rows: int
     missing: dict[str, int]  # per feature: rows where it is empty, null or a "not measured" marker (when asked)
@@ -227,7 +228,7 @@ def read_checked(
     if count_rejected:
         as_given = {c: f"__given_{i}" for i, c in enumerate(given_columns)}
         given = raw.select("*", *[F.col(c).alias(alias) for c, alias in as_given.items()])
-        counted = _held(dc.conform(given, contract, with_label=with_label), contract, with_label)
+        counted = dc.apply_missing_markers(dc.conform(given, contract, with_label=with_label), contract)
     else:
         as_given, counted = {c: c for c in given_columns}, raw
     type_errors = dc.type_error_aggregates(dtypes, contract, with_label=with_label, given=as_given)
@@ -245,8 +246,8 @@ def read_checked(
             all_keys = all_keys & F.col(as_given[k]).isNotNull()
         aggs += [F.count(F.when(all_keys, 1)).alias("__keyed"),
                  F.count_distinct(*[F.col(as_given[k]) for k in keys]).alias("__distinct")]
-    valid = F.col(dc.REASON_COLUMN).isNull()
     if count_rejected:
+        valid = dc.is_valid(counted.columns, contract, with_label=with_label)
         aggs.append(F.count(F.when(~valid, 1)).alias("__rejected"))
         if with_label:
             label = F.col(contract.label)
@@ -273,8 +274,9 @@ def read_checked(
     typed = _typed(raw.drop(_CORRUPT) if has_corrupt else raw, contract, with_label, keep_input)
     if derive_row_id:
         typed = dc.with_row_id(typed, contract, with_label=with_label)
+    held = _held(typed, contract, with_label)
     return CheckedInput(
-        _held(typed, contract, with_label), identity, int(rows),
+        held, dc.is_valid(held.columns, contract, with_label=with_label), identity, int(rows),
         {f.name: int(stats[f"__missing_{f.name}"] or 0) for f in contract.features} if count_missing else {},
         int(stats["__keyed"]) - int(stats["__distinct"]) if keys else 0,
         int(stats["__rejected"]) if count_rejected else None,
@@ -382,7 +384,7 @@ def _write_clean_and_quarantine(
     spark: SparkSession, settings: Settings, conf: PrepareConfig, contract: dc.DataContract,
     checked: CheckedInput, df: DataFrame, clean_name: str, quarantine_name: str,
 ) -> PrepareResult:
-    valid = F.col(dc.REASON_COLUMN).isNull()
+    valid = checked.valid
     rejected, class_counts = checked.rejected, checked.class_counts  # counted in read_checked's one pass
     rows_clean = sum(class_counts.values())
     if rows_clean < conf.min_rows:

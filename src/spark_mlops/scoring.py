@@ -188,7 +188,7 @@ def run(settings: Settings, conf: ScoreConfig) -> ScoreResult:
         fitted, signature = registry.load_spark_model(settings, version)
     check_signature(signature, dict(checked.df.dtypes), version, conf.input)
 
-    valid = F.col(dc.REASON_COLUMN).isNull()
+    valid = checked.valid
     carried = [*identity, *[c for c in checked.df.columns if c.endswith(INPUT_SUFFIX)],
                *[c for c in pass_through if c not in contract.feature_names]]
     model_inputs = [*dict.fromkeys([*carried, *contract.feature_names])]
