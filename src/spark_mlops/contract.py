@@ -216,7 +216,8 @@ def type_error_counts(df: DataFrame, contract: DataContract, *, with_label: bool
 def conform(df: DataFrame, contract: DataContract, *, with_label: bool) -> DataFrame:
     """Cast contract columns to their types (keys as strings); other columns pass through."""
     casts = {key: F.col(key).cast("string") for key in contract.key_columns if key in df.columns}
-    casts.update({name: _cast(name, spark_type) for name, spark_type in checked_types(contract, with_label=with_label).items()})
+    types = checked_types(contract, with_label=with_label)
+    casts.update({name: _cast(name, spark_type) for name, spark_type in types.items()})
     return df.withColumns(casts)  # one projection, not one per column
 
 
@@ -238,7 +239,8 @@ def _rules(columns: list[str], contract: DataContract, *, with_label: bool) -> l
         rules.append((label.isNull(), F.lit(f"{contract.label} is missing")))
         rules.append((
             label.isNotNull() & ~label.isin(list(contract.label_values)),
-            F.concat(F.lit(f"{contract.label}="), label.cast("string"), F.lit(f" not in {list(contract.label_values)}")),
+            F.concat(F.lit(f"{contract.label}="), label.cast("string"),
+                     F.lit(f" not in {list(contract.label_values)}")),
         ))
     for key in contract.key_columns:
         if key in columns:
@@ -256,8 +258,8 @@ def _rules(columns: list[str], contract: DataContract, *, with_label: bool) -> l
 
 def with_rejection_reason(df: DataFrame, contract: DataContract, *, with_label: bool) -> DataFrame:
     """Add ``rejection_reason``: null for a valid row, else every broken rule joined by '; '."""
-    reason = F.concat_ws("; ", *[F.when(broken, message) for broken, message in _rules(df.columns, contract,
-                                                                                        with_label=with_label)])
+    rules = _rules(df.columns, contract, with_label=with_label)
+    reason = F.concat_ws("; ", *[F.when(broken, message) for broken, message in rules])
     return df.withColumn(REASON_COLUMN, F.when(reason == "", F.lit(None)).otherwise(reason))
 
 

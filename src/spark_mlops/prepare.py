@@ -209,7 +209,7 @@ def read_checked(
     conformed rows with a ``rejection_reason`` column, plus counts from one aggregation over the
     input (one Spark job; the failure messages' examples cost a job more). ``count_*`` asks for
     more counts in that same aggregation; a count not asked for costs nothing, so a typed
-    parquet input whose columns already have the contract's types is, unasked, only counted.
+    parquet input whose columns always cast to the contract's types is, unasked, only counted.
     ``keep_input`` columns are also kept as ``<name>__input``, as typed but before "not
     measured" markers become null (for pass-through to the predictions).
     """
@@ -238,7 +238,7 @@ def read_checked(
         *[agg.alias(f"__type_{name}") for name, agg in type_errors.items()],
     ]
     if count_missing:
-        aggs += [F.sum(F.when(_is_missing(f, dtypes[f.name], as_given[f.name]), 1).otherwise(0)).alias(f"__missing_{f.name}")
+        aggs += [F.count(F.when(_is_missing(f, dtypes[f.name], as_given[f.name]), 1)).alias(f"__missing_{f.name}")
                  for f in contract.features]
     if keys:
         all_keys = F.lit(True)

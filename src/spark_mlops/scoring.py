@@ -193,8 +193,8 @@ def run(settings: Settings, conf: ScoreConfig) -> ScoreResult:
                *[c for c in pass_through if c not in contract.feature_names]]
     model_inputs = [*dict.fromkeys([*carried, *contract.feature_names])]
     scored_at = datetime.now(UTC).replace(microsecond=0)
-    predictions = with_lineage(without_raw_prediction(fitted).transform(checked.df.where(valid).select(*model_inputs)),
-                               contract, settings.model_name, version, scored_at, identity=identity,
+    scored = without_raw_prediction(fitted).transform(checked.df.where(valid).select(*model_inputs))
+    predictions = with_lineage(scored, contract, settings.model_name, version, scored_at, identity=identity,
                                pass_through=pass_through)
     # Counted while the predictions are written, not by reading them back. Observation.get waits
     # for the metrics of the action that ran the plan (pyspark/sql/observation.py).

@@ -413,12 +413,13 @@ class LocalParquetTables:
         try:
             for name, df in writes.items():
                 key = self._key(name)
-                folder = self.store.staging_dir(key)
                 if name in (write_if or {}) and not write_if[name]():
                     if self.exists(name):  # an empty staged folder: the commit carries the other partitions over
+                        folder = self.store.staging_dir(key)
                         folder.mkdir()
                         staged[key] = StagedTable(folder, df.schema.jsonValue(), (column,))
                     continue
+                folder = self.store.staging_dir(key)
                 staged[key] = StagedTable(folder, df.schema.jsonValue(), (column,))
                 df.write.parquet(str(folder / f"{column}={value}"))
         except BaseException:
