@@ -6,7 +6,8 @@ Scoring paths, all on the same ``@champion`` model and the same parquet input (s
 
 - ``floor``: read the input and write the key and the features out again, no model (the I/O floor);
 - ``native``: what ``spark_mlops.scoring`` does: ``mlflow.spark.load_model`` (once) then
-  ``transform`` and the lineage columns, written as parquet;
+  ``transform`` (without the raw prediction column, as ``scoring.without_raw_prediction``) and the
+  lineage columns, written as parquet;
 - ``score_command``: ``spark_mlops.scoring.run`` as the CLI runs it (contract checks, registry
   lookup, partitioned table write, counts, MLflow run);
 - ``spark_udf``: ``mlflow.pyfunc.spark_udf(..., env_manager="local")``, as the older design scored;
@@ -92,7 +93,7 @@ def score_rounds(spark, workdir: Path, cells: list[tuple[str, int]], rounds: int
     import mlflow.spark
 
     from spark_mlops import contract as dc
-    from spark_mlops import registry, tracking
+    from spark_mlops import registry, scoring, tracking
     from spark_mlops.config import CHAMPION_ALIAS
 
     unknown = sorted({p for p, _ in cells} - set(SCORING_PATHS))
@@ -110,7 +111,7 @@ def score_rounds(spark, workdir: Path, cells: list[tuple[str, int]], rounds: int
     for path in dict.fromkeys(p for p, _ in cells):
         start = time.perf_counter()
         if path == "native":
-            models[path] = mlflow.spark.load_model(uri)
+            models[path] = scoring.without_raw_prediction(mlflow.spark.load_model(uri))
         elif path == "spark_udf":
             models[path] = mlflow.pyfunc.spark_udf(spark, uri, env_manager="local", result_type="double")
         elif path == "pandas":

@@ -54,6 +54,15 @@ def test_rejection_reasons_name_every_broken_rule(spark):
     assert reasons["p3"] == "Age is missing"
 
 
+def test_validity_is_the_absence_of_a_reason(spark):
+    df = frame(spark, row(), row(patient_id="p2", Glucose=999.0, Outcome=2), row(patient_id="p3", Age=None),
+               row(patient_id="p4", Glucose=None, Outcome=None), row(patient_id="p5", BMI=float("nan")))
+    held = dc.with_rejection_reason(df, CONTRACT, with_label=True)
+    valid = dc.is_valid(held.columns, CONTRACT, with_label=True)
+    rows = held.select("patient_id", valid.alias("valid"), dc.REASON_COLUMN).collect()
+    assert [r["valid"] for r in rows] == [r[dc.REASON_COLUMN] is None for r in rows] == [True, False, False, False, False]
+
+
 def test_type_errors_are_counted_per_column(spark):
     raw = spark.createDataFrame([("p1", "12", "x"), ("p2", "", "3"), ("p3", "abc", "4")],
                                 "patient_id string, Glucose string, BMI string")
@@ -78,3 +87,13 @@ def test_conform_casts_to_the_contract_types(spark):
     contract = dc.DataContract("t", "Outcome", (dc.FeatureSpec("Glucose"),), key_columns=("patient_id",))
     out = dc.conform(raw, contract, with_label=True)
     assert dict(out.dtypes) == {"patient_id": "string", "Glucose": "double", "Outcome": "int"}
+
+
+def test_columns_that_always_cast_to_the_contract_type_are_not_cast_checked(spark):
+    """A double or a bigint always casts to double; a string may not, nor may a double to an int
+    (out of range): those keep their check."""
+    raw = spark.createDataFrame([("p1", 12.0, 7, "x", 1e12)], "patient_id string, Glucose double, Age bigint, BMI string, n double")
+    contract = dc.DataContract("t", "Outcome", (dc.FeatureSpec("Glucose"), dc.FeatureSpec("Age"), dc.FeatureSpec("BMI"),
+                                                dc.FeatureSpec("n", type="int")))
+    assert list(dc.type_error_aggregates(dict(raw.dtypes), contract, with_label=False)) == ["BMI", "n"]
+    assert dc.type_error_counts(raw, contract, with_label=False).first().asDict() == {"BMI": 1, "n": 1}

@@ -182,3 +182,34 @@ def test_csv_files_with_different_columns_are_refused_by_name(settings, tmp_path
     err = capsys.readouterr().err
     assert code == DataContractError.exit_code
     assert "the CSV files do not have the same columns (a.csv: [" in err and "'bmi_kg_m2'" in err
+
+
+def test_typed_parquet_is_held_to_the_same_rules_as_csv(settings, tmp_path, capsys):
+    """Columns already of the contract's type skip the cast check, nothing else: a string column
+    with a bad value still fails as in a CSV, a typed "not measured" marker still counts as
+    missing, and out-of-range rows are still counted."""
+    import pandas as pd
+
+    frame = pd.read_csv(FIXTURES / "scoring_batch.csv")
+    features = [c for c in frame.columns if c != "patient_id"]
+    frame[features] = frame[features].astype("float64")
+    cases = {
+        "wrong_type": (frame.astype({"BMI": str}).assign(BMI=lambda f: f["BMI"].where(f.index != 5, "high")),
+                       "wrong type: column BMI: 1 of 200 value(s) are not double (e.g. ['high'])"),
+        "no_insulin": (frame.assign(Insulin=0.0),
+                       "feature(s) missing in more than 90% of rows: Insulin 200 of 200 (100%)"),
+    }
+    for name, (data, expected) in cases.items():
+        data.to_parquet(tmp_path / f"{name}.parquet")
+        code = run_cli("check-batch", "--state-dir", str(settings.state_dir), "--input", str(tmp_path / f"{name}.parquet"))
+        err = capsys.readouterr().err
+        assert code == DataContractError.exit_code and expected in err, (name, err)
+    frame.assign(Glucose=frame["Glucose"].where(frame.index >= 3, 999.0)).to_parquet(tmp_path / "typed.parquet")
+    assert prepare.check_batch(settings, str(tmp_path / "typed.parquet")) == (200, 3)
+
+
+def test_an_input_without_rejects_gives_an_empty_quarantine_table(spark, settings):
+    result = prepare.run(settings, PrepareConfig(input=str(FIXTURES / "diabetes_train.csv")))
+    assert (result.rows_quarantined, sum(result.class_counts.values())) == (0, 1000)
+    quarantine = read(spark, settings, "quarantine")
+    assert quarantine.count() == 0 and {"rejection_reason", "source", "rejected_at"} <= set(quarantine.columns)

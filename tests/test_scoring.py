@@ -14,7 +14,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
 from spark_mlops import scoring
-from spark_mlops.config import build_settings
+from spark_mlops.config import ScoreConfig, build_settings
 from spark_mlops.errors import DataContractError
 from spark_mlops.tables import tables_for
 from tests.conftest import FIXTURES, run_cli
@@ -65,6 +65,26 @@ def test_signature_check_names_missing_and_mistyped_columns():
                               "data contract?)")
 
 
+def test_the_raw_prediction_column_is_dropped_only_when_nothing_reads_it(spark):
+    from pyspark.ml import Pipeline
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.feature import VectorAssembler, VectorSlicer
+
+    df = spark.createDataFrame([(float(i), float(i % 7), i % 2) for i in range(40)], "a double, b double, y int")
+    model = Pipeline(stages=[VectorAssembler(inputCols=["a", "b"], outputCol="features"),
+                             LogisticRegression(labelCol="y", maxIter=5)]).fit(df)
+    lean = scoring.without_raw_prediction(model)
+    out = lean.transform(df)
+    assert "rawPrediction" not in out.columns and {"prediction", "probability"} <= set(out.columns)
+    assert "rawPrediction" in model.transform(df).columns  # the loaded model itself is not changed
+    full = model.transform(df).select("prediction", "probability").collect()
+    assert out.select("prediction", "probability").collect() == full
+    # A later stage that reads the raw column keeps it; a model without the param is returned as is.
+    reader = Pipeline(stages=[*model.stages, VectorSlicer(inputCol="rawPrediction", outputCol="s", indices=[0])]).fit(df)
+    assert scoring.without_raw_prediction(reader) is reader
+    assert scoring.without_raw_prediction(model.stages[0]) is model.stages[0]
+
+
 # ---------------------------------------------------------------- with a champion
 
 
@@ -94,9 +114,9 @@ def test_keyless_predictions_join_back_to_their_input_rows(spark, keyless_champi
     joined = source.merge(predictions, on=features, how="left", validate="one_to_one")
     assert joined["prediction"].notna().all()
     assert (source["Insulin"] == 0).any()
-    # Predictions and rejects were committed together.
+    # No row was rejected, so no rejects table (the one commit with rejects: the test below).
     manifest = json.loads((s.state_dir / "warehouse" / "_manifest.json").read_text())["tables"]
-    assert manifest["mlops.p_join"]["version"] == manifest["mlops.r_join"]["version"]
+    assert "mlops.p_join" in manifest and "mlops.r_join" not in manifest
 
 
 def test_same_named_inputs_in_two_folders_are_two_batches_and_a_rerun_replaces_its_own(spark, keyless_champion,
@@ -130,3 +150,44 @@ def test_a_champion_that_does_not_fit_the_batch_is_refused_before_scoring(keyles
     assert code == DataContractError.exit_code
     assert "does not fit the champion v1's signature: Insulin is string (model expects double)" in err
     assert not tables_for(None, s).exists(s.table_name("p_sig"))
+
+
+def test_rejects_are_written_only_when_there_are_some_and_a_clean_rerun_clears_them(spark, keyless_champion,
+                                                                                   tmp_path):
+    s = keyless_champion
+    lines = KEYLESS_BATCH.read_text().splitlines()
+    bad = tmp_path / "with_rejects.csv"
+    # Two rows out of range (Glucose > 400): rejected, not scored.
+    bad.write_text("\n".join([lines[0], *[",".join([f.split(",")[0], "999", *f.split(",")[2:]]) for f in lines[1:3]],
+                              *lines[3:]]) + "\n")
+    tables = tables_for(spark, s)
+
+    clean = scoring.run(s, ScoreConfig(input=str(KEYLESS_BATCH), output_table="p_rej", rejected_table="r_rej",
+                                       batch_id="b1"))
+    assert (clean.rows_in, clean.rows_out, clean.rows_rejected) == (200, 200, 0)
+    assert not tables.exists(s.table_name("r_rej"))  # no rejects: no rejects table
+
+    result = scoring.run(s, ScoreConfig(input=str(bad), output_table="p_rej", rejected_table="r_rej", batch_id="b1"))
+    assert (result.rows_in, result.rows_out, result.rows_rejected) == (200, 198, 2)
+    written = tables.read(s.table_name("p_rej")).where("batch_id = 'b1'")
+    assert written.count() == 198
+    # The counts observed during the write are the written rows' own.
+    assert result.positive_rate == pytest.approx(written.agg({"prediction": "avg"}).first()[0])
+    assert tables.read(s.table_name("r_rej")).where("batch_id = 'b1'").count() == 2
+    scoring.run(s, ScoreConfig(input=str(bad), output_table="p_rej", rejected_table="r_rej", batch_id="b2"))
+
+    scoring.run(s, ScoreConfig(input=str(KEYLESS_BATCH), output_table="p_rej", rejected_table="r_rej", batch_id="b1"))
+    rejects = tables.read(s.table_name("r_rej")).groupBy("batch_id").count().collect()
+    assert {r["batch_id"]: r["count"] for r in rejects} == {"b2": 2}  # b1's old rejects are gone, b2's stay
+    assert tables.read(s.table_name("p_rej")).where("batch_id = 'b1'").count() == 200
+    manifest = json.loads((s.state_dir / "warehouse" / "_manifest.json").read_text())["tables"]
+    assert manifest["mlops.p_rej"]["version"] == manifest["mlops.r_rej"]["version"]  # still one commit
+
+
+def test_written_predictions_carry_no_raw_prediction(spark, keyless_champion):
+    s = keyless_champion
+    scoring.run(s, ScoreConfig(input=str(KEYLESS_BATCH), output_table="p_cols", rejected_table="r_cols",
+                               batch_id="b1"))
+    columns = tables_for(spark, s).read(s.table_name("p_cols")).columns
+    assert columns[-6:] == ["prediction", "probability", "model_name", "model_version", "scored_at", "batch_id"]
+    assert not [c for c in columns if "raw" in c.lower()]

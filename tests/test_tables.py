@@ -152,3 +152,30 @@ def test_committed_tables_can_be_registered_and_queried_by_name(spark, tmp_path)
     assert tables.register_existing() == ["d.clean", "d.quarantine"]
     rows = spark.sql("SELECT batch_id, tag FROM d.clean").collect()
     assert sorted({(r["batch_id"], r["tag"]) for r in rows}) == [("b0", "one"), ("b1", "two")]
+
+
+def test_a_partition_write_can_be_skipped_and_then_clears_only_that_partition(spark, tmp_path):
+    """write_if: a table whose test is false is not created when absent, and when present loses
+    only the rows of this partition, in the same commit as the tables that were written."""
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
+    tables = LocalParquetTables(spark, tmp_path / "state")
+    frame = spark.createDataFrame([("x",)], "tag string")
+
+    def write(batch, rejects):
+        written = Observation()  # the test reads the earlier write's metrics: it runs after that write
+        out = frame.observe(written, F.count(F.lit(1)).alias("rows"))
+        tables.replace_partitions({"d.out": out, "d.rej": frame}, "batch_id", batch,
+                                  write_if={"d.rej": lambda: written.get["rows"] == 1 and rejects})
+
+    write("b1", rejects=False)
+    assert tables.exists("d.out") and not tables.exists("d.rej")
+    write("b1", rejects=True)
+    write("b2", rejects=True)
+    write("b1", rejects=False)
+    assert [r["batch_id"] for r in tables.read("d.rej").collect()] == ["b2"]
+    assert sorted(r["batch_id"] for r in tables.read("d.out").collect()) == ["b1", "b2"]
+    assert tables.version("d.out") == tables.version("d.rej")
+    write("b2", rejects=False)
+    assert tables.read("d.rej").count() == 0 and tables.read("d.rej").columns == ["tag", "batch_id"]

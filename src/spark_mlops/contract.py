@@ -172,69 +172,104 @@ def _cast(column: str, spark_type: str) -> Column:
     return F.col(column).try_cast(spark_type)
 
 
+# Spark types whose every value casts to the contract type (the same type, or a narrower number):
+# such a column needs no cast check.
+_CASTS_WITHOUT_FAILURE = {
+    "double": {"tinyint", "smallint", "int", "bigint", "float", "double"},
+    "bigint": {"tinyint", "smallint", "int", "bigint"},
+    "int": {"tinyint", "smallint", "int"},
+}  # and anything casts to a string
+
+
+def checked_types(contract: DataContract, *, with_label: bool) -> dict[str, str]:
+    """The contract's columns (features, and the label when asked for) and their Spark types."""
+    return {**{f.name: _TYPES[f.type] for f in contract.features}, **({contract.label: "int"} if with_label else {})}
+
+
+def type_error_aggregates(
+    dtypes: dict[str, str], contract: DataContract, *, with_label: bool, given: dict[str, str] | None = None
+) -> dict[str, Column]:
+    """Per contract column whose values may fail to cast to its contract type: an aggregate counting
+    the non-empty values that do not cast. A column of the contract type or of a narrower number
+    (typed parquet, a table) cannot hold such a value, so it costs no check; a string column (a CSV)
+    always can. ``given`` maps a column to the name its values as given are read under (default: its own)."""
+    aggs = {}
+    for name, spark_type in checked_types(contract, with_label=with_label).items():
+        dtype = dtypes.get(name, "string")
+        if (spark_type == "string" or dtype in _CASTS_WITHOUT_FAILURE[spark_type]
+                or (spark_type == "double" and dtype.startswith("decimal"))):
+            continue
+        source = (given or {}).get(name, name)
+        raw = F.col(source)
+        # Only a string can be blank; a number that does not cast is out of the type's range.
+        given_value = raw.isNotNull() & (F.trim(raw) != "") if dtype == "string" else raw.isNotNull()
+        aggs[name] = F.sum(F.when(given_value & _cast(source, spark_type).isNull(), 1).otherwise(0))
+    return aggs
+
+
 def type_error_counts(df: DataFrame, contract: DataContract, *, with_label: bool) -> DataFrame:
-    """One row: for each contract column, how many non-empty values do not cast to its type."""
-    checks = [(f.name, _TYPES[f.type]) for f in contract.features]
-    if with_label:
-        checks.append((contract.label, "int"))
-    aggs = []
-    for name, spark_type in checks:
-        raw = F.col(name)
-        bad = raw.isNotNull() & (F.trim(raw.cast("string")) != "") & _cast(name, spark_type).isNull()
-        aggs.append(F.sum(F.when(bad, 1).otherwise(0)).alias(name))
-    return df.agg(*aggs)
+    """One row: for each contract column that may fail to cast to its type, how many non-empty values do not."""
+    aggs = type_error_aggregates(dict(df.dtypes), contract, with_label=with_label)
+    return df.agg(*[agg.alias(name) for name, agg in aggs.items()]) if aggs else df.sparkSession.range(1).select()
 
 
 def conform(df: DataFrame, contract: DataContract, *, with_label: bool) -> DataFrame:
     """Cast contract columns to their types (keys as strings); other columns pass through."""
-    out = df
-    for key in contract.key_columns:
-        if key in df.columns:
-            out = out.withColumn(key, F.col(key).cast("string"))
-    for f in contract.features:
-        out = out.withColumn(f.name, _cast(f.name, _TYPES[f.type]))
-    if with_label:
-        out = out.withColumn(contract.label, _cast(contract.label, "int"))
-    return out
+    casts = {key: F.col(key).cast("string") for key in contract.key_columns if key in df.columns}
+    types = checked_types(contract, with_label=with_label)
+    casts.update({name: _cast(name, spark_type) for name, spark_type in types.items()})
+    return df.withColumns(casts)  # one projection, not one per column
 
 
 def apply_missing_markers(df: DataFrame, contract: DataContract) -> DataFrame:
     """Replace sentinel values that mean "not measured" (e.g. 0 for Glucose) with null."""
-    out = df
+    markers = {
+        f.name: F.when(F.col(f.name).isin(list(f.missing_values)), F.lit(None)).otherwise(F.col(f.name))
+        for f in contract.features if f.missing_values
+    }
+    return df.withColumns(markers) if markers else df
+
+
+def _rules(columns: list[str], contract: DataContract, *, with_label: bool) -> list[tuple[Column, Column]]:
+    """Every row rule of the contract as (broken, message): ``broken`` is true when a row breaks it
+    (null counts as not broken), ``message`` says how (never null when ``broken`` is true)."""
+    rules: list[tuple[Column, Column]] = []
+    if with_label:
+        label = F.col(contract.label)
+        rules.append((label.isNull(), F.lit(f"{contract.label} is missing")))
+        rules.append((
+            label.isNotNull() & ~label.isin(list(contract.label_values)),
+            F.concat(F.lit(f"{contract.label}="), label.cast("string"),
+                     F.lit(f" not in {list(contract.label_values)}")),
+        ))
+    for key in contract.key_columns:
+        if key in columns:
+            rules.append((F.col(key).isNull(), F.lit(f"{key} is missing")))
     for f in contract.features:
-        if f.missing_values:
-            out = out.withColumn(
-                f.name, F.when(F.col(f.name).isin(list(f.missing_values)), F.lit(None)).otherwise(F.col(f.name))
-            )
-    return out
+        c = F.col(f.name)
+        if not f.nullable:
+            rules.append((c.isNull(), F.lit(f"{f.name} is missing")))
+        if f.min is not None:
+            rules.append((c < f.min, F.concat(F.lit(f"{f.name}="), c.cast("string"), F.lit(f" < {f.min}"))))
+        if f.max is not None:
+            rules.append((c > f.max, F.concat(F.lit(f"{f.name}="), c.cast("string"), F.lit(f" > {f.max}"))))
+    return rules
 
 
 def with_rejection_reason(df: DataFrame, contract: DataContract, *, with_label: bool) -> DataFrame:
     """Add ``rejection_reason``: null for a valid row, else every broken rule joined by '; '."""
-    reasons: list[Column] = []
-    if with_label:
-        label = F.col(contract.label)
-        reasons.append(F.when(label.isNull(), F.lit(f"{contract.label} is missing")))
-        reasons.append(
-            F.when(
-                label.isNotNull() & ~label.isin(list(contract.label_values)),
-                F.concat(F.lit(f"{contract.label}="), label.cast("string"),
-                         F.lit(f" not in {list(contract.label_values)}")),
-            )
-        )
-    for key in contract.key_columns:
-        if key in df.columns:
-            reasons.append(F.when(F.col(key).isNull(), F.lit(f"{key} is missing")))
-    for f in contract.features:
-        c = F.col(f.name)
-        if not f.nullable:
-            reasons.append(F.when(c.isNull(), F.lit(f"{f.name} is missing")))
-        if f.min is not None:
-            reasons.append(F.when(c < f.min, F.concat(F.lit(f"{f.name}="), c.cast("string"), F.lit(f" < {f.min}"))))
-        if f.max is not None:
-            reasons.append(F.when(c > f.max, F.concat(F.lit(f"{f.name}="), c.cast("string"), F.lit(f" > {f.max}"))))
-    reason = F.concat_ws("; ", *reasons)
+    rules = _rules(df.columns, contract, with_label=with_label)
+    reason = F.concat_ws("; ", *[F.when(broken, message) for broken, message in rules])
     return df.withColumn(REASON_COLUMN, F.when(reason == "", F.lit(None)).otherwise(reason))
+
+
+def is_valid(columns: list[str], contract: DataContract, *, with_label: bool) -> Column:
+    """True for a row that breaks no rule: the rows whose ``rejection_reason`` is null, without
+    building the reason's text (cheaper to filter on)."""
+    broken = F.lit(False)
+    for condition, _ in _rules(columns, contract, with_label=with_label):
+        broken = broken | F.coalesce(condition, F.lit(False))
+    return ~broken
 
 
 def assign_split(df: DataFrame, contract: DataContract, holdout_fraction: float, seed: int) -> DataFrame:

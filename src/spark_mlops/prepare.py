@@ -15,7 +15,7 @@ import csv
 import os
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
@@ -178,10 +178,13 @@ class CheckedInput:
     """An input held to the contract, and what was counted on the way (one pass over the data)."""
 
     df: DataFrame  # conformed rows with ``rejection_reason`` (null for a valid row)
+    valid: Column  # true for a valid row of ``df`` (``rejection_reason`` is null), without building the text
     identity: tuple[str, ...]  # the key columns, or the row id column
     rows: int
-    missing: dict[str, int]  # per feature: rows where it is empty, null or a "not measured" marker
+    missing: dict[str, int]  # per feature: rows where it is empty, null or a "not measured" marker (when asked)
     duplicate_keys: int  # rows whose key repeats an earlier row's (only counted when asked)
+    rejected: int | None = None  # rows with a rejection reason (only counted when asked)
+    class_counts: dict[int, int] | None = None  # valid rows per label value (when asked, with the label)
 
     @property
     def row_id_derived(self) -> bool:
@@ -196,12 +199,17 @@ def read_checked(
     *,
     with_label: bool,
     count_duplicate_keys: bool = False,
+    count_missing: bool = True,
+    count_rejected: bool = False,
     keep_input: tuple[str, ...] = (),
 ) -> CheckedInput:
     """Read ``source`` and hold it to the contract.
 
     Raises DataContractError for problems that make the whole input unusable; returns the
-    conformed rows with a ``rejection_reason`` column, plus counts from the same single pass.
+    conformed rows with a ``rejection_reason`` column, plus counts from one aggregation over the
+    input (one Spark job; the failure messages' examples cost a job more). ``count_*`` asks for
+    more counts in that same aggregation; a count not asked for costs nothing, so a typed
+    parquet input whose columns always cast to the contract's types is, unasked, only counted.
     ``keep_input`` columns are also kept as ``<name>__input``, as typed but before "not
     measured" markers become null (for pass-through to the predictions).
     """
@@ -211,21 +219,42 @@ def read_checked(
     derive_row_id = identity == (contract.row_id_column,) and contract.row_id_column not in columns
     _check_column_types(raw, contract, source, with_label=with_label)
     has_corrupt = _CORRUPT in raw.columns
+    dtypes = dict(raw.dtypes)
     keys = [] if derive_row_id or not count_duplicate_keys else list(identity)
+
+    # The counts read the values as given (before casts and markers); rejects and classes need the
+    # held rows too, so then the values as given are carried along under other names.
+    given_columns = dict.fromkeys([*dc.checked_types(contract, with_label=with_label), *keys])
+    if count_rejected:
+        as_given = {c: f"__given_{i}" for i, c in enumerate(given_columns)}
+        given = raw.select("*", *[F.col(c).alias(alias) for c, alias in as_given.items()])
+        counted = dc.apply_missing_markers(dc.conform(given, contract, with_label=with_label), contract)
+    else:
+        as_given, counted = {c: c for c in given_columns}, raw
+    type_errors = dc.type_error_aggregates(dtypes, contract, with_label=with_label, given=as_given)
     aggs = [
         F.count(F.lit(1)).alias("__rows"),
         (F.count(_CORRUPT) if has_corrupt else F.lit(0)).alias("__corrupt"),
-        *[F.sum(F.when(_is_missing(f), 1).otherwise(0)).alias(f"__missing_{f.name}") for f in contract.features],
+        *[agg.alias(f"__type_{name}") for name, agg in type_errors.items()],
     ]
+    if count_missing:
+        aggs += [F.count(F.when(_is_missing(f, dtypes[f.name], as_given[f.name]), 1)).alias(f"__missing_{f.name}")
+                 for f in contract.features]
     if keys:
         all_keys = F.lit(True)
         for k in keys:
-            all_keys = all_keys & F.col(k).isNotNull()
-        aggs += [F.count(F.when(all_keys, 1)).alias("__keyed"), F.count_distinct(*[F.col(k) for k in keys]).alias("__distinct")]
-    stats = dc.type_error_counts(raw, contract, with_label=with_label).crossJoin(raw.agg(*aggs)).first().asDict()
-    rows, corrupt = stats.pop("__rows"), stats.pop("__corrupt")
-    missing = {f.name: int(stats.pop(f"__missing_{f.name}") or 0) for f in contract.features}
-    duplicates = int(stats.pop("__keyed")) - int(stats.pop("__distinct")) if keys else 0
+            all_keys = all_keys & F.col(as_given[k]).isNotNull()
+        aggs += [F.count(F.when(all_keys, 1)).alias("__keyed"),
+                 F.count_distinct(*[F.col(as_given[k]) for k in keys]).alias("__distinct")]
+    if count_rejected:
+        valid = dc.is_valid(counted.columns, contract, with_label=with_label)
+        aggs.append(F.count(F.when(~valid, 1)).alias("__rejected"))
+        if with_label:
+            label = F.col(contract.label)
+            aggs += [F.count(F.when(valid & (label == v), 1)).alias(f"__class_{v}") for v in contract.label_values]
+    stats = counted.agg(*aggs).first().asDict()
+
+    rows, corrupt = stats["__rows"], stats["__corrupt"]
     if rows == 0:
         raise DataContractError(f"{source}: no data rows (expected at least 1, found 0)")
     if corrupt:
@@ -234,7 +263,7 @@ def read_checked(
             f"{source}: {corrupt} of {rows} CSV line(s) are malformed (wrong number of fields or "
             f"unparseable); first: {sample}"
         )
-    wrong = {name: n for name, n in stats.items() if n}
+    wrong = {name: stats[f"__type_{name}"] for name in type_errors if stats[f"__type_{name}"]}
     if wrong:
         details = "; ".join(
             f"column {name}: {n} of {rows} value(s) are not {_type_of(contract, name)} "
@@ -242,21 +271,35 @@ def read_checked(
             for name, n in wrong.items()
         )
         raise DataContractError(f"{source}: wrong type: {details}")
-    typed = dc.conform(raw.drop(_CORRUPT) if has_corrupt else raw, contract, with_label=with_label)
-    for column in keep_input:
-        typed = typed.withColumn(f"{column}{INPUT_SUFFIX}", F.col(column))
+    typed = _typed(raw.drop(_CORRUPT) if has_corrupt else raw, contract, with_label, keep_input)
     if derive_row_id:
         typed = dc.with_row_id(typed, contract, with_label=with_label)
-    typed = dc.apply_missing_markers(typed, contract)
-    return CheckedInput(dc.with_rejection_reason(typed, contract, with_label=with_label), identity, int(rows),
-                        missing, duplicates)
+    held = _held(typed, contract, with_label)
+    return CheckedInput(
+        held, dc.is_valid(held.columns, contract, with_label=with_label), identity, int(rows),
+        {f.name: int(stats[f"__missing_{f.name}"] or 0) for f in contract.features} if count_missing else {},
+        int(stats["__keyed"]) - int(stats["__distinct"]) if keys else 0,
+        int(stats["__rejected"]) if count_rejected else None,
+        {v: int(stats[f"__class_{v}"]) for v in contract.label_values} if count_rejected and with_label else None,
+    )
 
 
-def _is_missing(feature: dc.FeatureSpec):
-    raw = F.col(feature.name)
-    empty = raw.isNull() | (F.trim(raw.cast("string")) == "")
+def _typed(df: DataFrame, contract: dc.DataContract, with_label: bool, keep_input: tuple[str, ...]) -> DataFrame:
+    typed = dc.conform(df, contract, with_label=with_label)
+    return typed.withColumns({f"{c}{INPUT_SUFFIX}": F.col(c) for c in keep_input}) if keep_input else typed
+
+
+def _held(typed: DataFrame, contract: dc.DataContract, with_label: bool) -> DataFrame:
+    return dc.with_rejection_reason(dc.apply_missing_markers(typed, contract), contract, with_label=with_label)
+
+
+def _is_missing(feature: dc.FeatureSpec, dtype: str, column: str):
+    """Whether ``column`` (the feature's values as given, of type ``dtype``) is empty, null or a marker."""
+    raw = F.col(column)
+    empty = raw.isNull() | (F.trim(raw.cast("string")) == "") if dtype == "string" else raw.isNull()
     if feature.missing_values:
-        empty = empty | F.col(feature.name).try_cast(dc.spark_type(feature)).isin(list(feature.missing_values))
+        value = raw if dtype == dc.spark_type(feature) else raw.try_cast(dc.spark_type(feature))
+        empty = empty | value.isin(list(feature.missing_values))
     return empty
 
 
@@ -312,7 +355,8 @@ def run(settings: Settings, conf: PrepareConfig) -> PrepareResult:
         raise ConfigError(f"--clean-table and --quarantine-table are the same table {clean_name}")
     spark = get_spark(settings)
     contract = dc.load_contract(settings.contract)
-    checked = read_checked(spark, settings, conf.input, contract, with_label=True, count_duplicate_keys=True)
+    checked = read_checked(spark, settings, conf.input, contract, with_label=True, count_duplicate_keys=True,
+                           count_rejected=True)
     check_duplicate_keys(checked, conf.input)
     # An all-missing feature cannot be imputed (no median): refuse it here, not in train.
     empty = [name for name, n in checked.missing.items() if n == checked.rows]
@@ -321,11 +365,13 @@ def run(settings: Settings, conf: PrepareConfig) -> PrepareResult:
             f"{conf.input}: feature(s) {empty} have no value in any of the {checked.rows} rows "
             "(empty, null or a 'not measured' value): nothing to learn or impute from"
         )
-    df = checked.df.cache()
+    # Cached only when two writes scan it (clean and quarantine); without rejects only one does.
+    df = checked.df.cache() if checked.rejected else checked.df
     try:
         result = _write_clean_and_quarantine(spark, settings, conf, contract, checked, df, clean_name, quarantine_name)
     finally:
-        df.unpersist()
+        if checked.rejected:
+            df.unpersist()
     print(
         f"prepare: {result.rows_in} rows in -> {result.rows_clean} clean ({result.clean_table}), "
         f"{result.rows_quarantined} quarantined ({result.quarantine_table}); classes {result.class_counts}"
@@ -338,14 +384,8 @@ def _write_clean_and_quarantine(
     spark: SparkSession, settings: Settings, conf: PrepareConfig, contract: dc.DataContract,
     checked: CheckedInput, df: DataFrame, clean_name: str, quarantine_name: str,
 ) -> PrepareResult:
-    valid = F.col(dc.REASON_COLUMN).isNull()
-    label = F.col(contract.label)
-    counts = df.agg(
-        F.sum(F.when(~valid, 1).otherwise(0)).alias("rejected"),
-        *[F.sum(F.when(valid & (label == v), 1).otherwise(0)).alias(f"class_{v}") for v in contract.label_values],
-    ).first()
-    rejected = int(counts["rejected"] or 0)
-    class_counts = {v: int(counts[f"class_{v}"] or 0) for v in contract.label_values}
+    valid = checked.valid
+    rejected, class_counts = checked.rejected, checked.class_counts  # counted in read_checked's one pass
     rows_clean = sum(class_counts.values())
     if rows_clean < conf.min_rows:
         raise DataContractError(
@@ -360,7 +400,8 @@ def _write_clean_and_quarantine(
         )
     columns = dc.expected_columns(contract, with_label=True, identity=checked.identity)
     clean = dc.assign_split(df.where(valid).select(*columns), contract, conf.holdout_fraction, conf.split_seed)
-    quarantine = df.where(~valid).select(
+    # No rejected row: an empty quarantine that Spark knows is empty (limit 0 needs no scan).
+    quarantine = (df.limit(0) if rejected == 0 else df.where(~valid)).select(
         *columns, dc.REASON_COLUMN, F.lit(conf.input).alias("source"), F.current_timestamp().alias("rejected_at")
     )
     # Both tables in one commit: readers never see a clean table without its quarantine.
@@ -393,11 +434,11 @@ def check_batch(
     """
     spark = get_spark(settings)
     contract = dc.load_contract(settings.contract)
-    checked = read_checked(spark, settings, source, contract, with_label=False, count_duplicate_keys=True)
+    checked = read_checked(spark, settings, source, contract, with_label=False, count_duplicate_keys=True,
+                           count_rejected=True)
     check_missing(checked, source, max_null_fraction)
     check_duplicate_keys(checked, source)
-    rows = checked.rows
-    rejected = checked.df.where(F.col(dc.REASON_COLUMN).isNotNull()).count()
+    rows, rejected = checked.rows, checked.rejected
     print(f"check-batch: {source}: {rows} rows, {rejected} break the contract (they will not be scored)")
     if rejected > max_rejected_fraction * rows:
         raise DataContractError(

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 import mlflow
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
 from spark_mlops import contract as dc
@@ -92,6 +92,36 @@ def with_lineage(
     )
 
 
+def without_raw_prediction(model):
+    """The model, minus its final classifier's raw prediction column when nothing after it reads it:
+    the probability is then computed from the features directly, without a raw vector per row
+    (ProbabilisticClassificationModel.transform in Spark's ml/classification/ProbabilisticClassifier.scala).
+    The loaded model is not changed (the stage is copied); a model without the param is returned as is."""
+    from pyspark.ml import PipelineModel
+
+    stages = list(model.stages) if isinstance(model, PipelineModel) else [model]
+    for i in range(len(stages) - 1, -1, -1):
+        stage = stages[i]
+        if not stage.hasParam("rawPredictionCol") or not stage.getOrDefault("rawPredictionCol"):
+            continue
+        raw_column = stage.getOrDefault("rawPredictionCol")
+        if any(_reads(later, raw_column) for later in stages[i + 1:]):
+            return model
+        stages[i] = stage.copy({stage.getParam("rawPredictionCol"): ""})
+        return PipelineModel(stages) if isinstance(model, PipelineModel) else stages[i]
+    return model
+
+
+def _reads(stage, column: str) -> bool:
+    """Whether any of ``stage``'s column parameters names ``column``."""
+    for param in stage.params:
+        if stage.isDefined(param):
+            value = stage.getOrDefault(param)
+            if value == column or (isinstance(value, list | tuple) and column in value):
+                return True
+    return False
+
+
 # mlflow's column types (mlflow.types.DataType names) for Spark's simple type names.
 _MLFLOW_TYPES = {"double": "double", "float": "float", "int": "integer", "bigint": "long",
                  "string": "string", "boolean": "boolean"}
@@ -146,7 +176,7 @@ def run(settings: Settings, conf: ScoreConfig) -> ScoreResult:
                                 "yet, so there is nothing to score with: run the release (or, in prod, the "
                                 "model_deployment) job first"))
     pass_through_hint = contract.pass_through_columns or contract.feature_names
-    checked = read_checked(spark, settings, conf.input, contract, with_label=False,
+    checked = read_checked(spark, settings, conf.input, contract, with_label=False, count_missing=False,
                            keep_input=tuple(c for c in pass_through_hint if c in contract.feature_names))
     identity = checked.identity
     pass_through = contract.pass_through(identity)
@@ -158,26 +188,30 @@ def run(settings: Settings, conf: ScoreConfig) -> ScoreResult:
         fitted, signature = registry.load_spark_model(settings, version)
     check_signature(signature, dict(checked.df.dtypes), version, conf.input)
 
-    valid = F.col(dc.REASON_COLUMN).isNull()
+    valid = checked.valid
     carried = [*identity, *[c for c in checked.df.columns if c.endswith(INPUT_SUFFIX)],
                *[c for c in pass_through if c not in contract.feature_names]]
     model_inputs = [*dict.fromkeys([*carried, *contract.feature_names])]
     scored_at = datetime.now(UTC).replace(microsecond=0)
-    predictions = with_lineage(fitted.transform(checked.df.where(valid).select(*model_inputs)), contract,
-                               settings.model_name, version, scored_at, identity=identity, pass_through=pass_through)
+    scored = without_raw_prediction(fitted).transform(checked.df.where(valid).select(*model_inputs))
+    predictions = with_lineage(scored, contract, settings.model_name, version, scored_at, identity=identity,
+                               pass_through=pass_through)
+    # Counted while the predictions are written, not by reading them back. Observation.get waits
+    # for the metrics of the action that ran the plan (pyspark/sql/observation.py).
+    written = Observation("scored")
+    predictions = predictions.observe(written, F.count(F.lit(1)).alias("rows"), F.avg("prediction").alias("rate"))
     rejected = checked.df.where(~valid).select(
         *dict.fromkeys([*identity, *contract.feature_names, *pass_through]), dc.REASON_COLUMN,
         F.lit(scored_at).alias("rejected_at"))
 
-    # One commit for both tables: the batch's predictions and rejects appear together.
-    tables.replace_partitions({rejected_table: rejected, output: predictions}, BATCH_COLUMN, batch_id)
-
-    # Counted from what was written (parquet footers + one column), not by reading the input again.
-    written = tables.read(output).where(F.col(BATCH_COLUMN) == batch_id)
-    stats = written.agg(F.count(F.lit(1)).alias("n"), F.avg("prediction").alias("rate")).first()
-    rows_out = int(stats["n"])
+    # One commit for both tables: the batch's predictions and rejects appear together. The rejects
+    # are written only when some rows were not scored (a rerun without rejects clears the old ones).
+    with span("score.write"):
+        tables.replace_partitions({output: predictions, rejected_table: rejected}, BATCH_COLUMN, batch_id,
+                                  write_if={rejected_table: lambda: written.get["rows"] < checked.rows})
+    rows_out = int(written.get["rows"])
     result = ScoreResult(batch_id, str(version), checked.rows, rows_out, checked.rows - rows_out,
-                         float(stats["rate"] or 0.0), output)
+                         float(written.get["rate"] or 0.0), output)
 
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"score-{batch_id}",
                           tags={**settings.run_tags(), "step": "score", "model_version": result.model_version}):
@@ -187,7 +221,8 @@ def run(settings: Settings, conf: ScoreConfig) -> ScoreResult:
                             "rows_rejected": result.rows_rejected, "positive_rate": result.positive_rate})
     print(
         f"score: batch {batch_id}: {result.rows_in} rows in, {result.rows_out} scored by {settings.model_name} "
-        f"v{version} into {output}, {result.rows_rejected} rejected into {rejected_table}; "
+        f"v{version} into {output}, {result.rows_rejected} rejected"
+        f"{f' into {rejected_table}' if result.rows_rejected else ''}; "
         f"positive rate {result.positive_rate:.3f}"
     )
     return result

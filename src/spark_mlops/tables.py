@@ -24,7 +24,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -63,9 +63,15 @@ class Tables(Protocol):
     def replace(self, writes: dict[str, DataFrame]) -> None:
         """Overwrite each table with its DataFrame, all together; a failure leaves every table as it was."""
 
-    def replace_partitions(self, writes: dict[str, DataFrame], column: str, value: str) -> None:
+    def replace_partitions(self, writes: dict[str, DataFrame], column: str, value: str,
+                           *, write_if: dict[str, Callable[[], bool]] | None = None) -> None:
         """In each table, replace the rows with ``column == value`` by its DataFrame (which has no
-        ``column``), all tables together. Creates a table partitioned by ``column`` if absent."""
+        ``column``), all tables together. Creates a table partitioned by ``column`` if absent.
+
+        Tables are written in the order given. A table named in ``write_if`` is written only when
+        its test, asked after the tables before it are written, is true; otherwise its rows with
+        ``column == value`` are removed (an absent table stays absent). A test can thus read an
+        ``Observation`` of an earlier write instead of scanning its DataFrame."""
 
     def replace_partition(self, name: str, df: DataFrame, column: str, value: str) -> None:
         """``replace_partitions`` for one table."""
@@ -133,9 +139,15 @@ class DeltaTables:
             (df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
              .saveAsTable(quote_identifier(check_table_name(name))))
 
-    def replace_partitions(self, writes: dict[str, DataFrame], column: str, value: str) -> None:
+    def replace_partitions(self, writes: dict[str, DataFrame], column: str, value: str,
+                           *, write_if: dict[str, Callable[[], bool]] | None = None) -> None:
+        check_partition_value(value, column)
         for name, df in writes.items():
-            self.replace_partition(name, df, column, value)
+            if name not in (write_if or {}) or write_if[name]():
+                self.replace_partition(name, df, column, value)
+            elif self.exists(name):
+                self.spark.sql(f"DELETE FROM {quote_identifier(check_table_name(name))} "
+                               f"WHERE {quote_identifier(column)} = {sql_string(value)}")
 
     def replace_partition(self, name: str, df: DataFrame, column: str, value: str) -> None:
         from pyspark.sql import functions as F
@@ -385,7 +397,8 @@ class LocalParquetTables:
     def replace_partition(self, name: str, df: DataFrame, column: str, value: str) -> None:
         self.replace_partitions({name: df}, column, value)
 
-    def replace_partitions(self, writes: dict[str, DataFrame], column: str, value: str) -> None:
+    def replace_partitions(self, writes: dict[str, DataFrame], column: str, value: str,
+                           *, write_if: dict[str, Callable[[], bool]] | None = None) -> None:
         check_partition_value(value, column)
         for name, df in writes.items():
             entry = self.store.entry(self._key(name))
@@ -400,13 +413,20 @@ class LocalParquetTables:
         try:
             for name, df in writes.items():
                 key = self._key(name)
+                if name in (write_if or {}) and not write_if[name]():
+                    if self.exists(name):  # an empty staged folder: the commit carries the other partitions over
+                        folder = self.store.staging_dir(key)
+                        folder.mkdir()
+                        staged[key] = StagedTable(folder, df.schema.jsonValue(), (column,))
+                    continue
                 folder = self.store.staging_dir(key)
                 staged[key] = StagedTable(folder, df.schema.jsonValue(), (column,))
                 df.write.parquet(str(folder / f"{column}={value}"))
         except BaseException:
             self.store.discard(staged)
             raise
-        self.store.commit(staged, partition=(column, value))
+        if staged:
+            self.store.commit(staged, partition=(column, value))
 
     # -- catalog
     def register_existing(self) -> list[str]:
