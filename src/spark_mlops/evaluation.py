@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from dataclasses import dataclass
 
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
@@ -216,9 +217,20 @@ def importance_figure(importances: dict[str, float], title: str):
 
 
 def _axes():
+    return pyplot().subplots(figsize=(6, 4.5))
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (no display on job clusters or CI)."""
     import matplotlib
 
-    matplotlib.use("Agg")  # no display on job clusters or CI
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(6, 4.5))
+    return plt
+
+
+def import_pyplot_in_background() -> None:
+    """Start importing matplotlib (about a second) on a thread while the caller waits on Spark.
+    A later :func:`pyplot` waits for that import to finish (Python's per-module import lock)."""
+    threading.Thread(target=pyplot, name="import-pyplot", daemon=True).start()
