@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import random
+
 import pytest
 from pyspark.ml.linalg import Vectors
 
@@ -48,15 +51,20 @@ def test_cross_validator_search_picks_from_the_grid(train_df):
         training.fit(train_df, CONTRACT, TrainConfig(grid={"maxDepth": [2]}))
 
 
-def test_metrics_match_a_hand_computed_confusion_matrix(spark):
-    # label, prediction, P(class 1): tp=2, fp=1, fn=1, tn=2
-    rows = [(1, 1.0, 0.9), (1, 1.0, 0.8), (1, 0.0, 0.4), (0, 1.0, 0.6), (0, 0.0, 0.2), (0, 0.0, 0.1)]
+def predictions_frame(spark, rows):
+    """A pipeline's output columns from (label y, prediction, P(class 1)) rows."""
     from pyspark.ml.linalg import VectorUDT
     from pyspark.sql.types import DoubleType, IntegerType, StructField, StructType
 
     schema = StructType([StructField("y", IntegerType()), StructField("prediction", DoubleType()),
                          StructField("probability", VectorUDT())])
-    df = spark.createDataFrame([(y, p, Vectors.dense([1 - q, q])) for y, p, q in rows], schema)
+    return spark.createDataFrame([(y, p, Vectors.dense([1 - q, q])) for y, p, q in rows], schema)
+
+
+def test_metrics_match_a_hand_computed_confusion_matrix(spark):
+    # label, prediction, P(class 1): tp=2, fp=1, fn=1, tn=2
+    rows = [(1, 1.0, 0.9), (1, 1.0, 0.8), (1, 0.0, 0.4), (0, 1.0, 0.6), (0, 0.0, 0.2), (0, 0.0, 0.1)]
+    df = predictions_frame(spark, rows)
     result = evaluation.evaluate(df, "y")
     assert result.metrics["accuracy"] == pytest.approx(4 / 6)
     assert result.metrics["precision"] == pytest.approx(2 / 3)
@@ -81,3 +89,44 @@ def test_hyperparameters_from_text_are_typed_per_the_estimators_params():
         model.parse_grid("gbt", "numTrees=1|2")
     with pytest.raises(ConfigError, match="no hyperparameter 'featuresCol'"):  # the pipeline owns columns
         model.parse_params("random_forest", "featuresCol=x")
+
+
+def test_areas_under_the_curves_are_those_of_sparks_evaluator(spark):
+    """Computed from per-probability counts on the driver, or by the evaluator itself when it
+    would down-sample its curves: either way the value Spark's evaluator gives."""
+    from pyspark.ml.evaluation import BinaryClassificationEvaluator
+
+    rng = random.Random(5)
+
+    def scored(n: int, score) -> list[tuple[int, float, float]]:
+        rows = []
+        for _ in range(n):
+            q = score()
+            rows.append((int(rng.random() < 0.2 + 0.6 * q), float(q >= 0.5), q))  # both labels at every score
+        return rows
+
+    # name -> (rows, tolerance): down-sampled curves depend on how Spark's sort splits the
+    # scores, so two runs of the evaluator on the same data differ by about 1e-5.
+    cases = {
+        "few distinct, many ties": (scored(300, lambda: rng.randint(0, 10) / 10), 1e-12),
+        "all distinct": (scored(1500, rng.random), 1e-12),
+        "more distinct than the evaluator keeps": (scored(2500, rng.random), 1e-3),
+        "one class only": ([(0, 0.0, q / 10) for q in range(10)], 1e-12),
+    }
+    for name, (rows, tolerance) in cases.items():
+        df = predictions_frame(spark, rows).cache()
+        got = evaluation.evaluate(df, "y").metrics
+        for metric in ("areaUnderROC", "areaUnderPR"):
+            want = BinaryClassificationEvaluator(labelCol="y", rawPredictionCol="probability",
+                                                 metricName=metric).evaluate(df)
+            assert got[metric] == pytest.approx(want, abs=tolerance) or (math.isnan(want) and math.isnan(got[metric])), (
+                name, metric)
+        df.unpersist()
+
+
+def test_outputs_out_of_range_are_counted(spark):
+    rows = [(1, 1.0, 0.9), (0, 2.0, 0.3), (0, 0.0, 1.5), (1, 1.0, -0.2), (0, 0.0, 0.1)]
+    result = evaluation.evaluate(predictions_frame(spark, rows), "y")
+    assert (result.rows, result.bad_predictions, result.bad_probabilities) == (5, 1, 2)
+    assert result.confusion == {(1, 1): 2, (0, 2): 1, (0, 0): 2}
+    assert sum(result.probability_counts) == 4  # -0.2 falls in no bucket of [0, 1]

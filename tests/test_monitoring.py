@@ -314,6 +314,31 @@ def test_psi_by_spark_matches_a_hand_computed_value(spark):
     assert v.output_psi == 0.0 and v.positive_rate == 0.5
 
 
+def test_baseline_edges_come_from_a_seeded_sample_only_above_the_threshold(spark):
+    from spark_mlops.evaluation import Evaluation
+
+    contract = DataContract(name="t", label="y", features=(FeatureSpec("x"),))
+    rows = 3000
+    train = spark.createDataFrame([(float(i % 1000), i % 2) for i in range(rows)], "x double, y int").cache()
+    holdout = Evaluation({}, {(0, 0): 1}, [], 1, 0, 0, (1,) + (0,) * 199)
+
+    exact = monitoring.baseline_profile(train, contract, holdout)
+    assert monitoring.baseline_profile(train, contract, holdout, split_rows=rows) == exact  # small: every row
+
+    sampled = monitoring.baseline_profile(train, contract, holdout, split_rows=rows, edge_sample_rows=500)
+    assert monitoring.baseline_profile(train, contract, holdout, split_rows=rows, edge_sample_rows=500) == sampled
+    edges, exact_edges = sampled["features"]["x"]["edges"], exact["features"]["x"]["edges"]
+    assert edges != exact_edges and len(edges) == len(exact_edges)
+    assert all(abs(a - b) < 60 for a, b in zip(edges, exact_edges, strict=True))
+    # Only the edges are sampled: the fractions, moments and row count take every row.
+    counts = [0] * (len(edges) + 1)
+    for i in range(rows):
+        counts[monitoring.bin_of(float(i % 1000), edges)] += 1
+    assert sampled["features"]["x"]["fractions"] == monitoring.fractions(counts)
+    assert sampled["rows"] == rows and sampled["features"]["x"]["mean"] == exact["features"]["x"]["mean"]
+    train.unpersist()
+
+
 def test_psi_pure_function_edges():
     assert monitoring.psi([0.5, 0.5], [0.5, 0.5]) == 0.0
     assert math.isfinite(monitoring.psi([1.0, 0.0], [0.0, 1.0]))  # empty bins are floored, not infinite

@@ -2,7 +2,8 @@
 
 - **Baseline** (:func:`baseline_profile`, called by ``train``): a profile of the training split,
   computed in two Spark jobs over the cached split (nothing row-level is collected): per
-  feature quantile bin edges (``percentile_approx``), the exact fraction of non-null rows in
+  feature quantile bin edges (``percentile_approx``; from a seeded sample of about
+  :data:`EDGE_SAMPLE_ROWS` rows when the split is larger), the exact fraction of non-null rows in
   each bin, the null rate, mean and standard deviation; the label rate; and the distribution
   of P(class 1) on the holdout (from the counts the holdout evaluation already collected: no
   extra job).
@@ -38,6 +39,8 @@ BASELINE_TAG = "baseline_uri"  # on the model version; deploy-model's copy keeps
 BASELINE_FORMAT = 1
 BINS = 10
 QUANTILE_ACCURACY = 10_000  # percentile_approx: rank error about 1/accuracy of the rows
+EDGE_SAMPLE_ROWS = 20_000  # a larger training split's bin edges come from a sample of about this many rows
+EDGE_SAMPLE_SEED = 7
 PSI_FLOOR = 1e-4
 PROBABILITY_EDGES = [round(i / BINS, 10) for i in range(1, BINS)]  # fixed deciles of P(class 1)
 OUTPUT = "(output)"  # the `feature` of rows about the model's output
@@ -148,18 +151,34 @@ def histograms(frame, columns: dict[int, object]) -> dict[int, dict[int | None, 
 # ---------------------------------------------------------------- baseline
 
 
-def baseline_profile(train, contract, evaluation, *, bins: int = BINS) -> dict:
+def baseline_profile(train, contract, evaluation, *, bins: int = BINS, split_rows: int | None = None,
+                     edge_sample_rows: int = EDGE_SAMPLE_ROWS) -> dict:
     """The training split's profile, in two Spark jobs over ``train`` (cache it): quantile edges
     and moments, then the exact row count per bin. (One job with a 999-quantile grid to derive
-    the fractions from was 2-3x slower: ``percentile_approx`` pays per requested quantile.)"""
+    the fractions from was 2-3x slower: ``percentile_approx`` pays per requested quantile.)
+
+    ``split_rows``, the split's row count when the caller has it: above ``edge_sample_rows``
+    the quantile edges come from a seeded sample of about that many rows (``percentile_approx``
+    pays per row it takes in, and decile edges need no more); the same data in the same
+    partitions gives the same sample. Fractions, null rates and moments always count every row.
+    """
     from pyspark.sql import functions as F
 
     features = contract.feature_names
     probabilities = [k / bins for k in range(1, bins)]
-    stats = train.agg(
+    sampled = split_rows is not None and split_rows > edge_sample_rows
+    # Spark takes no random expression inside an aggregate: the draw is a column first.
+    source = train.withColumn("__edge_sample", F.rand(EDGE_SAMPLE_SEED) < edge_sample_rows / split_rows) \
+        if sampled else train
+
+    def quantile_input(f: str):
+        value = F.col(f).cast("double")
+        return F.when(F.col("__edge_sample"), value) if sampled else value  # percentile_approx skips nulls
+
+    stats = source.agg(
         F.count(F.lit(1)).alias("__rows"),
         F.avg(F.col(contract.label).cast("double")).alias("__label_rate"),
-        *[F.percentile_approx(F.col(f).cast("double"), probabilities, QUANTILE_ACCURACY).alias(f"q_{i}")
+        *[F.percentile_approx(quantile_input(f), probabilities, QUANTILE_ACCURACY).alias(f"q_{i}")
           for i, f in enumerate(features)],
         *[F.avg(F.col(f)).alias(f"mean_{i}") for i, f in enumerate(features)],
         *[F.stddev(F.col(f)).alias(f"std_{i}") for i, f in enumerate(features)],
@@ -413,11 +432,9 @@ MONITORING_SCHEMA = (
 def drift_figure(v: BatchVerdict):
     """PSI per feature (and of P(class 1)) as bars, with the drift threshold and the customary
     0.1 'watch' line drawn."""
-    import matplotlib
+    from spark_mlops.evaluation import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     names = [f.name for f in v.features] + ["P(class 1)"]
     values = [f.psi or 0.0 for f in v.features] + [v.output_psi or 0.0]
     statuses = [f.status for f in v.features] + [v.output_status]
@@ -443,7 +460,7 @@ def run(settings, conf: MonitorConfig) -> list[BatchVerdict]:
     from pyspark.sql import functions as F
 
     from spark_mlops import contract as dc
-    from spark_mlops import registry, tracking
+    from spark_mlops import evaluation, registry, tracking
     from spark_mlops.scoring import BATCH_COLUMN
     from spark_mlops.spark import get_spark
     from spark_mlops.tables import tables_for
@@ -473,6 +490,7 @@ def run(settings, conf: MonitorConfig) -> list[BatchVerdict]:
         rejected = tables.read(rejected_table).where(F.col(BATCH_COLUMN) == batch_id)
 
     experiment_id = tracking.configure(settings)
+    evaluation.import_pyplot_in_background()  # for the drift figure, while Spark counts the batch
     verdicts = []
     for version in versions:
         baseline = load_baseline(settings, version)
@@ -499,8 +517,11 @@ def run(settings, conf: MonitorConfig) -> list[BatchVerdict]:
 
 
 def _log(v: BatchVerdict) -> None:
-    import matplotlib.pyplot as plt
     import mlflow
+
+    from spark_mlops.evaluation import pyplot
+
+    plt = pyplot()
 
     t = v.thresholds
     mlflow.log_params({"batch_id": v.batch_id, "model_version": v.model_version, "psi_threshold": t.psi,

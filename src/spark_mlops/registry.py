@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import mlflow
@@ -105,21 +106,55 @@ def model_uri(settings: Settings, version: str) -> str:
     return f"models:/{settings.model_name}/{version}"
 
 
+# Loaded models of this process: (registry URI, tracking URI, where the version's files are)
+# -> (the SparkContext that loaded it, model, signature). See load_spark_model.
+_LOADED: OrderedDict[tuple[str, str, str], tuple[object, object, object]] = OrderedDict()
+_LOADED_MAX = 8  # a job run loads two or three versions; the bound only stops a leak in long processes
+
+
 def load_spark_model(settings: Settings, version: str):
     """Load a registered version as a Spark ``PipelineModel``, with its signature.
+
+    Each version's files are loaded at most once per process and Spark context. A version is
+    immutable once registered (a new model is a new version), so the loaded model is keyed by
+    where its files are: the registry's download URI. A ``copy_model_version`` copy on a
+    workspace or sqlite registry resolves to its source's files (its source is
+    ``models:/<name>/<version>``) and so reuses the source's load; a Unity Catalog copy has
+    storage of its own and is loaded once itself. The Spark context is part of the key: a model
+    loaded by a stopped context is never returned. On Databricks each wheel task is its own
+    process, so this only helps the local runner (all of a job run's tasks in one process) and
+    tests. The model is shared: callers transform with it and never change its params.
 
     The model folder is downloaded explicitly so that one download serves both the model and its
     MLmodel file, and so that a version on an MLflow server loads even when this process tracks
     to another store (``mlflow-artifacts:/`` URIs resolve only against an http tracking URI).
     """
+    from pyspark import SparkContext
+
+    location = client(settings).get_model_version_download_uri(settings.model_name, str(version))
+    key = (settings.registry_uri, settings.tracking_uri, location)
+    context = SparkContext._active_spark_context  # None until a session starts; replaced on restart
+    for stale in [k for k, (loaded_by, _, _) in _LOADED.items() if loaded_by is not context]:
+        del _LOADED[stale]  # its JVM objects died with their context
+    if key in _LOADED:
+        _LOADED.move_to_end(key)
+        _, model, signature = _LOADED[key]
+        return model, signature
+    model, signature = _download_and_load(settings, version, location)
+    _LOADED[key] = (SparkContext._active_spark_context, model, signature)
+    while len(_LOADED) > _LOADED_MAX:
+        _LOADED.popitem(last=False)
+    return model, signature
+
+
+def _download_and_load(settings: Settings, version: str, location: str):
     import mlflow.spark
     from mlflow.models import Model
 
     with tempfile.TemporaryDirectory(prefix="spark-mlops-model-") as tmp:
         if settings.registry_uri.startswith(("http://", "https://")):
-            source = client(settings).get_model_version_download_uri(settings.model_name, str(version))
             local = mlflow.artifacts.download_artifacts(
-                artifact_uri=source, dst_path=tmp, tracking_uri=settings.registry_uri
+                artifact_uri=location, dst_path=tmp, tracking_uri=settings.registry_uri
             )
         else:
             local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri(settings, version), dst_path=tmp)

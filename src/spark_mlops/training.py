@@ -86,6 +86,7 @@ def run(settings: Settings, conf: TrainConfig) -> TrainResult:
                 tracking.spark_dataset(train, name=f"{clean_name}[train]", rows=rows, **tables.dataset_source(clean_name)),
                 context="training",
             )
+        evaluation.import_pyplot_in_background()  # the figures below need it; fit leaves the driver idle
         with span("train.fit"):
             fitted, search = fit(train, contract, conf)
         for key, value in search.items():
@@ -97,11 +98,13 @@ def run(settings: Settings, conf: TrainConfig) -> TrainResult:
         mlflow.log_metrics({f"holdout_{k}": v for k, v in result.metrics.items()})
         _log_figures(result, model.feature_importances(fitted, contract), contract)
         with span("train.baseline"):  # two aggregations over the cached train split
-            monitoring.log_baseline(monitoring.baseline_profile(train, contract, result))
+            monitoring.log_baseline(monitoring.baseline_profile(train, contract, result, split_rows=rows))
 
-        features = train.select(*contract.feature_names)
-        example = features.limit(5).toPandas()
-        signature = infer_signature(example, fitted.transform(features.limit(5)).select("prediction").toPandas())
+        # Five rows and their predictions in one job: the input example and the output's schema.
+        scored = fitted.transform(train.select(*contract.feature_names).limit(5))
+        rows = scored.select(*contract.feature_names, evaluation.PREDICTION_COLUMN).toPandas()
+        example = rows[list(contract.feature_names)]
+        signature = infer_signature(example, rows[[evaluation.PREDICTION_COLUMN]])
         with span("train.log_model"):
             tracking.log_spark_model(fitted, registry.MODEL_ARTIFACT_PATH, signature=signature,
                                      input_example=example, dfs_tmpdir=settings.dfs_tmpdir)
@@ -125,8 +128,7 @@ def run(settings: Settings, conf: TrainConfig) -> TrainResult:
 
 
 def _log_figures(result: evaluation.Evaluation, importances: dict[str, float], contract: dc.DataContract) -> None:
-    import matplotlib.pyplot as plt
-
+    plt = evaluation.pyplot()
     figures = {
         "plots/roc_curve.png": evaluation.roc_figure(result, "ROC curve (holdout)"),
         "plots/confusion_matrix.png": evaluation.confusion_figure(result, contract.label_values,
