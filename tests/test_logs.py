@@ -67,6 +67,7 @@ def test_a_job_run_prints_no_log_lines_by_default_and_mlflow_info_at_verbose(tmp
     assert "ignoring job parameters" not in run.stderr
     assert "Setting default log level" not in run.stderr
     assert "incubator" not in run.stderr  # the JVM's start-up warning is filtered out
+    assert "Created version" not in run.stderr  # MLflow's own print when registering, held back
     assert "prepare:" in run.stdout + run.stderr
 
     # The same store, opened at -v and through the environment variable: MLflow's INFO lines show.

@@ -19,7 +19,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from spark_mlops import text
+from spark_mlops import logs, text
 from spark_mlops.config import CHALLENGER_ALIAS, CHAMPION_ALIAS, Settings, redact
 from spark_mlops.errors import RegistryError
 
@@ -197,7 +197,8 @@ def register(settings: Settings, run_id: str, model_uri_in_run: str, tags: dict[
     if settings.separate_registry and settings.registry_uri.startswith(("http://", "https://")):
         created = _register_by_copy(settings, model_uri_in_run, lineage)
     else:
-        created = mlflow.register_model(model_uri_in_run, settings.model_name, tags=lineage, await_registration_for=0)
+        with logs.library_prints():
+            created = mlflow.register_model(model_uri_in_run, settings.model_name, tags=lineage, await_registration_for=0)
     return await_ready(settings, str(created.version))
 
 
