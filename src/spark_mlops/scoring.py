@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 import mlflow
-from pyspark.sql import DataFrame, Observation
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from spark_mlops import contract as dc
@@ -177,7 +177,7 @@ def run(settings: Settings, conf: ScoreConfig) -> ScoreResult:
                                 "model_deployment) job first"))
     pass_through_hint = contract.pass_through_columns or contract.feature_names
     checked = read_checked(spark, settings, conf.input, contract, with_label=False, count_missing=False,
-                           keep_input=tuple(c for c in pass_through_hint if c in contract.feature_names))
+                           count_rejected=True, keep_input=tuple(c for c in pass_through_hint if c in contract.feature_names))
     identity = checked.identity
     pass_through = contract.pass_through(identity)
     absent = [c for c in pass_through if c not in checked.df.columns]
@@ -196,22 +196,24 @@ def run(settings: Settings, conf: ScoreConfig) -> ScoreResult:
     scored = without_raw_prediction(fitted).transform(checked.df.where(valid).select(*model_inputs))
     predictions = with_lineage(scored, contract, settings.model_name, version, scored_at, identity=identity,
                                pass_through=pass_through)
-    # Counted while the predictions are written, not by reading them back. Observation.get waits
-    # for the metrics of the action that ran the plan (pyspark/sql/observation.py).
-    written = Observation("scored")
-    predictions = predictions.observe(written, F.count(F.lit(1)).alias("rows"), F.avg("prediction").alias("rate"))
     rejected = checked.df.where(~valid).select(
         *dict.fromkeys([*identity, *contract.feature_names, *pass_through]), dc.REASON_COLUMN,
         F.lit(scored_at).alias("rejected_at"))
 
     # One commit for both tables: the batch's predictions and rejects appear together. The rejects
     # are written only when some rows were not scored (a rerun without rejects clears the old ones).
+    # Rows out come from read_checked's one counting pass. Not DataFrame.observe: once a score had
+    # observed its write, later Spark jobs over cached data in the same session failed with
+    # "Task not serializable: ObservationManager" (Spark 4.1.4, seen when the local runner's next
+    # task trained and evaluated in the same process).
     with span("score.write"):
         tables.replace_partitions({output: predictions, rejected_table: rejected}, BATCH_COLUMN, batch_id,
-                                  write_if={rejected_table: lambda: written.get["rows"] < checked.rows})
-    rows_out = int(written.get["rows"])
+                                  write_if={rejected_table: lambda: bool(checked.rejected)})
+    rows_out = checked.rows - int(checked.rejected or 0)
+    # The positive rate from what was written: parquet footers and one column, not the input again.
+    rate = tables.read(output).where(F.col(BATCH_COLUMN) == batch_id).agg(F.avg("prediction")).first()[0]
     result = ScoreResult(batch_id, str(version), checked.rows, rows_out, checked.rows - rows_out,
-                         float(written.get["rate"] or 0.0), output)
+                         float(rate or 0.0), output)
 
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"score-{batch_id}",
                           tags={**settings.run_tags(), "step": "score", "model_version": result.model_version}):
