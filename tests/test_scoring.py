@@ -171,7 +171,7 @@ def test_rejects_are_written_only_when_there_are_some_and_a_clean_rerun_clears_t
     assert (result.rows_in, result.rows_out, result.rows_rejected) == (200, 198, 2)
     written = tables.read(s.table_name("p_rej")).where("batch_id = 'b1'")
     assert written.count() == 198
-    # The counts observed during the write are the written rows' own.
+    # The positive rate is the written rows' own.
     assert result.positive_rate == pytest.approx(written.agg({"prediction": "avg"}).first()[0])
     assert tables.read(s.table_name("r_rej")).where("batch_id = 'b1'").count() == 2
     scoring.run(s, ScoreConfig(input=str(bad), output_table="p_rej", rejected_table="r_rej", batch_id="b2"))

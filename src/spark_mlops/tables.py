@@ -70,8 +70,7 @@ class Tables(Protocol):
 
         Tables are written in the order given. A table named in ``write_if`` is written only when
         its test, asked after the tables before it are written, is true; otherwise its rows with
-        ``column == value`` are removed (an absent table stays absent). A test can thus read an
-        ``Observation`` of an earlier write instead of scanning its DataFrame."""
+        ``column == value`` are removed (an absent table stays absent)."""
 
     def replace_partition(self, name: str, df: DataFrame, column: str, value: str) -> None:
         """``replace_partitions`` for one table."""
