@@ -144,7 +144,7 @@ class DeltaTables:
         for name, df in writes.items():
             if name not in (write_if or {}) or write_if[name]():
                 self.replace_partition(name, df, column, value)
-            elif self.exists(name):
+            elif self.exists(name):  # Delta's DELETE FROM ... WHERE (docs: sql-ref-syntax-dml-delete-from)
                 self.spark.sql(f"DELETE FROM {quote_identifier(check_table_name(name))} "
                                f"WHERE {quote_identifier(column)} = {sql_string(value)}")
 
