@@ -17,7 +17,7 @@ from pyspark import SparkConf, SparkContext
 from pyspark.java_gateway import launch_gateway
 from pyspark.sql import SparkSession
 
-from spark_mlops import logs
+from spark_mlops import class_archive, logs
 from spark_mlops.config import Settings, on_databricks
 from spark_mlops.timing import span
 
@@ -79,7 +79,9 @@ def _local_session(state_dir: Path) -> SparkSession:
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("SPARK_LOCAL_DIRS", str(tmp / "spark"))  # shuffle and cache spill files
-    java_opts = f"-Dlog4j.configurationFile=file:{log4j} -Djava.io.tmpdir={tmp} -Dderby.system.home={tmp}"
+    archive = _class_archive()
+    java_opts = (f"-Dlog4j.configurationFile=file:{log4j} -Djava.io.tmpdir={tmp} -Dderby.system.home={tmp} "
+                 f"{archive.java_options}").rstrip()
     cores = os.cpu_count() or 2
     conf = (
         SparkConf()
@@ -99,9 +101,22 @@ def _local_session(state_dir: Path) -> SparkSession:
         .set("spark.sql.files.maxPartitionBytes", str(32 * 1024 * 1024))
         .set("spark.sql.session.timeZone", "UTC")
     )
+    class_archive.finish_at_exit(archive, lambda: getattr(SparkContext._gateway, "proc", None))
     if SparkContext._gateway is None and not verbose:  # the JVM is launched once per process
         _launch_jvm_without_incubator_warning(conf)
     return SparkSession.builder.config(conf=conf).getOrCreate()
+
+
+def _class_archive() -> class_archive.ArchivePlan:
+    """This JVM's class-data-sharing archive (see :mod:`spark_mlops.class_archive`); none once a
+    JVM is running, since its options are fixed."""
+    if SparkContext._gateway is not None:
+        return class_archive.ArchivePlan()
+    import pyspark
+    from pyspark.find_spark_home import _find_spark_home  # where launch_gateway finds bin/spark-submit
+
+    return class_archive.plan(class_archive.cache_dir(), class_archive.java_binary(),
+                              Path(_find_spark_home()), pyspark.__version__)
 
 
 # Spark's launcher always adds --add-modules=jdk.incubator.vector to the driver's java command
