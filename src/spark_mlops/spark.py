@@ -100,6 +100,11 @@ def _local_session(state_dir: Path) -> SparkSession:
         # size / default parallelism), and a one-row-group file stays one split whatever this says.
         .set("spark.sql.files.maxPartitionBytes", str(32 * 1024 * 1024))
         .set("spark.sql.session.timeZone", "UTC")
+        # Off: with it on, every Column function call walks the Python stack and makes several
+        # more py4j calls to record where it was made, for error messages (StaticSQLConf
+        # PYTHON_SQL_DATAFRAME_DEBUGGING_ENABLED: "a non-trivial performance overhead";
+        # pyspark/errors/utils.py _with_origin). Building a contract's rules cost seconds per step.
+        .set("spark.python.sql.dataFrameDebugging.enabled", "false")
     )
     class_archive.finish_at_exit(archive, lambda: getattr(SparkContext._gateway, "proc", None))
     if SparkContext._gateway is None and not verbose:  # the JVM is launched once per process
