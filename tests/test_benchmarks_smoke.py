@@ -15,7 +15,7 @@ import time
 import pytest
 from benchmarks import measure, report, workloads
 
-# Burns CPU until this process has used the given seconds of it (not wall time: sure to be done).
+# Burns CPU until this process has used the given seconds of it, however busy the machine is.
 BURN_CPU = "import time\nwhile time.process_time() < {seconds}: pass\n"
 # Burns one core for the given wall seconds.
 BURN_WALL = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass\n"
@@ -52,7 +52,7 @@ def test_workloads_and_report_on_tiny_data(spark, tmp_path):
 
     machine = measure.machine()
     calm = measure.conditions(_counters(0, 100, 10), _counters(10, 118, 27, load=2.4), 2)
-    busy = measure.conditions(_counters(0, 100, 10), _counters(10, 118, 10, load=5.0), 2)
+    busy = measure.conditions(_counters(0, 100, 10), _counters(10, 108, 10, load=5.0), 2)  # others: 0.8 cores
     assert not calm["loaded"] and busy["loaded"]
     results = {
         "started_at": "now", "quick": True, "pieces": ["scoring", "score_process", "training"], "machine": machine,
