@@ -12,9 +12,10 @@ minus the benchmark's own (this process's user + system time and every tree meas
 figures do not claim a target, when other processes used more than a quarter of the machine on
 average (``OTHER_CPU_SHARE`` x cores; half a core on 2 cores). The load average before and after
 is kept for the record but no longer decides: a CPU-bound piece on 2 cores drives it to 2 or
-more by itself. CPU a process used after the sampler's last look at it, or by a process that
-lived less than a sampling interval, is not seen as the benchmark's and counts as other work:
-the error leans towards marking a piece loaded.
+more by itself. CPU a process used after the sampler's last look at it, by a process that lived
+less than a sampling interval, or by the kernel on the benchmark's behalf (interrupts, disk
+writeback) is not seen as the benchmark's and counts as other work: the error leans towards
+marking a piece loaded.
 """
 
 from __future__ import annotations
