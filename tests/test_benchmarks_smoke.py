@@ -134,7 +134,8 @@ def test_conditions_marks_loaded_when_another_process_competes(tmp_path):
 def test_conditions_does_not_count_the_benchmarks_own_cpu(tmp_path):
     quiet_start = measure.counters()
     time.sleep(1.0)
-    if measure.conditions(quiet_start, measure.counters(), 2)["loaded"]:
+    # Half the limit, so that the check below has a margin for the others' ups and downs.
+    if measure.conditions(quiet_start, measure.counters(), 2)["other_cpu_cores"] > 0.25:
         pytest.skip("other processes are busy on this machine: nothing to tell the benchmark's CPU from")
     before = measure.counters()
     m = measure.run_measured([sys.executable, "-c", BURN_CPU.format(seconds=1.5)], log=tmp_path / "log.txt")
