@@ -1,7 +1,21 @@
-"""Measuring helpers: statistics, the machine, and subprocesses with their peak memory.
+"""Measuring helpers: statistics, the machine, and subprocesses with their peak memory and CPU.
 
 Peak memory is the peak of the summed VmRSS of a process and all its descendants (Python,
-the Spark JVM, Python workers and their JVMs), sampled every 0.15 s from /proc.
+the Spark JVM, Python workers and their JVMs), sampled every 0.15 s from /proc. The same walk
+keeps the CPU time each descendant had used when last seen, so a measured tree's CPU is known
+even for processes (the Spark JVM) that their parent never reaps.
+
+Whether other work competed with a piece: the machine's busy CPU time during the piece
+(/proc/stat: user, nice, system, irq, softirq and steal, which is the hypervisor taking the cores)
+minus the benchmark's own (this process's user + system time and every tree measured with
+``run_measured``), divided by the wall time: ``other_cpu_cores``. A piece is ``loaded``, and its
+figures do not claim a target, when other processes used more than a quarter of the machine on
+average (``OTHER_CPU_SHARE`` x cores; half a core on 2 cores). The load average before and after
+is kept for the record but no longer decides: a CPU-bound piece on 2 cores drives it to 2 or
+more by itself. CPU a process used after the sampler's last look at it, by a process that lived
+less than a sampling interval, or by the kernel on the benchmark's behalf (interrupts, disk
+writeback) is not seen as the benchmark's and counts as other work: the error leans towards
+marking a piece loaded.
 """
 
 from __future__ import annotations
@@ -14,9 +28,16 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 SAMPLE_SECONDS = 0.15
+OTHER_CPU_SHARE = 0.25  # of the machine's cores: more than this, used by other processes, is "loaded"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # /proc reports CPU time in these per second
+
+# CPU seconds of every tree run_measured has measured in this process so far. A running total,
+# like os.times(), because the runs happen deep inside the pieces.
+_measured_trees_cpu_seconds = 0.0
 
 
 def stats(values: list[float], digits: int = 3) -> dict:
@@ -36,13 +57,43 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def conditions(started_at: str, before: list[float], after: list[float], cores: int | None) -> dict:
-    """When a piece ran and how busy the machine was. ``loaded``: the 1-minute load average before
-    or after it was above the core count, so other work competed for the cores during it and its
-    figures must not be used to claim a target."""
-    peak = max(before[0], after[0])
-    return {"started_at": started_at, "load_before": before, "load_after": after,
-            "loaded": bool(cores) and peak > cores, "cores": cores}
+def machine_busy_cpu_seconds() -> float:
+    """CPU seconds all processes of the machine have used since boot (all cores, idle and iowait left out)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]  # guest time is inside user
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds the benchmark has used so far: this process and every tree it measured.
+
+    os.times()'s children fields are left out: they miss a Spark JVM its Python parent did not
+    reap, and would count the rest of the sampled trees twice."""
+    t = os.times()
+    return t.user + t.system + _measured_trees_cpu_seconds
+
+
+def counters() -> dict:
+    """What ``conditions`` compares: taken before and after a piece."""
+    return {"at": datetime.now(UTC).isoformat(timespec="seconds"), "clock": time.perf_counter(),
+            "load": load_average(), "machine_busy_cpu_seconds": machine_busy_cpu_seconds(),
+            "own_cpu_seconds": own_cpu_seconds()}
+
+
+def conditions(before: dict, after: dict, cores: int | None) -> dict:
+    """When a piece ran and how busy the machine was, from ``counters()`` before and after it.
+    ``loaded``: other processes used more than ``OTHER_CPU_SHARE`` of the cores on average during
+    it, so its figures must not be used to claim a target."""
+    wall = after["clock"] - before["clock"]
+    busy = after["machine_busy_cpu_seconds"] - before["machine_busy_cpu_seconds"]
+    own = after["own_cpu_seconds"] - before["own_cpu_seconds"]
+    # Never below 0: the kernel counts the machine in whole ticks and processes more finely.
+    other = max(0.0, busy - own) / wall if wall > 0 else 0.0
+    limit = OTHER_CPU_SHARE * cores if cores else None
+    return {"started_at": before["at"], "load_before": before["load"], "load_after": after["load"],
+            "wall_seconds": round(wall, 1), "machine_busy_cpu_seconds": round(busy, 1),
+            "own_cpu_seconds": round(own, 1), "other_cpu_cores": round(other, 2), "other_cpu_limit": limit,
+            "loaded": limit is not None and other > limit, "cores": cores}
 
 
 def _meminfo_gib() -> float | None:
@@ -99,11 +150,12 @@ def machine() -> dict:
     }
 
 
-# ---------------------------------------------------------------- process-tree memory
+# ---------------------------------------------------------------- process trees: memory and CPU
 
 
-def _children_map() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
+def _process_table() -> dict[int, tuple[int, int, int]]:
+    """pid -> (parent pid, start time, CPU ticks used so far: utime + stime) of every process."""
+    table: dict[int, tuple[int, int, int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -111,10 +163,25 @@ def _children_map() -> dict[int, list[int]]:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        # Fields after the command name (which may hold spaces) start after the last ')'.
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    return children
+        # Fields after the command name (which may hold spaces) start after the last ')';
+        # fields[0] is field 3 of proc(5): ppid is field 4, utime 14, stime 15, starttime 22.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        table[int(entry)] = (int(fields[1]), int(fields[19]), int(fields[11]) + int(fields[12]))
+    return table
+
+
+def _descendants(root: int, table: dict[int, tuple[int, int, int]]) -> list[int]:
+    """``root`` and all its descendants that are in ``table`` (alive when it was read)."""
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if pid in table:
+            found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
 
 
 def _rss_bytes(pid: int) -> int:
@@ -129,26 +196,34 @@ def _rss_bytes(pid: int) -> int:
 
 def tree_rss(root: int) -> int:
     """Summed resident memory of ``root`` and all its descendants, in bytes."""
-    children = _children_map()
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += _rss_bytes(pid)
-        todo.extend(children.get(pid, []))
-    return total
+    return sum(_rss_bytes(pid) for pid in _descendants(root, _process_table()))
 
 
 class PeakSampler(threading.Thread):
+    """Samples a process tree every SAMPLE_SECONDS: its peak summed RSS, and the CPU ticks each
+    process in it had used when last seen (keyed by pid and start time, so a reused pid is a new
+    process)."""
+
     def __init__(self, pid: int):
         super().__init__(daemon=True)
         self.pid, self.peak, self.samples = pid, 0, 0
+        self.cpu_ticks: dict[tuple[int, int], int] = {}
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         while not self._stop_event.is_set():
-            self.peak = max(self.peak, tree_rss(self.pid))
+            table = _process_table()
+            pids = _descendants(self.pid, table)
+            self.peak = max(self.peak, sum(_rss_bytes(pid) for pid in pids))
+            for pid in pids:
+                _, started, ticks = table[pid]
+                self.cpu_ticks[(pid, started)] = ticks
             self.samples += 1
             self._stop_event.wait(SAMPLE_SECONDS)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu_ticks.values()) / CLOCK_TICKS
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -157,7 +232,9 @@ class PeakSampler(threading.Thread):
 
 def run_measured(argv: list[str], *, cwd: str | Path | None = None, env: dict | None = None,
                  timeout: float = 1800, log: Path | None = None) -> dict:
-    """Run a command; return its exit code, wall time, peak tree RSS and the tail of its output."""
+    """Run a command; return its exit code, wall time, peak tree RSS, tree CPU seconds and the tail
+    of its output. The tree's CPU is added to ``own_cpu_seconds()``."""
+    global _measured_trees_cpu_seconds
     log_file = open(log, "w", encoding="utf-8") if log else subprocess.DEVNULL  # noqa: SIM115
     start = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
@@ -170,11 +247,13 @@ def run_measured(argv: list[str], *, cwd: str | Path | None = None, env: dict | 
         rc = proc.wait()
     wall = time.perf_counter() - start
     sampler.stop()
+    _measured_trees_cpu_seconds += sampler.cpu_seconds
     if log:
         log_file.close()
     tail = log.read_text(errors="replace").splitlines()[-15:] if log else []
     return {"returncode": rc, "wall_seconds": round(wall, 3), "peak_rss_mb": round(sampler.peak / 1024**2, 1),
-            "rss_samples": sampler.samples, "output_tail": tail if rc else []}
+            "tree_cpu_seconds": round(sampler.cpu_seconds, 2), "rss_samples": sampler.samples,
+            "output_tail": tail if rc else []}
 
 
 def run_worker(kind: str, args: dict, workdir: Path, *, timeout: float = 1800) -> dict:

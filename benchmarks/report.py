@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from benchmarks.measure import OTHER_CPU_SHARE
+
 PIECES = ("imports", "scoring", "scoring_slow", "score_process", "monitoring", "training", "demo", "tests")
 
 DEMO_SPANS = (  # (span name, label); indented labels are parts of the step above them
@@ -49,7 +51,8 @@ def _loaded(res: dict, piece: str) -> str | None:
     """Why a piece's figures cannot claim a target, if they cannot."""
     m = (res.get(piece) or {}).get("measured") or {}
     if m.get("loaded"):
-        return f"not claimed: load {max(m['load_before'][0], m['load_after'][0]):.1f} > {m['cores']} cores"
+        return (f"not claimed: other processes used {m['other_cpu_cores']:.2f} cores "
+                f"(> {m['other_cpu_limit']:.2f} of {m['cores']})")
     return None
 
 
@@ -118,7 +121,8 @@ def _conditions(res: dict, piece: str) -> str:
         return ""
     mark = " **Measured under load: not used to claim a target.**" if m.get("loaded") else ""
     return (f"Measured {m['started_at']}, load average (1/5/15 min) {m['load_before']} before and "
-            f"{m['load_after']} after.{mark}")
+            f"{m['load_after']} after; other processes used {m['other_cpu_cores']:.2f} cores on average "
+            f"over {m['wall_seconds']:.0f} s.{mark}")
 
 
 def render(res: dict) -> str:
@@ -134,8 +138,9 @@ def render(res: dict) -> str:
         f"{m.get('load_average_at_end')} at the end. Comparisons are paired (A B A B in the same run, the "
         "ratio taken pair by pair): ratios are medians with the spread of the pairs. Times are medians "
         "with the spread (min-max) of the repetitions. Peak RSS is Python + Java + workers together. "
-        "A piece whose load average before or after was above the core count is marked and does not "
-        "claim a target.",
+        f"A piece during which other processes (not the benchmark's) used more than {OTHER_CPU_SHARE:.0%} "
+        "of the cores on average is marked and does not claim a target; the load average is recorded beside "
+        "it but includes the benchmark's own work.",
         "",
         "## Targets",
         "",

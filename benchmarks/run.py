@@ -9,8 +9,9 @@ tree) can be measured; see ``benchmarks/measure.py`` and ``benchmarks/workloads.
 
 Every comparison is paired: the two sides run alternately in the same run (A B A B ...) and the
 ratio is taken pair by pair; the report gives the median ratio and its spread. Each piece records
-the load average before and after it; a piece measured while the load was above the number of
-cores is marked and not used to claim a target. One command, one run, one result file.
+the load average before and after it and how much CPU other processes used during it; a piece
+during which they used more than a quarter of the cores is marked and not used to claim a target
+(``measure.conditions``). One command, one run, one result file.
 """
 
 from __future__ import annotations
@@ -352,11 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     for piece in pieces:
         if piece == "tests" and not p["tests"]:
             continue
-        before = measure.load_average()
-        piece_started = datetime.now(UTC).isoformat(timespec="seconds")
+        # Every piece runs its work in measured subprocesses (their trees) and this process: both are
+        # the benchmark's own CPU, everything else on the machine is other work.
+        before = measure.counters()
         measured = runners[piece](workdir, p)
-        after = measure.load_average()
-        results[piece] = {**measured, "measured": measure.conditions(piece_started, before, after, machine["cores"])}
+        results[piece] = {**measured, "measured": measure.conditions(before, measure.counters(), machine["cores"])}
     results["machine"]["load_average_at_end"] = measure.load_average()
     results["total_seconds"] = round(time.perf_counter() - started, 1)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -2,9 +2,10 @@
 # The benchmarks, in one run: scoring paths paired against the I/O floor in one process (1e4-1e7
 # rows), `spark-mlops score` paired against a plain read-and-write process (1e6 rows), the
 # Python-UDF paths, training, the main job cold/warm and the test suite; writes
-# benchmarks/results/latest.{json,md} (each piece with its load average before and after; a piece
-# run above the core count is marked and claims nothing). --quick: tiny data, one round, written
-# to benchmarks/results/raw/quick.*. --only PIECES writes raw/partial.*, never latest.
+# benchmarks/results/latest.{json,md} (each piece with its load average before and after and the
+# CPU other processes used during it; a piece during which they used more than a quarter of the
+# cores is marked and claims nothing). --quick: tiny data, one round, written to
+# benchmarks/results/raw/quick.*. --only PIECES writes raw/partial.*, never latest.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/bootstrap.sh"
