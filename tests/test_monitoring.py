@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from dataclasses import dataclass
 
 import pytest
@@ -92,6 +93,8 @@ def test_every_version_carries_its_own_baseline(world):
     assert 1 <= len(glucose["edges"]) <= 9 and glucose["edges"] == sorted(glucose["edges"])
     assert math.isclose(sum(glucose["fractions"]), 1.0) and len(glucose["fractions"]) == len(glucose["edges"]) + 1
     assert 0 < glucose["null_rate"] < 0.05 and 110 < glucose["mean"] < 130 and glucose["std"] > 20
+    assert glucose["rows"] == round(b1["rows"] * (1 - glucose["null_rate"]))  # non-null values: PSI's sample size
+    assert b1["output"]["rows"] > 0  # the holdout's size
     assert 0.2 < b1["label_rate"] < 0.6
     assert math.isclose(sum(b1["output"]["fractions"]), 1.0) and 0 < b1["output"]["positive_rate"] < 1
     assert b2["features"]["Glucose"]["mean"] > b1["features"]["Glucose"]["mean"] + 40
@@ -116,6 +119,7 @@ def test_a_shifted_feature_flags_exactly_that_feature(world, capsys):
     features = by_name(v)
     assert v["drift"] is True and v["verdict"] == "drift"
     assert features["Glucose"]["status"] == "drift" and features["Glucose"]["psi"] > 0.2
+    assert features["Glucose"]["psi"] > features["Glucose"]["psi_noise_bound"] > 0  # far beyond sampling noise
     assert [n for n, f in features.items() if f["status"] != "ok"] == ["Glucose"]
 
 
@@ -133,6 +137,22 @@ def test_features_passed_through_by_score_need_no_input(world, spark, capsys):
     v = verdict_json(world, "keyless", capsys, "--predictions-table", "keyless_predictions",
                      "--rejected-table", "keyless_rejected")  # no --input: the predictions carry the features
     assert v["rows"] == 200 and v["verdict"] in ("ok", "quality") and v["drift"] is False, v
+
+
+def test_a_small_batch_over_the_threshold_within_sampling_noise_is_not_drift(world, capsys):
+    # 50 rows from the training distribution: some PSIs pass 0.2 on sampling noise alone.
+    v = verdict_json(world, "tiny", capsys, "--min-rows", "10")
+    for f in v["features"]:
+        if f["status"] != "quality":  # a null-rate alert takes precedence over PSI
+            assert (f["status"] == "drift") == (f["psi"] >= 0.2 and f["psi"] > f["psi_noise_bound"]), f
+    noisy = [f for f in v["features"] if 0.2 <= f["psi"] <= f["psi_noise_bound"] and f["status"] == "ok"]
+    assert noisy, v["features"]  # else this batch does not exercise the rule
+    assert monitor(world, "tiny", "--min-rows", "10") == 0
+    out = capsys.readouterr().out
+    assert f"{noisy[0]['name']}: psi {noisy[0]['psi']:.3f} >= 0.2 but within the sampling-noise bound" in out
+    assert "batch values: not drift" in out and "above its 99% sampling-noise bound drift" in out
+    # Without the noise allowance the same batch is drift, as before.
+    assert verdict_json(world, "tiny", capsys, "--min-rows", "10", "--psi-noise-quantile", "0")["drift"] is True
 
 
 def test_too_few_rows_give_no_verdict(world, capsys):
@@ -165,6 +185,7 @@ def test_monitoring_table_rows_and_re_monitoring_replaces_them(world, spark):
     assert len(keys) == len(set(keys))  # one row per (batch, model version, metric, feature)
     psi = {r["feature"]: r for r in second if r["metric"] == "psi"}
     assert psi["Glucose"]["threshold"] == 0.2 and psi["Glucose"]["model_version"] == "1"
+    assert 0 < psi["Glucose"]["baseline"] < 0.2 and 0 < psi["(output)"]["baseline"]  # psi rows: the noise bound
 
 
 def test_version_tags_mlflow_run_and_status(world, capsys):
@@ -184,8 +205,10 @@ def test_version_tags_mlflow_run_and_status(world, capsys):
 
 
 def test_thresholds_are_flags(world, capsys):
-    v = verdict_json(world, "same", capsys, "--psi-threshold", "0.000001")
-    assert v["drift"] is True and v["thresholds"]["psi"] == 0.000001
+    # A near-zero threshold flags the sampling noise itself once the noise allowance is off.
+    v = verdict_json(world, "same", capsys, "--psi-threshold", "0.000001", "--psi-noise-quantile", "0")
+    assert v["drift"] is True and v["thresholds"]["psi"] == 0.000001 and v["thresholds"]["psi_noise_quantile"] == 0
+    assert monitor(world, "same", "--psi-noise-quantile", "1") == 2
     assert monitor(world, "same", "--min-rows", "0") == 2
     assert monitor(world, "no_such_batch") == 3
 
@@ -337,6 +360,66 @@ def test_baseline_edges_come_from_a_seeded_sample_only_above_the_threshold(spark
     assert sampled["features"]["x"]["fractions"] == monitoring.fractions(counts)
     assert sampled["rows"] == rows and sampled["features"]["x"]["mean"] == exact["features"]["x"]["mean"]
     train.unpersist()
+
+
+def draw(rng: random.Random, probabilities: list[float], n: int) -> list[int]:
+    counts = [0] * len(probabilities)
+    for b in rng.choices(range(len(probabilities)), weights=probabilities, k=n):
+        counts[b] += 1
+    return counts
+
+
+def test_same_distribution_samples_stay_under_the_noise_bound():
+    # The demo's sizes: a 191-row holdout against a 200-row batch, 10 equal bins, one distribution.
+    rng, reps, n_e, n_a = random.Random(20261127), 200, 191, 200
+    over, psis = 0, []
+    for _ in range(reps):
+        e, a = draw(rng, [0.1] * 10, n_e), draw(rng, [0.1] * 10, n_a)
+        value = monitoring.psi(monitoring.fractions(e), monitoring.fractions(a))
+        psis.append(value)
+        bins = monitoring.populated_bins(monitoring.fractions(e), a)
+        over += value > monitoring.psi_noise_bound(n_e, n_a, bins, 0.99)
+    # 1 of 200 with this seed; the margin allows 3% because PSI's tail is a little heavier than
+    # chi-square's at these sizes (1.44% over 20,000 draws: scripts/psi_noise.py).
+    assert over <= 6, over
+    # The approximation's mean, (k - 1)(1/n_e + 1/n_a), is the simulated one.
+    assert math.isclose(sum(psis) / reps, 9 * (1 / n_e + 1 / n_a), rel_tol=0.2)
+    assert 0.2 < monitoring.psi_noise_bound(n_e, n_a, 10, 0.99) < 0.25
+
+
+def test_chi2_quantile_and_noise_bound():
+    # chi-square 99% quantiles (scipy.stats.chi2.ppf): Wilson-Hilferty is within 1% of them.
+    for df, exact in ((1, 6.634897), (2, 9.210340), (9, 21.665994), (30, 50.892181)):
+        assert math.isclose(monitoring.chi2_quantile(0.99, df), exact, rel_tol=0.01)
+    assert monitoring.chi2_quantile(0.99, 0) == 0.0
+    assert monitoring.psi_noise_bound(None, 200, 10, 0.99) is None  # baseline without sizes: no allowance
+    assert monitoring.psi_noise_bound(191, 200, 10, 0.0) == 0.0  # --psi-noise-quantile 0: no allowance
+    assert monitoring.populated_bins([0.5, 0.5, 0.0, 0.0], [3, 0, 1, 0]) == 3
+    assert monitoring.feature_rows({"rows": 100, "features": {"x": {"null_rate": 0.25}}}, "x") == 75
+    assert monitoring.feature_rows({"features": {"x": {"null_rate": 0.25}}}, "x") is None
+
+
+def test_a_psi_over_the_threshold_within_its_noise_bound_is_not_drift():
+    t = monitoring.Thresholds(min_rows=1)
+    baseline = {"rows": 191, "features": {"x": {"edges": [1.0], "fractions": [0.5, 0.5], "null_rate": 0.0}},
+                "output": {"edges": [0.5], "fractions": [0.5, 0.5], "rows": 191, "positive_rate": 0.5}}
+    # 20 batch rows split 14/6: PSI 0.165; 15/5 gives 0.275, over 0.2 yet within (1/191 + 1/20) * chi2_99(1).
+    stats = {"rows": 20, "rejected": 0, "positive_rate": 0.5, "output_bins": [10, 10],
+             "features": {"x": {"bins": [15, 5], "nulls": 0, "rejected": 0}}}
+    v = monitoring.judge("b", "m", "1", baseline, stats, t)
+    x = v.features[0]
+    assert math.isclose(x.psi, 0.25 * math.log(0.75 / 0.5) + 0.25 * math.log(0.5 / 0.25))
+    assert x.psi >= 0.2 and math.isclose(x.psi_noise_bound, (1 / 191 + 1 / 20) * monitoring.chi2_quantile(0.99, 1))
+    assert x.psi < x.psi_noise_bound and x.status == "ok" and v.verdict == "ok" and x.within_noise
+    assert f"x: psi {x.psi:.3f} >= 0.2 but within the sampling-noise bound {x.psi_noise_bound:.3f} of 191 baseline " \
+           "and 20 batch values: not drift" in v.table_lines()
+    assert v.as_json()["features"][0]["psi_noise_bound"] == round(x.psi_noise_bound, 6)
+    psi_row = next(r for r in monitoring.verdict_rows(v, None) if r[2] == "psi" and r[3] == "x")
+    assert psi_row[5] == x.psi_noise_bound and psi_row[6] == 0.2  # baseline column: the bound; threshold kept
+    # A baseline recorded without sizes gets no allowance: the old rule.
+    old = {**baseline, "features": {"x": {**baseline["features"]["x"]}}}
+    del old["rows"]
+    assert monitoring.judge("b", "m", "1", old, stats, t).features[0].status == "drift"
 
 
 def test_psi_pure_function_edges():

@@ -162,7 +162,8 @@ def _run_monitor(args: argparse.Namespace) -> int:
         rejected_table=args.rejected_table,
         monitoring_table=args.monitoring_table,
         input=args.input or None,
-        thresholds=monitoring.Thresholds(args.psi_threshold, args.null_rate_increase, args.min_rows),
+        thresholds=monitoring.Thresholds(args.psi_threshold, args.null_rate_increase, args.min_rows,
+                                         args.psi_noise_quantile),
     )
     monitoring.print_verdicts(monitoring.run(_settings(args), conf), args.as_json)
     return EXIT_OK  # drift is reported, not failed on: drift-check is the gate

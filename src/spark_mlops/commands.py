@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--null-rate-increase", type=float, default=0.1,
                    help="a null-rate increase at or above this is a quality alert (a bundle variable)")
     p.add_argument("--min-rows", type=int, default=100, help="fewer scored rows: no verdict (a bundle variable)")
+    p.add_argument("--psi-noise-quantile", type=float, default=0.99,
+                   help="a PSI is drift only above this quantile of the PSI sampling alone gives at the two "
+                        "sample sizes (0: no noise allowance)")
     p.add_argument("--json", type=parse_bool, nargs="?", const=True, default=False, dest="as_json",
                    help="print the verdict as JSON")
 
