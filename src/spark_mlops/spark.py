@@ -80,9 +80,14 @@ def _local_session(state_dir: Path) -> SparkSession:
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("SPARK_LOCAL_DIRS", str(tmp / "spark"))  # shuffle and cache spill files
     archive = _class_archive()
-    java_opts = (f"-Dlog4j.configurationFile=file:{log4j} -Djava.io.tmpdir={tmp} -Dderby.system.home={tmp} "
-                 f"{archive.java_options}").rstrip()
     cores = os.cpu_count() or 2
+    java_opts = " ".join(filter(None, [
+        f"-Dlog4j.configurationFile=file:{log4j} -Djava.io.tmpdir={tmp} -Dderby.system.home={tmp}",
+        # On 2 cores the serial collector scored 1e6 rows and ran the main job in the same time as
+        # G1 (the JVM's choice from 2 cores and 1792 MB up) with 90-190 MB less resident memory.
+        "-XX:+UseSerialGC" if cores <= 2 else "",
+        archive.java_options,
+    ]))
     conf = (
         SparkConf()
         .setMaster(os.environ.get("SPARK_MLOPS_MASTER", "local[*]"))
