@@ -35,6 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from spark_mlops import processes
+
 ENV_VAR = "SPARK_MLOPS_JVM_CACHE"
 OFF = "off"
 WAIT_FOR_DUMP_SECONDS = 180  # writing the archive at exit takes a few seconds; a hung JVM must not hang Python
@@ -115,7 +117,7 @@ def _take_lock(lock: Path) -> bool:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             owner = _lock_owner(lock)
-            if owner is not None and _alive(owner):
+            if owner is not None and processes.alive(owner):
                 return False
             if owner is not None:
                 (lock.parent / f"{lock.name.removesuffix('.lock')}.{owner}.partial").unlink(missing_ok=True)
@@ -132,16 +134,6 @@ def _lock_owner(lock: Path) -> int | None:
         return int(lock.read_text().strip() or "0") or None
     except (OSError, ValueError):
         return None  # unreadable or half-written: treated as stale
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def finish_at_exit(made: ArchivePlan, jvm: Callable[[], subprocess.Popen | None]) -> None:
