@@ -35,7 +35,7 @@ def settings_for(workdir: Path):
 
 def _synthetic_input(workdir: Path, kind: str, rows: int, seed: int, with_label: bool) -> Path:
     """A parquet folder of ``rows`` synthetic rows, written once and reused across runs."""
-    from spark_mlops import synthetic
+    from spark_mlops_dev import synthetic
 
     path = workdir / "data" / f"{kind}-{rows}"
     if not (path / "_DONE").exists():
@@ -247,11 +247,11 @@ def train(spark, workdir: Path, rows: int, mode: str, reps: int, params: dict | 
 def imports() -> float:
     """Seconds to import what the demo's steps import (run in a fresh process)."""
     start = time.perf_counter()
-    import spark_mlops.bundle.runner  # noqa: F401
     import spark_mlops.prepare  # noqa: F401
     import spark_mlops.promotion  # noqa: F401
     import spark_mlops.scoring  # noqa: F401
     import spark_mlops.training  # noqa: F401
     import spark_mlops.validation  # noqa: F401
+    import spark_mlops_dev.bundle.runner  # noqa: F401
 
     return time.perf_counter() - start

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Creates (or refreshes) the project's virtualenv in .venv with the pinned runtime
-# versions from pyproject.toml. Sourced by scripts/demo.sh and scripts/test.sh; idempotent.
+# Creates (or refreshes) the project's virtualenv in .venv: the lifecycle with the pinned runtime
+# versions from pyproject.toml, and the development kit (devtools/). Sourced by scripts/demo.sh
+# and scripts/test.sh; idempotent.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
@@ -30,7 +31,7 @@ pick_python() {
   return 1
 }
 
-stamp_of() { cat "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1; }
+stamp_of() { cat "$ROOT/pyproject.toml" "$ROOT/devtools/pyproject.toml" | sha256sum | cut -d' ' -f1; }
 
 if [ ! -x "$VENV/bin/python" ]; then
   PY="$(pick_python)" || die "Python 3.11 or newer is needed (3.12 matches Databricks Runtime 18)."
@@ -38,11 +39,11 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 if [ "$(cat "$VENV/.installed" 2>/dev/null)" != "$(stamp_of)" ]; then
-  echo "bootstrap: installing spark-mlops[dev] (pinned runtime: pyspark 4.1, mlflow 3.8.1); first time takes a few minutes" >&2
+  echo "bootstrap: installing spark-mlops with its pinned runtime (pyspark 4.1, mlflow 3.8.1) and the development kit; first time takes a few minutes" >&2
   # (pip warnings about index locations configured on some machines but absent are dropped)
   quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
   quiet "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-  quiet "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[dev]"
+  quiet "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[runtime]" -e "$ROOT/devtools"
   stamp_of > "$VENV/.installed"
 fi
 export PATH="$VENV/bin:$PATH"

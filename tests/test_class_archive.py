@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from spark_mlops import class_archive
+from spark_mlops_dev import class_archive
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ from spark_mlops import contract as dc
 from spark_mlops import evaluation, model, training
 from spark_mlops.config import TrainConfig
 from spark_mlops.errors import ConfigError
-from spark_mlops.synthetic import generate
+from spark_mlops_dev.synthetic import generate
 
 CONTRACT = dc.load_contract()
 

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 import pytest
 from pyspark.sql import functions as F
 
-from spark_mlops import monitoring, registry, synthetic
+from spark_mlops import monitoring, registry
 from spark_mlops.config import build_settings
 from spark_mlops.constants import EXIT_DRIFT
 from spark_mlops.contract import DataContract, FeatureSpec
 from spark_mlops.tables import tables_for
+from spark_mlops_dev import synthetic
 from tests.conftest import FIXTURES, run_cli
 
 FEATURES = list(synthetic.FEATURES)
@@ -281,8 +282,8 @@ def gate_bundle(root, world: World):
 def test_drift_starts_the_retraining_job_through_the_local_runner(world, tmp_path, batch, retrained, state):
     import io
 
-    from spark_mlops.bundle import runner
-    from spark_mlops.bundle.loader import load_bundle
+    from spark_mlops_dev.bundle import runner
+    from spark_mlops_dev.bundle.loader import load_bundle
 
     root = gate_bundle(tmp_path, world)
     bundle = load_bundle(root, "staging", local=True)

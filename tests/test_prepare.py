@@ -90,8 +90,8 @@ def test_check_batch_accepts_a_good_batch_and_names_a_missing_feature(settings, 
 
 
 def test_parquet_input_and_volume_paths_map_to_the_state_folder(spark, settings):
-    from spark_mlops.synthetic import write
     from spark_mlops.tables import local_path
+    from spark_mlops_dev.synthetic import write
 
     volume = "/Volumes/main/ml/raw/train_parquet"
     write(local_path(settings, volume), rows=400, seed=3, fmt="parquet")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from spark_mlops import synthetic
+from spark_mlops_dev import synthetic
 
 
 def test_same_seed_same_rows_and_different_seed_different_rows():

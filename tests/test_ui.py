@@ -14,9 +14,9 @@ import urllib.request
 
 import pytest
 
-from spark_mlops import ui
 from spark_mlops.config import build_settings
 from spark_mlops.errors import ConfigError
+from spark_mlops_dev import ui
 from tests.conftest import REPO_ROOT, run_cli
 
 

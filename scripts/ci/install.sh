@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a CI job needs, the same way on an agent and on a laptop.
 #
-#   install.sh dev     the project's .venv with spark-mlops[dev] (scripts/bootstrap.sh: pinned
+#   install.sh dev     the project's .venv with spark-mlops + its development kit (scripts/bootstrap.sh: pinned
 #                      pyspark/mlflow, pytest, ruff, ...) and Java 17 for local Spark
 #   install.sh build   only what scripts/ci/build-wheel.sh needs to build the wheel (pip), for
 #                      the interpreter the pipeline set up (never a bare `python`)

@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 
 from spark_mlops import config as cfg
-from spark_mlops import logs
+from spark_mlops import devkit, logs
 from spark_mlops.commands import build_parser
 from spark_mlops.constants import EXIT_OK
-from spark_mlops.errors import ConfigError, MlopsError
+from spark_mlops.errors import MlopsError
 from spark_mlops.progress import progress
 from spark_mlops.timing import span
 
@@ -27,13 +27,14 @@ PROGRESS_COMMANDS = {"prepare", "train", "validate", "score", "check-batch", "mo
                      "deploy-model", "demo", "run"}
 
 
-def _settings(args: argparse.Namespace) -> cfg.Settings:
+def settings_from_args(args: argparse.Namespace) -> cfg.Settings:
     settings = _flag_settings(args)
     if args.target and not args.model_name and not cfg.on_databricks():
-        # Locally, `-t prod` means the model, catalog and schema the prod target's jobs use.
-        from spark_mlops.bundle import targets
-
-        settings = targets.settings_for_target(settings, targets.load_local(args.target))
+        # Locally, with the development kit, `-t prod` means the prod target's model, catalog and
+        # schema from databricks.yml (on Databricks the bundle passes them as flags).
+        kit = devkit.load()
+        if kit is not None:
+            settings = kit.settings_for_target(settings, args.target)
     return settings
 
 
@@ -68,7 +69,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
         split_seed=args.split_seed,
         min_rows=args.min_rows,
     )
-    prepare.run(_settings(args), conf)
+    prepare.run(settings_from_args(args), conf)
     return EXIT_OK
 
 
@@ -83,7 +84,7 @@ def _run_train(args: argparse.Namespace) -> int:
         grid=model.parse_grid(args.classifier, args.grid),
         seed=args.seed,
     )
-    training.run(_settings(args), conf)
+    training.run(settings_from_args(args), conf)
     return EXIT_OK
 
 
@@ -98,7 +99,7 @@ def _run_validate(args: argparse.Namespace) -> int:
         report_only=args.report_only,
         version=args.version,
     )
-    validation.run(_settings(args), conf)  # raises ValidationFailed (exit 6) unless report_only
+    validation.run(settings_from_args(args), conf)  # raises ValidationFailed (exit 6) unless report_only
     return EXIT_OK
 
 
@@ -107,28 +108,28 @@ def _run_promote(args: argparse.Namespace) -> int:
 
     conf = cfg.PromoteConfig(version=args.version, reason=args.reason, stages=args.stages,
                              min_thresholds=cfg.gate_thresholds(args.min_thresholds, ""))
-    promotion.promote(_settings(args), conf)
+    promotion.promote(settings_from_args(args), conf)
     return EXIT_OK
 
 
 def _run_record_rejection(args: argparse.Namespace) -> int:
     from spark_mlops import promotion
 
-    promotion.record_rejection(_settings(args), version=args.version)
+    promotion.record_rejection(settings_from_args(args), version=args.version)
     return EXIT_OK
 
 
 def _run_rollback(args: argparse.Namespace) -> int:
     from spark_mlops import promotion
 
-    promotion.rollback(_settings(args), reason=args.reason, version=args.version or None, stages=args.stages)
+    promotion.rollback(settings_from_args(args), reason=args.reason, version=args.version or None, stages=args.stages)
     return EXIT_OK
 
 
 def _run_status(args: argparse.Namespace) -> int:
     from spark_mlops import registry
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     print(registry.status_json(settings) if args.as_json else registry.status_table(settings))
     return EXIT_OK
 
@@ -136,7 +137,7 @@ def _run_status(args: argparse.Namespace) -> int:
 def _run_deploy_model(args: argparse.Namespace) -> int:
     from spark_mlops import deployment
 
-    deployment.deploy_model(_settings(args), source_model_name=args.source_model_name, source_alias=args.source_alias)
+    deployment.deploy_model(settings_from_args(args), source_model_name=args.source_model_name, source_alias=args.source_alias)
     return EXIT_OK
 
 
@@ -149,7 +150,7 @@ def _run_score(args: argparse.Namespace) -> int:
         rejected_table=args.rejected_table,
         batch_id=args.batch_id,
     )
-    scoring.run(_settings(args), conf)
+    scoring.run(settings_from_args(args), conf)
     return EXIT_OK
 
 
@@ -165,71 +166,23 @@ def _run_monitor(args: argparse.Namespace) -> int:
         thresholds=monitoring.Thresholds(args.psi_threshold, args.null_rate_increase, args.min_rows,
                                          args.psi_noise_quantile),
     )
-    monitoring.print_verdicts(monitoring.run(_settings(args), conf), args.as_json)
+    monitoring.print_verdicts(monitoring.run(settings_from_args(args), conf), args.as_json)
     return EXIT_OK  # drift is reported, not failed on: drift-check is the gate
 
 
 def _run_drift_check(args: argparse.Namespace) -> int:
     from spark_mlops import monitoring
 
-    monitoring.drift_check(_settings(args), args.batch_id, args.monitoring_table, source=args.input or None)  # raises DriftDetected (7)
+    monitoring.drift_check(settings_from_args(args), args.batch_id, args.monitoring_table, source=args.input or None)  # raises DriftDetected (7)
     return EXIT_OK
 
 
 def _run_check_batch(args: argparse.Namespace) -> int:
     from spark_mlops import prepare
 
-    prepare.check_batch(_settings(args), args.input, max_rejected_fraction=args.max_rejected_fraction,
+    prepare.check_batch(settings_from_args(args), args.input, max_rejected_fraction=args.max_rejected_fraction,
                         max_null_fraction=args.max_null_fraction)
     return EXIT_OK
-
-
-def _run_generate(args: argparse.Namespace) -> int:
-    from spark_mlops import synthetic
-
-    synthetic.write(
-        args.output, rows=args.rows, seed=args.seed, fmt=args.format, with_label=not args.no_label,
-        shifts=synthetic.parse_shifts(args.shift), nulls=args.null,
-    )
-    return EXIT_OK
-
-
-def _run_demo(args: argparse.Namespace) -> int:
-    from spark_mlops import demo
-
-    return demo.run(_settings(args), runs=args.runs)
-
-
-def _run_bundle(args: argparse.Namespace) -> int:
-    from spark_mlops.bundle import validate
-
-    return validate.main(root=args.root, targets=args.target_names, show=args.show)
-
-
-def _run_job(args: argparse.Namespace) -> int:
-    from spark_mlops.bundle import runner
-
-    return runner.main(
-        root=args.root,
-        job=args.job,
-        target=args.bundle_target,
-        variables=dict(_split_assignment(v, "--var") for v in args.var),
-        parameters=dict(_split_assignment(v, "--param") for v in args.param),
-        state_dir=args.state_dir,
-    )
-
-
-def _split_assignment(text: str, flag: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"{flag} {text!r}: expected key=value")
-    return key, value
-
-
-def _run_ui(args: argparse.Namespace) -> int:
-    from spark_mlops import ui
-
-    return ui.serve(_settings(args), host=args.host, port=args.port)
 
 
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -245,11 +198,6 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check-batch": _run_check_batch,
     "monitor": _run_monitor,
     "drift-check": _run_drift_check,
-    "generate-data": _run_generate,
-    "demo": _run_demo,
-    "bundle": _run_bundle,
-    "run": _run_job,
-    "ui": _run_ui,
 }
 
 
@@ -269,7 +217,8 @@ def main(argv: Sequence[str] | None = None, *, ignore_unknown: bool = False) -> 
         logs.note(f"spark-mlops {args.command}: ignoring job parameters it does not use: {unknown}")
     try:
         with span(f"step.{args.command}"), progress(args.command) if args.command in PROGRESS_COMMANDS else nullcontext():
-            return int(HANDLERS[args.command](args))
+            handler = getattr(args, "handler", None) or HANDLERS[args.command]  # the kit's commands set one
+            return int(handler(args))
     except MlopsError as exc:
         print(f"spark-mlops {args.command}: error: {cfg.redact(str(exc))}", file=sys.stderr)
         return exc.exit_code

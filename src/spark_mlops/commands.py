@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from spark_mlops import devkit
 from spark_mlops.constants import CHALLENGER_ALIAS, CHAMPION_ALIAS
 
 VERBOSE_ENV = "SPARK_MLOPS_VERBOSE"
@@ -161,39 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-null-fraction", type=float, default=0.9,
                    help="fail when a feature is missing in more than this fraction of rows")
 
-    p = command("generate-data", "write deterministic synthetic data in the example schema", settings=False)
-    p.add_argument("--output", required=True, help="file path (.csv or .parquet folder)")
-    p.add_argument("--rows", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--format", choices=["csv", "parquet"], default=None, help="default: from --output")
-    p.add_argument("--no-label", action="store_true", help="omit the label (a scoring batch)")
-    p.add_argument("--shift", action="append", default=[], metavar="FEATURE=DELTA",
-                   help="add DELTA to a feature (e.g. Glucose=+50): a drifted batch (repeatable)")
-    p.add_argument("--null", action="append", default=[], metavar="FEATURE",
-                   help="leave a feature empty in every row: a data-quality failure (repeatable)")
-
-    p = command("ui", "the MLflow UI on the local tracking store and registry; Ctrl-C stops it")
-    p.add_argument("--host", default="127.0.0.1", help="interface to listen on")
-    p.add_argument("--port", type=int, default=5000)
-
-    p = command("demo", "the main job: the bundle's jobs run locally, staging to prod")
-    p.add_argument("--runs", type=int, default=1, help="run the whole sequence this many times")
-
-    bundle = sub.add_parser("bundle", help="offline checks of the Databricks Asset Bundle")
-    bsub = bundle.add_subparsers(dest="bundle_command", required=True, metavar="COMMAND")
-    p = bsub.add_parser("validate", help="schema, typed and semantic checks of databricks.yml + resources/")
-    p.add_argument("-t", "--target", dest="target_names", action="append",
-                   help="target to check (repeatable; default: all)")
-    p.add_argument("--root", default=".", help="bundle root folder")
-    p.add_argument("--show", action="store_true", help="print the resolved view per target")
-
-    p = sub.add_parser("run", help="run one of the bundle's jobs locally")
-    p.add_argument("job", help="job resource key, e.g. training")
-    p.add_argument("-t", "--target", dest="bundle_target", default=None, help="bundle target (default: dev)")
-    p.add_argument("--var", action="append", default=[], help="override a bundle variable: k=v")
-    p.add_argument("--param", action="append", default=[], help="override a job parameter: k=v")
-    p.add_argument("--root", default=".", help="bundle root folder")
-    p.add_argument("--state-dir", help="local state folder [$SPARK_MLOPS_STATE_DIR, default .mlops]")
+    kit = devkit.load()  # the development kit's commands: run, bundle, demo, ui, generate-data
+    if kit is not None:
+        kit.add_commands(sub, command)
     return parser
 
 

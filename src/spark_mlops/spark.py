@@ -17,7 +17,7 @@ from pyspark import SparkConf, SparkContext
 from pyspark.java_gateway import launch_gateway
 from pyspark.sql import SparkSession
 
-from spark_mlops import class_archive, logs
+from spark_mlops import devkit, logs
 from spark_mlops.config import Settings, on_databricks
 from spark_mlops.timing import span
 
@@ -79,14 +79,16 @@ def _local_session(state_dir: Path) -> SparkSession:
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("SPARK_LOCAL_DIRS", str(tmp / "spark"))  # shuffle and cache spill files
-    archive = _class_archive()
+    # The development kit's class-data-sharing archive of Spark's classes, when it is installed
+    # (a faster JVM start; clusters have their own JVMs and no kit).
+    archive_options = _class_archive_options()
     cores = os.cpu_count() or 2
     java_opts = " ".join(filter(None, [
         f"-Dlog4j.configurationFile=file:{log4j} -Djava.io.tmpdir={tmp} -Dderby.system.home={tmp}",
         # On 2 cores the serial collector scored 1e6 rows and ran the main job in the same time as
         # G1 (the JVM's choice from 2 cores and 1792 MB up) with 90-190 MB less resident memory.
         "-XX:+UseSerialGC" if cores <= 2 else "",
-        archive.java_options,
+        archive_options,
     ]))
     conf = (
         SparkConf()
@@ -111,22 +113,18 @@ def _local_session(state_dir: Path) -> SparkSession:
         # pyspark/errors/utils.py _with_origin). Building a contract's rules cost seconds per step.
         .set("spark.python.sql.dataFrameDebugging.enabled", "false")
     )
-    class_archive.finish_at_exit(archive, lambda: getattr(SparkContext._gateway, "proc", None))
     if SparkContext._gateway is None and not verbose:  # the JVM is launched once per process
         _launch_jvm_without_incubator_warning(conf)
     return SparkSession.builder.config(conf=conf).getOrCreate()
 
 
-def _class_archive() -> class_archive.ArchivePlan:
-    """This JVM's class-data-sharing archive (see :mod:`spark_mlops.class_archive`); none once a
-    JVM is running, since its options are fixed."""
-    if SparkContext._gateway is not None:
-        return class_archive.ArchivePlan()
-    import pyspark
-    from pyspark.find_spark_home import _find_spark_home  # where launch_gateway finds bin/spark-submit
-
-    return class_archive.plan(class_archive.cache_dir(), class_archive.java_binary(),
-                              Path(_find_spark_home()), pyspark.__version__)
+def _class_archive_options() -> str:
+    """Java options for this JVM's class-data-sharing archive; none once a JVM is running (its
+    options are fixed) or without the development kit."""
+    kit = devkit.load()
+    if kit is None or SparkContext._gateway is not None:
+        return ""
+    return kit.class_archive_options(lambda: getattr(SparkContext._gateway, "proc", None))
 
 
 # Spark's launcher always adds --add-modules=jdk.incubator.vector to the driver's java command

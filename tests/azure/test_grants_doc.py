@@ -1,5 +1,5 @@
 """docs/azure-devops.md documents a Unity Catalog grant for every UC object the bundle creates or
-uses, per target and identity, computed from the bundle itself (spark_mlops.bundle.loader):
+uses, per target and identity, computed from the bundle itself (spark_mlops_dev.bundle.loader):
 
 * a schema the bundle creates (resources.schemas) -> CREATE SCHEMA + USE CATALOG on its catalog;
   what the bundle creates inside it, its deployer owns;
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import REPO_ROOT
+from spark_mlops_dev.bundle import loader
 
-loader = pytest.importorskip("spark_mlops.bundle.loader")
+from .helpers import REPO_ROOT
 
 DOC = REPO_ROOT / "docs" / "azure-devops.md"
 # Who deploys and runs each target (docs/azure-devops.md, "Identities").

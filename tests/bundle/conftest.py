@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spark_mlops.bundle import schema as bschema
+from spark_mlops_dev.bundle import schema as bschema
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,9 +10,9 @@ import textwrap
 
 import pytest
 
-from spark_mlops.bundle import loader, validate
-from spark_mlops.bundle.loader import load_bundle
 from spark_mlops.errors import ConfigError
+from spark_mlops_dev.bundle import loader, validate
+from spark_mlops_dev.bundle.loader import load_bundle
 
 TARGETS = ["dev", "test", "staging", "prod"]
 
@@ -121,7 +121,7 @@ def test_model_deployment_and_retraining_shape(repo_root):
 def test_local_run_of_prod_resolves(repo_root):
     """The demo runs model_deployment and batch_inference on target prod locally: nothing
     workspace-only (service principal, root path, profile) may block it."""
-    from spark_mlops.bundle.runner import plan_job
+    from spark_mlops_dev.bundle.runner import plan_job
 
     bundle = load_bundle(repo_root, "prod", local=True)
     for job in ("model_deployment", "batch_inference", "release", "training", "rollback", "status"):
@@ -491,7 +491,7 @@ def test_normalize_prefix_matches_the_cli():
 
 
 def test_no_schema_is_said_clearly(bundle_copy, monkeypatch):
-    from spark_mlops.bundle import schema as bschema
+    from spark_mlops_dev.bundle import schema as bschema
 
     monkeypatch.setenv("SPARK_MLOPS_BUNDLE_SCHEMA", str(bundle_copy.root / "missing.json"))
     monkeypatch.setenv("PATH", str(bundle_copy.root))  # no databricks CLI

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from spark_mlops import demo
-from spark_mlops.bundle.loader import load_bundle
-from spark_mlops.bundle.runner import run_job
 from spark_mlops.config import build_settings
 from spark_mlops.tables import tables_for
+from spark_mlops_dev import demo
+from spark_mlops_dev.bundle.loader import load_bundle
+from spark_mlops_dev.bundle.runner import run_job
 from tests.conftest import REPO_ROOT
 
 # End to end through the local runner on the dev target: CI runs these (scripts/test.sh -m slow).

@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from spark_mlops import cli
-from spark_mlops.bundle import runner
-from spark_mlops.bundle.loader import load_bundle
 from spark_mlops.errors import ConfigError
+from spark_mlops_dev.bundle import runner
+from spark_mlops_dev.bundle.loader import load_bundle
 
 PYPROJECT = """\
 [project]

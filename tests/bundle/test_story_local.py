@@ -8,10 +8,11 @@ import json
 
 import pytest
 
-from spark_mlops import demo, registry
-from spark_mlops.bundle import targets
-from spark_mlops.bundle.runner import run_job
+from spark_mlops import registry
 from spark_mlops.config import build_settings
+from spark_mlops_dev import demo
+from spark_mlops_dev.bundle import targets
+from spark_mlops_dev.bundle.runner import run_job
 from tests.conftest import REPO_ROOT, run_cli
 
 

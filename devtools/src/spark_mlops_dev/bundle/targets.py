@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from spark_mlops.bundle.loader import Bundle, load_bundle
 from spark_mlops.config import Settings
 from spark_mlops.errors import ConfigError
+from spark_mlops_dev.bundle.loader import Bundle, load_bundle
 
 
 def bundle_root(start: Path | None = None) -> Path:

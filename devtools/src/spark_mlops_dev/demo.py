@@ -16,11 +16,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from spark_mlops.bundle import targets
-from spark_mlops.bundle.loader import Bundle
-from spark_mlops.bundle.runner import run_job
 from spark_mlops.config import Settings
 from spark_mlops.tables import local_path
+from spark_mlops_dev.bundle import targets
+from spark_mlops_dev.bundle.loader import Bundle
+from spark_mlops_dev.bundle.runner import run_job
 
 # (target, jobs in order): the way a model reaches production in deploy-the-model mode.
 STORY = (("staging", ("training", "release")), ("prod", ("model_deployment", "batch_inference")))

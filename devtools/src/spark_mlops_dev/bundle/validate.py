@@ -3,7 +3,7 @@
 Three layers, all reported together:
 
 1. **schema**: every bundle file, as written, against the official bundle JSON schema
-   (see :mod:`spark_mlops.bundle.schema` for where it comes from);
+   (see :mod:`spark_mlops_dev.bundle.schema` for where it comes from);
 2. **typed**: every job of every target, resolved, through ``databricks.bundles.jobs.Job.from_dict``
    (unknown fields, bad enum values);
 3. **semantic**: what neither catches: references, the task graph, entry points and their
@@ -25,8 +25,6 @@ from typing import Any
 import yaml
 
 from spark_mlops import commands
-from spark_mlops.bundle import entry_points, graph, loader
-from spark_mlops.bundle.loader import Bundle, format_path, origin_of
 from spark_mlops.constants import (
     ENTRY_POINT_GROUP,
     NO_ACTIVE_TRIGGER_TARGETS,
@@ -35,6 +33,8 @@ from spark_mlops.constants import (
     REQUIRED_TARGETS,
 )
 from spark_mlops.errors import ConfigError
+from spark_mlops_dev.bundle import entry_points, graph, loader
+from spark_mlops_dev.bundle.loader import Bundle, format_path, origin_of
 
 # Dynamic value references a job may use ({{...}}); anything else is probably a typo.
 _DYNAMIC = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
@@ -128,7 +128,7 @@ def project_entry_points(root: Path) -> dict[str, str] | None:
 
 
 def check_schema(files: list[tuple[str, dict]], root: Path, report: Report, schema_path: Path | None) -> None:
-    from spark_mlops.bundle import schema as bschema
+    from spark_mlops_dev.bundle import schema as bschema
 
     try:
         source = (bschema.SchemaSource(str(schema_path), Path(schema_path)) if schema_path

@@ -90,9 +90,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from spark_mlops import text
-from spark_mlops.bundle import entry_points, graph
 from spark_mlops.errors import ConfigError
 from spark_mlops.processes import alive
+from spark_mlops_dev.bundle import entry_points, graph
 
 MAX_RETRY_WAIT_S = 1.0
 UNLIMITED_RETRIES_CAP = 5
@@ -967,7 +967,7 @@ def run_bundle_job(
     out: TextIO | None | str = STDOUT,
 ) -> JobRunResult:
     """Load the bundle at ``root`` for ``target`` (local workspace values) and run ``job``."""
-    from spark_mlops.bundle.loader import load_bundle
+    from spark_mlops_dev.bundle.loader import load_bundle
 
     bundle = load_bundle(root, target, dict(variables or {}), local=True)
     return run_job(bundle, job, parameters, run_id, state_dir=state_dir, out=out)

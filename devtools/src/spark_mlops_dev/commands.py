@@ -1,0 +1,108 @@
+"""The development kit's subcommands of ``spark-mlops``: their flags and their thin handlers.
+
+Registered into the console script's parser by :func:`spark_mlops_dev.hooks.add_commands`; each
+sets ``handler`` so that :func:`spark_mlops.cli.main` runs it like a lifecycle command.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from spark_mlops.constants import EXIT_OK
+from spark_mlops.errors import ConfigError
+
+CommandFactory = Callable[..., argparse.ArgumentParser]
+
+
+def add_commands(sub: argparse._SubParsersAction, command: CommandFactory) -> None:
+    """``command(name, help, settings=True)`` is the lifecycle's own subparser factory (the
+    settings flags included unless ``settings=False``)."""
+    p = command("generate-data", "write deterministic synthetic data in the example schema", settings=False)
+    p.add_argument("--output", required=True, help="file path (.csv or .parquet folder)")
+    p.add_argument("--rows", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--format", choices=["csv", "parquet"], default=None, help="default: from --output")
+    p.add_argument("--no-label", action="store_true", help="omit the label (a scoring batch)")
+    p.add_argument("--shift", action="append", default=[], metavar="FEATURE=DELTA",
+                   help="add DELTA to a feature (e.g. Glucose=+50): a drifted batch (repeatable)")
+    p.add_argument("--null", action="append", default=[], metavar="FEATURE",
+                   help="leave a feature empty in every row: a data-quality failure (repeatable)")
+    p.set_defaults(handler=run_generate)
+
+    p = command("ui", "the MLflow UI on the local tracking store and registry; Ctrl-C stops it")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(handler=run_ui)
+
+    p = command("demo", "the main job: the bundle's jobs run locally, staging to prod")
+    p.add_argument("--runs", type=int, default=1, help="run the whole sequence this many times")
+    p.set_defaults(handler=run_demo)
+
+    bundle = sub.add_parser("bundle", help="offline checks of the Databricks Asset Bundle")
+    bsub = bundle.add_subparsers(dest="bundle_command", required=True, metavar="COMMAND")
+    p = bsub.add_parser("validate", help="schema, typed and semantic checks of databricks.yml + resources/")
+    p.add_argument("-t", "--target", dest="target_names", action="append",
+                   help="target to check (repeatable; default: all)")
+    p.add_argument("--root", default=".", help="bundle root folder")
+    p.add_argument("--show", action="store_true", help="print the resolved view per target")
+    bundle.set_defaults(handler=run_bundle)
+
+    p = sub.add_parser("run", help="run one of the bundle's jobs locally")
+    p.add_argument("job", help="job resource key, e.g. training")
+    p.add_argument("-t", "--target", dest="bundle_target", default=None, help="bundle target (default: dev)")
+    p.add_argument("--var", action="append", default=[], help="override a bundle variable: k=v")
+    p.add_argument("--param", action="append", default=[], help="override a job parameter: k=v")
+    p.add_argument("--root", default=".", help="bundle root folder")
+    p.add_argument("--state-dir", help="local state folder [$SPARK_MLOPS_STATE_DIR, default .mlops]")
+    p.set_defaults(handler=run_job)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from spark_mlops_dev import synthetic
+
+    synthetic.write(
+        args.output, rows=args.rows, seed=args.seed, fmt=args.format, with_label=not args.no_label,
+        shifts=synthetic.parse_shifts(args.shift), nulls=args.null,
+    )
+    return EXIT_OK
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from spark_mlops.cli import settings_from_args
+    from spark_mlops_dev import demo
+
+    return demo.run(settings_from_args(args), runs=args.runs)
+
+
+def run_bundle(args: argparse.Namespace) -> int:
+    from spark_mlops_dev.bundle import validate
+
+    return validate.main(root=args.root, targets=args.target_names, show=args.show)
+
+
+def run_job(args: argparse.Namespace) -> int:
+    from spark_mlops_dev.bundle import runner
+
+    return runner.main(
+        root=args.root,
+        job=args.job,
+        target=args.bundle_target,
+        variables=dict(_split_assignment(v, "--var") for v in args.var),
+        parameters=dict(_split_assignment(v, "--param") for v in args.param),
+        state_dir=args.state_dir,
+    )
+
+
+def _split_assignment(text: str, flag: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"{flag} {text!r}: expected key=value")
+    return key, value
+
+
+def run_ui(args: argparse.Namespace) -> int:
+    from spark_mlops.cli import settings_from_args
+    from spark_mlops_dev import ui
+
+    return ui.serve(settings_from_args(args), host=args.host, port=args.port)
