@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from spark_mlops import defaults as D
 from spark_mlops import devkit
 from spark_mlops.constants import CHALLENGER_ALIAS, CHAMPION_ALIAS
 
@@ -44,7 +45,7 @@ def _add_settings_flags(p: argparse.ArgumentParser) -> None:
 
 def _add_gate_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("the release gate (bundle variables fix the minimums; job parameters only tighten)")
-    g.add_argument("--min-thresholds", default="areaUnderROC=0.75,accuracy=0.7",
+    g.add_argument("--min-thresholds", default=D.as_key_values(D.MIN_THRESHOLDS),
                    help="minimum metric values, fixed per target (a bundle variable)")
     g.add_argument("--thresholds", default="",
                    help="stricter minimums for this run (a job parameter); cannot lower --min-thresholds")
@@ -69,26 +70,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("prepare", "check raw data against the contract; write clean + quarantine tables")
     p.add_argument("--input", required=True, help="CSV or parquet path, or a table name")
-    p.add_argument("--clean-table", default="clean", help="clean rows with their train/holdout split")
-    p.add_argument("--quarantine-table", default="quarantine", help="rejected rows with a reason column")
-    p.add_argument("--holdout-fraction", type=float, default=0.2)
-    p.add_argument("--split-seed", type=int, default=42)
-    p.add_argument("--min-rows", type=int, default=100, help="fail when fewer clean rows remain")
+    p.add_argument("--clean-table", default=D.CLEAN_TABLE, help="clean rows with their train/holdout split")
+    p.add_argument("--quarantine-table", default=D.QUARANTINE_TABLE, help="rejected rows with a reason column")
+    p.add_argument("--holdout-fraction", type=float, default=D.HOLDOUT_FRACTION)
+    p.add_argument("--split-seed", type=int, default=D.SPLIT_SEED)
+    p.add_argument("--min-rows", type=int, default=D.MIN_CLEAN_ROWS, help="fail when fewer clean rows remain")
 
     p = command("train", f"fit the pipeline, log it to MLflow, register it as @{CHALLENGER_ALIAS}")
-    p.add_argument("--clean-table", default="clean")
-    p.add_argument("--classifier", default="random_forest", help="random_forest | gbt | logistic_regression")
+    p.add_argument("--clean-table", default=D.CLEAN_TABLE)
+    p.add_argument("--classifier", default=D.CLASSIFIER, help="random_forest | gbt | logistic_regression")
     p.add_argument("--params", default="", help="hyperparameters, e.g. 'numTrees=50,maxDepth=5'")
     p.add_argument("--cv-folds", type=int, default=0, help="> 1 runs a CrossValidator search over --grid")
     p.add_argument("--grid", default="", help="search grid, e.g. 'maxDepth=3|5,numTrees=20|50'")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=D.TRAINING_SEED)
 
     p = command("validate", f"test @{CHALLENGER_ALIAS} on the holdout against thresholds and @{CHAMPION_ALIAS}; "
                 "exit 6 when it is rejected")
-    p.add_argument("--clean-table", default="clean")
+    p.add_argument("--clean-table", default=D.CLEAN_TABLE)
     _add_gate_flags(p)
-    p.add_argument("--primary-metric", default="areaUnderROC")
-    p.add_argument("--max-tolerance", type=float, default=0.01,
+    p.add_argument("--primary-metric", default=D.PRIMARY_METRIC)
+    p.add_argument("--max-tolerance", type=float, default=D.MAX_TOLERANCE,
                    help=f"how much worse than @{CHAMPION_ALIAS} a candidate may be, at most (a bundle variable)")
     p.add_argument("--tolerance", default="",
                    help="a smaller tolerance for this run (a job parameter); cannot exceed --max-tolerance")
@@ -100,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", help=f"model version to promote (default: @{CHALLENGER_ALIAS}; in a job, "
                    "the version validated in the same job run)")
     p.add_argument("--reason", default="", help="recorded in the audit tags")
-    p.add_argument("--min-thresholds", default="areaUnderROC=0.75,accuracy=0.7",
+    p.add_argument("--min-thresholds", default=D.as_key_values(D.MIN_THRESHOLDS),
                    help="the verdict's metrics must meet these minimums again (a bundle variable)")
     p.add_argument("--stages", type=parse_bool, nargs="?", const=True, default=False,
                    help="also mirror legacy workspace-registry stages (not on Unity Catalog)")
@@ -126,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("score", f"batch-score with @{CHAMPION_ALIAS}; lineage columns; idempotent per batch id")
     p.add_argument("--input", required=True, help="CSV or parquet path, or a table name")
-    p.add_argument("--output-table", default="predictions")
-    p.add_argument("--rejected-table", default="scoring_rejected")
+    p.add_argument("--output-table", default=D.PREDICTIONS_TABLE)
+    p.add_argument("--rejected-table", default=D.SCORING_REJECTED_TABLE)
     p.add_argument("--batch-id", help="rerunning a batch id replaces that batch (default or empty: "
                                       "<input name>-<digest of the input's path and content>)")
 
@@ -135,16 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
                 "that scored it; writes the monitoring table, MLflow metrics, a drift chart and version tags")
     p.add_argument("--batch-id", default="", help="the scored batch to monitor (default: derived from --input "
                    "exactly as score derives it)")
-    p.add_argument("--predictions-table", default="predictions")
-    p.add_argument("--rejected-table", default="scoring_rejected", help="the batch's out-of-contract rows")
-    p.add_argument("--monitoring-table", default="monitoring", help="one row per batch, version, metric, feature")
+    p.add_argument("--predictions-table", default=D.PREDICTIONS_TABLE)
+    p.add_argument("--rejected-table", default=D.SCORING_REJECTED_TABLE, help="the batch's out-of-contract rows")
+    p.add_argument("--monitoring-table", default=D.MONITORING_TABLE, help="one row per batch, version, metric, feature")
     p.add_argument("--input", default="",
                    help="the batch's input, joined on the row key when the predictions carry no feature columns")
-    p.add_argument("--psi-threshold", type=float, default=0.2, help="PSI at or above this is drift (a bundle variable)")
-    p.add_argument("--null-rate-increase", type=float, default=0.1,
+    p.add_argument("--psi-threshold", type=float, default=D.PSI_THRESHOLD, help="PSI at or above this is drift (a bundle variable)")
+    p.add_argument("--null-rate-increase", type=float, default=D.NULL_RATE_INCREASE,
                    help="a null-rate increase at or above this is a quality alert (a bundle variable)")
-    p.add_argument("--min-rows", type=int, default=100, help="fewer scored rows: no verdict (a bundle variable)")
-    p.add_argument("--psi-noise-quantile", type=float, default=0.99,
+    p.add_argument("--min-rows", type=int, default=D.MIN_ROWS_FOR_VERDICT, help="fewer scored rows: no verdict (a bundle variable)")
+    p.add_argument("--psi-noise-quantile", type=float, default=D.PSI_NOISE_QUANTILE,
                    help="a PSI is drift only above this quantile of the PSI sampling alone gives at the two "
                         "sample sizes (0: no noise allowance)")
     p.add_argument("--json", type=parse_bool, nargs="?", const=True, default=False, dest="as_json",
@@ -153,13 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("drift-check", "the drift gate: exit 7 when the batch's monitoring verdict is drift")
     p.add_argument("--batch-id", default="", help="default: derived from --input exactly as score derives it")
     p.add_argument("--input", default="", help="the batch's input (names the batch when --batch-id is empty)")
-    p.add_argument("--monitoring-table", default="monitoring")
+    p.add_argument("--monitoring-table", default=D.MONITORING_TABLE)
 
     p = command("check-batch", "check a scoring batch against the data contract; write nothing")
     p.add_argument("--input", required=True)
-    p.add_argument("--max-rejected-fraction", type=float, default=0.5,
+    p.add_argument("--max-rejected-fraction", type=float, default=D.MAX_REJECTED_FRACTION,
                    help="fail when more than this fraction of rows breaks the contract")
-    p.add_argument("--max-null-fraction", type=float, default=0.9,
+    p.add_argument("--max-null-fraction", type=float, default=D.MAX_NULL_FRACTION,
                    help="fail when a feature is missing in more than this fraction of rows")
 
     kit = devkit.load()  # the development kit's commands: run, bundle, demo, ui, generate-data

@@ -14,6 +14,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spark_mlops import defaults as D
 from spark_mlops.constants import CHALLENGER_ALIAS, CHAMPION_ALIAS  # noqa: F401 (re-exported)
 from spark_mlops.errors import ConfigError
 
@@ -297,29 +298,29 @@ def gate_tolerance(maximum: float, wanted: str | float | None) -> float:
 @dataclass(frozen=True)
 class PrepareConfig:
     input: str
-    clean_table: str = "clean"
-    quarantine_table: str = "quarantine"
-    holdout_fraction: float = 0.2
-    split_seed: int = 42
-    min_rows: int = 100
+    clean_table: str = D.CLEAN_TABLE
+    quarantine_table: str = D.QUARANTINE_TABLE
+    holdout_fraction: float = D.HOLDOUT_FRACTION
+    split_seed: int = D.SPLIT_SEED
+    min_rows: int = D.MIN_CLEAN_ROWS
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    clean_table: str = "clean"
-    classifier: str = "random_forest"
+    clean_table: str = D.CLEAN_TABLE
+    classifier: str = D.CLASSIFIER
     params: dict[str, float | int | str] = field(default_factory=dict)
     cv_folds: int = 0
     grid: dict[str, list[float | int]] = field(default_factory=dict)
-    seed: int = 42
+    seed: int = D.TRAINING_SEED
 
 
 @dataclass(frozen=True)
 class ValidateConfig:
-    clean_table: str = "clean"
-    thresholds: dict[str, float] = field(default_factory=lambda: {"areaUnderROC": 0.75, "accuracy": 0.7})
-    primary_metric: str = "areaUnderROC"
-    tolerance: float = 0.01
+    clean_table: str = D.CLEAN_TABLE
+    thresholds: dict[str, float] = field(default_factory=lambda: dict(D.MIN_THRESHOLDS))
+    primary_metric: str = D.PRIMARY_METRIC
+    tolerance: float = D.MAX_TOLERANCE
     report_only: bool = False
     version: str | None = None  # None = the version behind @challenger
 
@@ -330,12 +331,12 @@ class PromoteConfig:
     reason: str = ""
     stages: bool = False  # also mirror the legacy workspace-registry stages
     # The verdict's recorded metrics must meet these again at promotion time.
-    min_thresholds: dict[str, float] = field(default_factory=lambda: {"areaUnderROC": 0.75, "accuracy": 0.7})
+    min_thresholds: dict[str, float] = field(default_factory=lambda: dict(D.MIN_THRESHOLDS))
 
 
 @dataclass(frozen=True)
 class ScoreConfig:
     input: str
-    output_table: str = "predictions"
-    rejected_table: str = "scoring_rejected"
+    output_table: str = D.PREDICTIONS_TABLE
+    rejected_table: str = D.SCORING_REJECTED_TABLE
     batch_id: str | None = None

@@ -43,6 +43,7 @@ from datetime import UTC, datetime
 from statistics import NormalDist
 
 from spark_mlops import constants
+from spark_mlops import defaults as D
 from spark_mlops.errors import ConfigError, DataContractError, MlopsError, RegistryError
 
 BASELINE_ARTIFACT = "monitoring/baseline.json"
@@ -69,10 +70,10 @@ class DriftDetected(MlopsError):
 
 @dataclass(frozen=True)
 class Thresholds:
-    psi: float = 0.2  # PSI >= this: drift
-    null_rate_increase: float = 0.1  # null rate - baseline null rate >= this: quality alert
-    min_rows: int = 100  # fewer scored rows: no verdict
-    psi_noise_quantile: float = 0.99  # PSI must also exceed this quantile of its no-drift distribution; 0: off
+    psi: float = D.PSI_THRESHOLD
+    null_rate_increase: float = D.NULL_RATE_INCREASE
+    min_rows: int = D.MIN_ROWS_FOR_VERDICT
+    psi_noise_quantile: float = D.PSI_NOISE_QUANTILE
 
     def check(self) -> Thresholds:
         if not self.psi > 0:
@@ -89,9 +90,9 @@ class Thresholds:
 @dataclass(frozen=True)
 class MonitorConfig:
     batch_id: str  # "" = derived from ``input`` as score derives it
-    predictions_table: str = "predictions"
-    rejected_table: str = "scoring_rejected"
-    monitoring_table: str = "monitoring"
+    predictions_table: str = D.PREDICTIONS_TABLE
+    rejected_table: str = D.SCORING_REJECTED_TABLE
+    monitoring_table: str = D.MONITORING_TABLE
     input: str | None = None  # the batch's input, when the predictions carry no feature columns
     thresholds: Thresholds = field(default_factory=Thresholds)
 
