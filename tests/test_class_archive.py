@@ -100,7 +100,10 @@ _MAPPED = textwrap.dedent("""
     from pyspark import SparkContext
     from spark_mlops.config import build_settings
     from spark_mlops.spark import get_spark
-    get_spark(build_settings(state_dir=sys.argv[1]))
+    spark = get_spark(build_settings(state_dir=sys.argv[1]))
+    # A job through Python workers: they report to the driver's accumulator server, whose
+    # connections must not be cut mid-read when the archive is written at exit.
+    assert spark.sparkContext.parallelize(range(100), 2).map(lambda x: x * 2).sum() == 9900
     maps = Path(f"/proc/{SparkContext._gateway.proc.pid}/maps").read_text().splitlines()
     print("\\n".join(sorted({line.split()[-1] for line in maps if line.endswith(".jsa")})))
 """)
@@ -117,6 +120,7 @@ def test_a_made_archive_is_mapped_by_the_next_jvm(tmp_path):
     cache = tmp_path / "cache"
     made = _start_session(tmp_path / "state", cache)
     assert made.returncode == 0, made.stderr
+    assert made.stderr == ""  # no traceback while the archive is written at exit
     archives = list(cache.glob("*.jsa"))
     assert len(archives) == 1 and archives[0].stat().st_size > 1_000_000
     assert sorted(p.name for p in cache.iterdir()) == [archives[0].name]  # no lock, no partial file left

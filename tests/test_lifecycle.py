@@ -4,6 +4,7 @@ prediction table are checked. The module shares one state folder; the fixture ru
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -21,10 +22,19 @@ class Lifecycle:
     first_scoring: list
     rescored_count: int
     final_predictions: list
+    working_directory: Path
 
 
 @pytest.fixture(scope="module")
 def lifecycle(spark, tmp_path_factory) -> Lifecycle:
+    # Every command runs in an empty working directory: nothing may land there.
+    cwd = tmp_path_factory.mktemp("working-directory")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(cwd)
+        return _run_twice(spark, tmp_path_factory, cwd)
+
+
+def _run_twice(spark, tmp_path_factory, cwd: Path) -> Lifecycle:
     settings = build_settings(state_dir=str(tmp_path_factory.mktemp("lifecycle")))
     common = ("--state-dir", str(settings.state_dir))
     batch = ("--input", str(FIXTURES / "scoring_batch.csv"), "--batch-id", "b1")
@@ -45,7 +55,13 @@ def lifecycle(spark, tmp_path_factory) -> Lifecycle:
     assert run_cli("validate", *common) == 0
     assert run_cli("promote", *common) == 0
     assert run_cli("score", *common, *batch) == 0
-    return Lifecycle(settings, first, rescored, tables.read(output).collect())
+    assert run_cli("monitor", *common, *batch) == 0
+    assert run_cli("status", *common) == 0
+    return Lifecycle(settings, first, rescored, tables.read(output).collect(), cwd)
+
+
+def test_no_command_writes_outside_the_state_folder(lifecycle):
+    assert sorted(p.name for p in lifecycle.working_directory.iterdir()) == []
 
 
 def client(settings) -> MlflowClient:

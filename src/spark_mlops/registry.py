@@ -19,7 +19,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from spark_mlops import logs, text
+from spark_mlops import logs, text, tracking
 from spark_mlops.config import CHALLENGER_ALIAS, CHAMPION_ALIAS, Settings, redact
 from spark_mlops.errors import RegistryError
 
@@ -27,6 +27,7 @@ MODEL_ARTIFACT_PATH = "model"
 
 
 def client(settings: Settings) -> MlflowClient:
+    tracking.keep_sqlite_artifacts_in_state_folder(settings)  # before MLflow opens the tracking store
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
 
 

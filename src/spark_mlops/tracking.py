@@ -30,7 +30,30 @@ def configure(settings: Settings) -> str:
             os.environ[var] = value
     # Databricks ML runtimes turn autologging on; it would log a second, unregistered model.
     mlflow.autolog(disable=True)
+    keep_sqlite_artifacts_in_state_folder(settings)
     return experiment_id(settings)
+
+
+def keep_sqlite_artifacts_in_state_folder(settings: Settings) -> None:
+    """A sqlite tracking store made without an artifact root creates ``./mlruns`` in the current
+    directory when it is opened, even if every experiment has an artifact location of its own
+    (mlflow/tracking/_tracking_service/utils.py ``_get_sqlalchemy_store``). Stores of this
+    process that MLflow opens without one get the state folder's artifact root instead."""
+    if not settings.tracking_uri.startswith("sqlite:"):
+        return
+    from mlflow.tracking._tracking_service import utils
+
+    root = artifact_root(settings)
+
+    def sqlite_store(store_uri, artifact_uri=None):
+        return utils._get_sqlalchemy_store(store_uri, artifact_uri or root)
+
+    utils._tracking_store_registry.register("sqlite", sqlite_store)
+
+
+def artifact_root(settings: Settings) -> str:
+    """Where a local tracking store's artifacts live: inside the state folder."""
+    return (Path(settings.state_dir) / "artifacts").resolve().as_uri()
 
 
 def experiment_id(settings: Settings) -> str:
@@ -41,7 +64,7 @@ def experiment_id(settings: Settings) -> str:
     artifact_location = None
     if settings.tracking_uri.startswith("sqlite:"):
         # Without this, a sqlite store writes artifacts to ./mlruns in the current directory.
-        artifact_location = (Path(settings.state_dir) / "artifacts").resolve().as_uri()
+        artifact_location = artifact_root(settings)
     try:
         return client.create_experiment(settings.experiment, artifact_location=artifact_location)
     except mlflow.exceptions.MlflowException:

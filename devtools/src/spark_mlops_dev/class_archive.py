@@ -143,10 +143,23 @@ def finish_at_exit(made: ArchivePlan, jvm: Callable[[], subprocess.Popen | None]
         atexit.register(_finish, made, jvm)
 
 
+def _quiet_accumulator_server() -> None:
+    """The driver JVM keeps a connection to pyspark's accumulator server once Python workers have
+    run; when the JVM exits here (Python is still alive, waiting for the archive), that connection
+    ends mid-read and socketserver prints an EOFError traceback (pyspark/accumulators.py,
+    ``accum_updates``). The JVM is ended on purpose: that error is not reported."""
+    from pyspark import SparkContext
+
+    server = getattr(SparkContext._active_spark_context, "_accumulatorServer", None)
+    if server is not None:
+        server.handle_error = lambda request, client_address: None
+
+
 def _finish(made: ArchivePlan, jvm_process: Callable[[], subprocess.Popen | None]) -> None:
     try:
         jvm = jvm_process()
         if jvm is not None:
+            _quiet_accumulator_server()
             if sys.stderr.isatty():  # the one slow exit, said where someone is watching it
                 print(f"spark-mlops: saving Spark's classes for faster starts (once per JDK and Spark) in "
                       f"{made.archive}", file=sys.stderr, flush=True)
