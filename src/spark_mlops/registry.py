@@ -65,8 +65,25 @@ def alias_version(settings: Settings, alias: str) -> str | None:
 def require_alias(settings: Settings, alias: str, hint: str) -> str:
     version = alias_version(settings, alias)
     if version is None:
-        raise RegistryError(redact(f"model {settings.model_name} has no @{alias} in {settings.registry_uri}; {hint}"))
+        raise RegistryError(redact(f"model {settings.model_name} has no @{alias} in {settings.registry_uri}; "
+                                   f"{hint}{other_models_hint(settings)}"))
     return version
+
+
+def other_models_hint(settings: Settings) -> str:
+    """``"; this registry holds prod.s.m (-t prod), ..."`` when the registry has other models: after
+    the demo, a command without ``-t`` names the local default model, which the demo never made."""
+    from spark_mlops.constants import REQUIRED_TARGETS
+
+    try:
+        names = sorted(m.name for m in client(settings).search_registered_models(max_results=20))
+    except MlflowException:
+        return ""  # only a hint: the error being reported is the one that matters
+    others = [n for n in names if n != settings.model_name]
+    if not others:
+        return ""
+    described = [f"{n} (-t {n.split('.')[0]})" if n.split(".")[0] in REQUIRED_TARGETS else n for n in others]
+    return f"; this registry holds {', '.join(described)}: pass -t TARGET or --model-name NAME"
 
 
 def get_version(settings: Settings, version: str) -> ModelVersion:
@@ -346,7 +363,7 @@ def status_table(settings: Settings) -> str:
     rows = versions(settings)
     where = redact(settings.registry_uri)
     if not rows:
-        return f"model {settings.model_name}: no versions in {where}"
+        return f"model {settings.model_name}: no versions in {where}{other_models_hint(settings)}"
     table_rows = []
     for r in rows:
         t = r.tags

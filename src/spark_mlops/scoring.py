@@ -174,7 +174,7 @@ def run(settings: Settings, conf: ScoreConfig) -> ScoreResult:
     if version is None:
         raise NoChampion(redact(f"model {settings.model_name} has no @{CHAMPION_ALIAS} in {settings.registry_uri} "
                                 "yet, so there is nothing to score with: run the release (or, in prod, the "
-                                "model_deployment) job first"))
+                                "model_deployment) job first" + registry.other_models_hint(settings)))
     pass_through_hint = contract.pass_through_columns or contract.feature_names
     checked = read_checked(spark, settings, conf.input, contract, with_label=False, count_missing=False,
                            count_rejected=True, keep_input=tuple(c for c in pass_through_hint if c in contract.feature_names))
