@@ -74,6 +74,12 @@ def fixture_copy(tmp_path):
     return copy
 
 
+def assert_nothing_written(state_dir: Path) -> None:
+    """A refused command left no table behind: no file anywhere under the state folder's warehouse."""
+    written = sorted(str(p.relative_to(state_dir)) for p in (state_dir / "warehouse").rglob("*") if p.is_file())
+    assert written == []
+
+
 def run_cli(*argv: str) -> int:
     """The console script, in this process (and so in the shared Spark session)."""
     from spark_mlops.cli import main

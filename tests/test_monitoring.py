@@ -129,7 +129,8 @@ def test_a_feature_set_to_null_raises_the_quality_alert(world, capsys):
     features = by_name(v)
     assert features["Glucose"]["status"] == "quality" and features["Glucose"]["null_rate"] == 1.0
     assert [n for n, f in features.items() if f["status"] != "ok"] == ["Glucose"]
-    assert v["verdict"] in ("quality", "drift")  # the imputed Glucose may also move the output
+    # Glucose imputed with its training mean in every row moves P(class 1) beyond its noise bound
+    assert v["verdict"] == "drift"
 
 
 def test_features_passed_through_by_score_need_no_input(world, spark, capsys):
@@ -137,7 +138,7 @@ def test_features_passed_through_by_score_need_no_input(world, spark, capsys):
     assert set(FEATURES) <= set(predictions.columns)
     v = verdict_json(world, "keyless", capsys, "--predictions-table", "keyless_predictions",
                      "--rejected-table", "keyless_rejected")  # no --input: the predictions carry the features
-    assert v["rows"] == 200 and v["verdict"] in ("ok", "quality") and v["drift"] is False, v
+    assert (v["rows"], v["verdict"], v["drift"]) == (200, "ok", False), v
 
 
 def test_a_small_batch_over_the_threshold_within_sampling_noise_is_not_drift(world, capsys):

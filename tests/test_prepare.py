@@ -8,7 +8,7 @@ from spark_mlops import prepare
 from spark_mlops.config import PrepareConfig
 from spark_mlops.errors import DataContractError
 from spark_mlops.tables import tables_for
-from tests.conftest import FIXTURES, run_cli
+from tests.conftest import FIXTURES, assert_nothing_written, run_cli
 
 
 def read(spark, settings, name):
@@ -63,7 +63,7 @@ def test_bad_input_is_a_clear_error_and_nothing_is_written(fixture, expected, se
     assert code == DataContractError.exit_code
     assert expected in err and path in err
     assert err.count("\n") == 1  # one line, no traceback
-    assert not (settings.state_dir / "warehouse").exists()
+    assert_nothing_written(settings.state_dir)
 
 
 def test_bad_input_leaves_the_previous_tables_intact(spark, settings, capsys):
@@ -79,6 +79,7 @@ def test_too_few_clean_rows(settings, capsys):
                    "--input", str(FIXTURES / "diabetes_train.csv"))
     assert code == DataContractError.exit_code
     assert "only 1000 clean row(s) of 1000 (expected at least 5000" in capsys.readouterr().err
+    assert_nothing_written(settings.state_dir)
 
 
 def test_check_batch_accepts_a_good_batch_and_names_a_missing_feature(settings, capsys):
@@ -87,6 +88,7 @@ def test_check_batch_accepts_a_good_batch_and_names_a_missing_feature(settings, 
                    "--input", str(FIXTURES / "bad/scoring_missing_feature.csv"))
     assert code == DataContractError.exit_code
     assert "missing required column(s) ['Insulin']" in capsys.readouterr().err
+    assert_nothing_written(settings.state_dir)
 
 
 def test_parquet_input_and_volume_paths_map_to_the_state_folder(spark, settings):
@@ -125,6 +127,7 @@ def test_check_batch_refuses_a_mostly_missing_feature_unless_allowed(settings, c
     assert "feature(s) missing in more than 90% of rows: Insulin 200 of 200 (100%)" in err
     assert run_cli("check-batch", "--state-dir", str(settings.state_dir), "--input", path,
                    "--max-null-fraction", "1.0") == 0
+    assert_nothing_written(settings.state_dir)
 
 
 def test_check_batch_refuses_duplicate_keys(settings, capsys):
@@ -132,6 +135,7 @@ def test_check_batch_refuses_duplicate_keys(settings, capsys):
                    "--input", str(FIXTURES / "bad/duplicate_keys.csv"))
     assert code == DataContractError.exit_code
     assert "repeat a key ['patient_id']" in capsys.readouterr().err
+    assert_nothing_written(settings.state_dir)
 
 
 def test_keyless_input_gets_row_ids_stable_across_files_and_reruns(spark, settings, tmp_path):
@@ -169,6 +173,7 @@ def test_parquet_files_that_disagree_on_a_column_type_are_refused(settings, tmp_
     code = run_cli("prepare", "--state-dir", str(settings.state_dir), "--input", str(folder))
     assert code == DataContractError.exit_code
     assert "parquet files disagree on column(s) ['BMI'] (part-1.parquet vs part-2.parquet)" in capsys.readouterr().err
+    assert_nothing_written(settings.state_dir)
 
 
 def test_csv_files_with_different_columns_are_refused_by_name(settings, tmp_path, capsys):
@@ -182,6 +187,7 @@ def test_csv_files_with_different_columns_are_refused_by_name(settings, tmp_path
     err = capsys.readouterr().err
     assert code == DataContractError.exit_code
     assert "the CSV files do not have the same columns (a.csv: [" in err and "'bmi_kg_m2'" in err
+    assert_nothing_written(settings.state_dir)
 
 
 def test_typed_parquet_is_held_to_the_same_rules_as_csv(settings, tmp_path, capsys):
@@ -204,6 +210,7 @@ def test_typed_parquet_is_held_to_the_same_rules_as_csv(settings, tmp_path, caps
         code = run_cli("check-batch", "--state-dir", str(settings.state_dir), "--input", str(tmp_path / f"{name}.parquet"))
         err = capsys.readouterr().err
         assert code == DataContractError.exit_code and expected in err, (name, err)
+        assert_nothing_written(settings.state_dir)
     frame.assign(Glucose=frame["Glucose"].where(frame.index >= 3, 999.0)).to_parquet(tmp_path / "typed.parquet")
     assert prepare.check_batch(settings, str(tmp_path / "typed.parquet")) == (200, 3)
 

@@ -151,6 +151,7 @@ def test_a_champion_that_does_not_fit_the_batch_is_refused_before_scoring(keyles
     assert code == DataContractError.exit_code
     assert "does not fit the champion v1's signature: Insulin is string (model expects double)" in err
     assert not tables_for(None, s).exists(s.table_name("p_sig"))
+    assert not tables_for(None, s).exists(s.table_name("r_sig"))
 
 
 def test_rejects_are_written_only_when_there_are_some_and_a_clean_rerun_clears_them(spark, keyless_champion,

@@ -15,9 +15,6 @@ CI_DIR = REPO_ROOT / "scripts" / "ci"
 PIPELINES_DIR = REPO_ROOT / ".azure" / "pipelines"
 FAKE_DATABRICKS_DIR = Path(__file__).resolve().parent / "fake_databricks"
 FAKE_PYTHON = Path(__file__).resolve().parent / "fake_python" / "python3"
-# The bundle job the prod stage of cd.yml runs (issue 8). Its YAML belongs to the bundle work;
-# until it is in resources/, the copies made by copy_repo_subset get a placeholder of it.
-PENDING_JOBS = ("model_deployment",)
 
 if str(CI_DIR) not in sys.path:
     sys.path.insert(0, str(CI_DIR))
@@ -110,14 +107,6 @@ class FakeDatabricks:
         return [json.loads(line) for line in self.env_log.read_text().splitlines() if line]
 
 
-def add_pending_jobs(root: Path) -> None:
-    """A placeholder job file for each job in PENDING_JOBS that the bundle does not define yet."""
-    missing = [j for j in PENDING_JOBS if j not in check_pipelines.bundle_jobs(root)]
-    if missing:
-        body = "".join(f"    {j}:\n      name: placeholder {j}\n" for j in missing)
-        (root / "resources" / "zz_pending_jobs.job.yml").write_text(f"resources:\n  jobs:\n{body}")
-
-
 def copy_repo_subset(dest: Path) -> Path:
     """The files the pipeline checks look at, copied so that a test can break them."""
     for rel in (".azure/pipelines", "scripts/ci", "resources"):
@@ -126,7 +115,6 @@ def copy_repo_subset(dest: Path) -> Path:
         if (REPO_ROOT / rel).exists():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO_ROOT / rel, dest / rel)
-    add_pending_jobs(dest)
     return dest
 
 

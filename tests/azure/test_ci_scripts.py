@@ -703,8 +703,7 @@ def test_pinned_cli_version_is_a_single_variable() -> None:
 
 
 def test_pr_checks_pipelines_step_runs_locally() -> None:
-    if not (REPO_ROOT / ".venv/bin/python").exists():
-        pytest.skip(".venv is missing")
+    assert (REPO_ROOT / ".venv/bin/python").exists(), "run the tests through scripts/test.sh, which makes .venv"
     result = run_script("pr-checks.sh", "pipelines", env=clean_env())
     assert result.returncode == 0, result.stdout + result.stderr
     assert "semantic checks: OK" in result.stdout

@@ -140,8 +140,6 @@ def test_prod_model_deployment_reads_the_documented_staging_model() -> None:
                for job in jobs.values() for task in job.get("tasks") or []
                for named in [(task.get("python_wheel_task") or {}).get("named_parameters") or {}]
                if "source-model-name" in named}
-    if not sources:
-        pytest.skip("the bundle's model_deployment job (issue 8) is not in resources/ yet")
     assert sources == {_staging_model()}
 
 
