@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -39,6 +40,8 @@ PROFILES = {
 }
 TARGET_PROFILES = {"dev": "DEFAULT", "test": "spark-mlops-staging", "staging": "spark-mlops-staging",
                    "prod": "spark-mlops-prod"}
+# staging/prod are deployed by their service principal and run as that same identity (as in CD).
+BUNDLE_VARIABLES = {"service_principal": SERVICE_PRINCIPAL}
 START_TIMEOUT_S = 30.0
 BIN_ENV = "SPARK_MLOPS_DATABRICKS_CLI_BIN"  # folder with databricks + fake-workspace
 
@@ -151,8 +154,7 @@ class FakeWorkspace:
             "DATABRICKS_CACHE_DIR": str(self.workdir / "cache"),
             # The direct deployment engine needs no Terraform (bundle/direct; default since 1.3.0).
             "DATABRICKS_BUNDLE_ENGINE": "direct",
-            # staging/prod are deployed by their service principal, run_as that same identity (CD).
-            "BUNDLE_VAR_service_principal": SERVICE_PRINCIPAL,
+            **{f"BUNDLE_VAR_{k}": v for k, v in BUNDLE_VARIABLES.items()},
             "DO_NOT_TRACK": "true",
             "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}",
         })
@@ -174,8 +176,7 @@ class FakeWorkspace:
         """``databricks api get PATH -p PROFILE`` as JSON (None for a 404 with missing_ok)."""
         r = self.cli("api", "get", path, "-p", profile, cwd=cwd, check=False)
         if r.returncode != 0:
-            if missing_ok and ("does not exist" in r.stderr.lower() or "not found" in r.stderr.lower()
-                               or "404" in r.stderr):
+            if missing_ok and re.search(r"does not exist|doesn't exist|not found|404", r.stderr, re.I):
                 return None
             raise CliError(f"databricks api get {path} -p {profile} exited {r.returncode}: "
                            f"{r.stderr.strip()[-1500:]}")
