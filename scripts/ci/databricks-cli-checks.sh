@@ -23,6 +23,8 @@ export SPARK_MLOPS_DATABRICKS_CLI_BIN="$bin"
 export PATH="$bin:$PATH"
 echo "databricks-cli-checks: $("$bin/databricks" version) ($(( SECONDS - started )) s to build or find)" >&2
 
+# The project's .venv with the development kit (idempotent), unless CI_PYTHON names an interpreter.
+[ -n "${CI_PYTHON:-}" ] || source scripts/bootstrap.sh >&2
 py="$(ci_python)"
 bash scripts/ci/build-wheel.sh dist >&2
 

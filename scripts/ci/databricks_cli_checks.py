@@ -25,7 +25,6 @@ import argparse
 import hashlib
 import json
 import re
-import shutil
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ from fake_workspace import (  # noqa: E402
     TARGET_PROFILES,
     CliError,
     FakeWorkspace,
+    copy_bundle,
 )
 from spark_mlops_dev.bundle.databricks_cli import differences, resolve_resource_refs  # noqa: E402
 
@@ -250,23 +250,13 @@ def plan_actions(checks: Checks, target: str) -> dict[str, str]:
     return {key: item.get("action") for key, item in (plan.get("plan") or {}).items()}
 
 
-# The CLI keeps a local copy of each target's deployment state in <bundle>/.databricks/bundle/<target>:
-# the checks deploy a fresh copy of the bundle, so that no state of an earlier fake workspace (or a
-# developer's real one) is read or touched.
-_NOT_COPIED = shutil.ignore_patterns(".git", ".venv", ".databricks", ".mlops", "test-results", "__pycache__",
-                                     "*.egg-info", ".pytest_cache", ".ruff_cache", "mlruns", "spark-warehouse",
-                                     "node_modules", "fake-workspace")
-
-
-def copy_bundle(root: Path, dest: Path) -> Path:
-    shutil.copytree(root, dest, ignore=_NOT_COPIED, symlinks=True)
-    return dest
-
-
 def run(bin_dir: Path, root: Path) -> dict:
     started = time.monotonic()
+    wheels = sorted((root / "dist").glob("spark_mlops-*.whl"))
+    if len(wheels) != 1:
+        raise SystemExit(f"dist/: expected one prebuilt wheel (bash scripts/ci/build-wheel.sh dist), found {len(wheels)}")
     with tempfile.TemporaryDirectory(prefix="databricks-cli-checks-") as tmp:
-        return _run(bin_dir, copy_bundle(root, Path(tmp) / "bundle"), started)
+        return _run(bin_dir, copy_bundle(root, Path(tmp) / "bundle", wheels[0]), started)
 
 
 def _run(bin_dir: Path, root: Path, started: float) -> dict:

@@ -46,6 +46,28 @@ START_TIMEOUT_S = 30.0
 BIN_ENV = "SPARK_MLOPS_DATABRICKS_CLI_BIN"  # folder with databricks + fake-workspace
 
 
+# The CLI keeps a local copy of each target's deployment state in <bundle>/.databricks/bundle/<target>:
+# the bundle is deployed from a fresh copy, so that no state of an earlier fake workspace (or a
+# developer's real one) is read or touched.
+_NOT_COPIED = shutil.ignore_patterns(".git", ".venv", ".databricks", ".mlops", "test-results", "__pycache__",
+                                     "*.egg-info", ".pytest_cache", ".ruff_cache", "mlruns", "spark-warehouse",
+                                     "node_modules", "dist")
+
+
+def copy_bundle(root: str | os.PathLike, dest: str | os.PathLike, wheel: str | os.PathLike | None = None) -> Path:
+    """The bundle at ``root`` copied to ``dest`` without local state; ``dist/`` holds ``wheel``, or
+    a stand-in file named like the prebuilt wheel (``bundle validate`` only matches the glob of
+    databricks.yml's artifact)."""
+    dest = Path(dest)
+    shutil.copytree(root, dest, ignore=_NOT_COPIED, symlinks=True)
+    (dest / "dist").mkdir()
+    if wheel is not None:
+        shutil.copy2(wheel, dest / "dist" / Path(wheel).name)
+    else:
+        (dest / "dist" / "spark_mlops-0.0.0-py3-none-any.whl").write_bytes(b"stand-in for validate")
+    return dest
+
+
 class CliError(RuntimeError):
     """A ``databricks`` command failed; the message has its command line and output tail."""
 
