@@ -39,6 +39,7 @@ from fake_workspace import (  # noqa: E402
     FakeWorkspace,
     copy_bundle,
 )
+
 from spark_mlops_dev.bundle.databricks_cli import differences, resolve_resource_refs  # noqa: E402
 
 TARGETS = ("dev", "test", "staging", "prod")

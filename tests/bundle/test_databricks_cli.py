@@ -20,9 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from spark_mlops_dev.bundle import databricks_cli, loader
+from spark_mlops_dev.bundle import databricks_cli, loader, validate
 from spark_mlops_dev.bundle import schema as bschema
-from spark_mlops_dev.bundle import validate
 from tests.conftest import DATABRICKS_CLI_BIN, REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "scripts" / "ci"))
