@@ -56,7 +56,6 @@ _KNOWN_DYNAMIC = re.compile(
 )
 _TASK_VALUE_REF = re.compile(r"\{\{\s*tasks\.([\w-]+)\.values\.([\w-]+)\s*\}\}")
 _JOB_PARAM_REF = re.compile(r"\{\{\s*job\.parameters\.([\w.-]+)\s*\}\}")
-_VAR_REF = re.compile(r"\$\{var\.([A-Za-z0-9_-]+)")
 
 _HOST = re.compile(
     r"(?:https?://)?[A-Za-z0-9.-]*\b(?:azuredatabricks\.net|cloud\.databricks\.com|gcp\.databricks\.com)\b"
@@ -155,16 +154,12 @@ def check_schema(files: list[tuple[str, dict]], root: Path, report: Report, sche
 # ---------------------------------------------------------------- 2 + 3. per file, as written
 
 
-def check_written(files: list[tuple[str, dict]], raw: dict, report: Report) -> None:
-    declared = set((raw.get("variables") or {}).keys())
+def check_written(files: list[tuple[str, dict]], report: Report) -> None:
+    # (An undeclared ${var.x} the CLI refuses itself; offline, resolving each target reports it.)
     for rel, data in files:
-        for path, text in _strings(data):
-            for name in _VAR_REF.findall(text):
-                if name not in declared:
-                    report.add(rel, path, f"${{var.{name}}} refers to an undeclared variable "
-                               f"(declared: {', '.join(sorted(declared))})")
-        # Task keys must be unique within each definition (a repeated key in a target
-        # override is an override, so each place is checked on its own).
+        # Task keys must be unique within each definition: the CLI merges tasks of one job by
+        # task_key (resourcemutator/merge_job_tasks.go), so a repeated key silently becomes one task.
+        # A repeated key in a target override is an override, so each place is checked on its own.
         places = [(("resources",), data.get("resources"))]
         for tname, tdef in (data.get("targets") or {}).items():
             if isinstance(tdef, dict):
@@ -785,7 +780,7 @@ def check(root: str | Path = ".", targets: Iterable[str] | None = None, *,
         return report
 
     check_schema(files, root, report, Path(schema_path) if schema_path else None)
-    check_written(files, raw, report)
+    check_written(files, report)
     check_comments(root, files, report)
     check_local_paths(root, files, report)
     check_targets_written(raw, origins, report)
