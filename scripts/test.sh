@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # The test command: sets up .venv if needed, then runs the suite.
 # With no arguments: every test except the slow end-to-end checks (marker `slow`: a real mlflow
-# server, whole jobs through the local runner, subprocess CLI runs, SIGKILL faults), so that it
-# stays within minutes on a 2-core machine. `scripts/test.sh -m slow` runs those; CI (.ci/run)
-# runs both. Any arguments go to pytest instead (e.g. scripts/test.sh -k registry selects from
-# all tests, slow ones included).
+# server, whole jobs through the local runner, subprocess CLI runs, SIGKILL faults) and the tests
+# of the real Databricks CLI (marker `databricks_cli`), so that it stays within minutes on a
+# 2-core machine. `scripts/test.sh -m slow` runs the slow ones; CI (.ci/run) runs all three kinds,
+# the last in scripts/ci/databricks-cli-checks.sh. Any arguments go to pytest instead (e.g.
+# scripts/test.sh -k registry selects from all tests, slow ones included).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/bootstrap.sh"
 cd "$ROOT"
 mkdir -p test-results
 if [ $# -eq 0 ]; then
-  set -- -m "not slow"
+  set -- -m "not slow and not databricks_cli"
 fi
 exec python -m pytest --junitxml=test-results/junit.xml "$@"

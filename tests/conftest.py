@@ -18,11 +18,18 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = REPO_ROOT / "fixtures"
 
+# The real Databricks CLI and its fake workspace, when CI built them (scripts/ci/build-databricks-cli.sh):
+# read before the environment is cleaned below; the `databricks_cli` tests use them explicitly.
+DATABRICKS_CLI_BIN = os.environ.get("SPARK_MLOPS_DATABRICKS_CLI_BIN")
+
 # Tests must not inherit a developer's or CI's MLflow/Databricks settings.
 for _var in list(os.environ):
     if _var.startswith(("SPARK_MLOPS_", "MLFLOW_TRACKING", "MLFLOW_REGISTRY", "DATABRICKS_", "BUNDLE_VAR_")):
         del os.environ[_var]
 os.environ["SPARK_MLOPS_GIT_COMMIT"] = "test-commit"
+# Local job runs resolve the bundle offline, whatever CLI is on PATH (no workspace here); the
+# tests of the CLI resolver set it themselves.
+os.environ["SPARK_MLOPS_BUNDLE_RESOLVER"] = "offline"
 
 
 @pytest.fixture(autouse=True)

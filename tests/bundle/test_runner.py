@@ -425,7 +425,8 @@ def test_run_metadata_references(job: Job):
               job_name="{{job.name}}", other="{{other.thing}}", bundle_var="${var.suffix}")
     result = job.run(run_id=42)
     args = result.tasks["a"].argv
-    assert "--run=42" in args and "--task=a" in args and "--job_name=demo job" in args
+    # development mode: the job is named as the CLI deploys it for the local identity
+    assert "--run=42" in args and "--task=a" in args and "--job_name=[dev local_user] demo job" in args
     assert f"--day={result.start_time.date().isoformat()}" in args
     assert "--other={{other.thing}}" in args  # unknown namespace: literal, like Databricks
     assert "--bundle_var=v1" in args  # ${...} resolved by the loader

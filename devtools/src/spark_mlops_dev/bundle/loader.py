@@ -1,6 +1,11 @@
 """Load a Databricks Asset Bundle offline: databricks.yml + includes, one target, resolved.
 
-What this does, following the Databricks CLI's rules:
+The Databricks CLI is the reference: where it is on PATH, ``spark-mlops run`` takes the CLI's
+own resolved configuration (:mod:`spark_mlops_dev.bundle.databricks_cli`), and CI compares this
+loader with ``databricks bundle validate -o json`` for every target
+(scripts/ci/databricks-cli-checks.sh). This module is what machines without the CLI use.
+
+What it does, following the CLI (databricks/cli ``bundle/config/mutator``):
 
 * ``include`` globs are expanded relative to the bundle root (sorted); each included file is
   merged into the root configuration. The same resource key defined in two files is an error.
@@ -11,19 +16,22 @@ What this does, following the Databricks CLI's rules:
 * Variable values come from, lowest to highest priority: the ``default``, the target's
   ``variables`` section, ``BUNDLE_VAR_<name>`` environment variables, and the ``variables``
   argument (like ``--var k=v``).
-* ``${var.*}``, ``${bundle.*}``, ``${workspace.*}`` and ``${resources.<type>.<key>.<field>}``
-  references are resolved recursively. A string that is exactly one reference takes the
-  referenced value with its type (so complex variables work); references inside a longer
-  string are formatted into it. Job-run templates such as ``{{job.run_id}}`` are left alone.
+* ``${var.*}``, ``${bundle.*}`` and ``${workspace.*}`` references are resolved recursively. A
+  string that is exactly one reference takes the referenced value with its type (so complex
+  variables work); references inside a longer string are formatted into it. Job-run templates
+  such as ``{{job.run_id}}`` are left alone.
+* When the deploying identity is known (``local=True``, or ``user=``), what the CLI does before a
+  deploy is done too (:func:`apply_deploy_rules`): development mode and ``presets`` (name
+  prefixes, tags, paused triggers, concurrent runs), ``run_as`` on every job, the top-level
+  ``permissions`` on every resource and the deploying identity's ownership, wheel paths relative
+  to the bundle root. Only then are ``${resources.<type>.<key>.<field>}`` references resolved, so
+  that they see the names the CLI deploys (``dev_<user>_spark_mlops``); ids and URLs of deployed
+  resources stay as written.
 
-What it deliberately does not do: the deploy-time rewrites of ``mode: development`` (name
-prefixes, pausing schedules, tags) and presets are *not* applied to ``config``; ``bundle.mode``
-and ``presets`` are kept so callers can reason about them.
-
-With ``local=False`` references that only a workspace can answer (the current user, ids and
-URLs of deployed resources, ``artifacts.*``, ``bundle.git.*``) are left as written. With
-``local=True`` the workspace is simulated: ``workspace.current_user.userName`` is
-``local-user`` and ``workspace.root_path`` is ``/local/.bundle/<bundle name>/<target>``.
+With ``local=False`` and no ``user``, references that only a workspace can answer (the current
+user, ids and URLs of deployed resources, ``artifacts.*``, ``bundle.git.*``) are left as written
+and no deploy rule is applied. With ``local=True`` the deploying identity is ``local-user`` (short
+name ``local_user``) and ``workspace.root_path`` is ``/local/.bundle/<bundle name>/<target>``.
 """
 
 from __future__ import annotations
@@ -44,7 +52,6 @@ from spark_mlops.errors import ConfigError
 BUNDLE_FILE_NAMES = ("databricks.yml", "databricks.yaml", "bundle.yml", "bundle.yaml")
 
 LOCAL_USER = "local-user"
-LOCAL_USER_SHORT = "local_user"
 
 # ${a.b[0].c}: the reference syntax of the Databricks CLI (dyn/dynvar), slightly relaxed.
 REFERENCE = re.compile(r"\$\{([A-Za-z][A-Za-z0-9_\-]*(?:\[[0-9]+\])*(?:\.[A-Za-z0-9_\-]+(?:\[[0-9]+\])*)*)\}")
@@ -209,6 +216,11 @@ def load_raw(root: str | Path) -> tuple[dict, dict]:
             elif key in ("targets", "variables", "artifacts") and isinstance(value, dict):
                 for name in value:
                     origins.setdefault((key, name), rel)
+                    if key != "targets" or not isinstance(value[name], dict):
+                        continue
+                    for rtype, items in (value[name].get("resources") or {}).items():
+                        for rkey in items if isinstance(items, dict) else {}:
+                            origins.setdefault(("targets", name, "resources", rtype, rkey), rel)
         merged = _merge(merged, data)
     origins["__raw__"] = merged
     return merged, origins
@@ -346,12 +358,15 @@ class _Keep(Exception):
 
 
 class _Resolver:
-    def __init__(self, config: dict, values: dict, origins: dict, target: str, local: bool):
+    def __init__(self, config: dict, values: dict, origins: dict, target: str, local: bool,
+                 user: dict | None = None, keep_resources: bool = False):
         self.config = config
         self.values = values
         self.origins = origins
         self.target = target
         self.local = local
+        self.user = user  # workspace.current_user, when the deploying identity is known
+        self.keep_resources = keep_resources  # resolved after the deploy rules (apply_deploy_rules)
         self.var_cache: dict[str, Any] = {}
         self.stack: list[str] = []
 
@@ -482,11 +497,9 @@ class _Resolver:
         if field not in _WORKSPACE_FIELDS:
             raise self.error(path, "${" + ref + "}", f"unknown workspace field {field!r}")
         if field == "current_user":
-            if not self.local:
+            if self.user is None:
                 raise _Keep
-            user = {"userName": LOCAL_USER, "short_name": LOCAL_USER_SHORT, "displayName": LOCAL_USER,
-                    "user_name": LOCAL_USER, "domain_friendly_name": LOCAL_USER}
-            return self._descend(user, parts[2:], ref, path)
+            return self._descend(self.user, parts[2:], ref, path)
         if field == "root_path" and self.local:
             return f"/local/.bundle/{self.config['bundle'].get('name', 'bundle')}/{self.target}"
         if field in _WORKSPACE_DERIVED:
@@ -506,6 +519,8 @@ class _Resolver:
         resources = self.config.get("resources") or {}
         if parts[2] not in (resources.get(parts[1]) or {}):
             raise self.error(path, "${" + ref + "}", f"no resource {parts[1]}.{parts[2]} in this bundle")
+        if self.keep_resources:
+            raise _Keep
         return self._config_node(parts, ref, path)  # absent fields (id, url, …) are kept
 
 
@@ -521,15 +536,39 @@ def _split_ref(ref: str) -> list:
     return parts
 
 
-def resolve(config: dict, values: dict, origins: dict, target: str, *, local: bool) -> tuple[dict, dict]:
+def current_user(user_name: str, display_name: str = "") -> dict:
+    """``workspace.current_user`` as the CLI fills it for ``user_name``: the short name is the part
+    before ``@`` (a service principal's display name when it has one), normalized
+    (databricks/cli libs/iamutil/user.go GetShortUserName)."""
+    is_sp = _UUID.fullmatch(user_name) is not None
+    name = display_name if is_sp and display_name else user_name
+    short = normalize_string(name.split("@", 1)[0])
+    return {"userName": user_name, "user_name": user_name, "short_name": short,
+            "displayName": display_name or user_name, "domain_friendly_name": short.replace("_", "-")}
+
+
+def normalize_string(name: str) -> str:
+    """databricks/cli libs/textutil NormalizeString: lower case, every character that is not a
+    letter or digit becomes ``_``, runs of ``_`` collapse, leading/trailing ``_`` go."""
+    text = "".join(c if c.isalpha() or c.isdigit() else "_" for c in name.lower())
+    return re.sub(r"_+", "_", text).strip("_")
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def resolve(config: dict, values: dict, origins: dict, target: str, *, local: bool,
+            user: dict | None = None, keep_resources: bool = False) -> tuple[dict, dict]:
     """Resolve every reference in ``config``; returns (config, resolved variable values)."""
-    r = _Resolver(config, values, origins, target, local)
+    if local and user is None:
+        user = current_user(LOCAL_USER)
+    r = _Resolver(config, values, origins, target, local, user, keep_resources)
     resolved_vars = {name: r.variable(["var", name], f"var.{name}", ("variables", name)) for name in values}
     out = r.resolve_tree({k: v for k, v in config.items() if k != "variables"}, ())
     ws = dict(out.get("workspace") or {})
-    if local:
+    if user is not None:
         ws["root_path"] = r.workspace_field(["workspace", "root_path"], "workspace.root_path", ())
-        ws["current_user"] = {"userName": LOCAL_USER, "short_name": LOCAL_USER_SHORT}
+        ws["current_user"] = dict(user)
     for field in _WORKSPACE_DERIVED:
         ws[field] = r.workspace_field(["workspace", field], f"workspace.{field}", ("workspace", field))
     if "root_path" not in ws:
@@ -543,18 +582,248 @@ def resolve(config: dict, values: dict, origins: dict, target: str, *, local: bo
     return out, resolved_vars
 
 
+# ---------------------------------------------------------------- what the CLI does before a deploy
+
+# Bundle-level permission levels per resource type
+# (databricks/cli bundle/config/mutator/resourcemutator/apply_bundle_permissions.go, levelsMap).
+_PERMISSION_LEVELS = {
+    "jobs": {"CAN_MANAGE": "CAN_MANAGE", "CAN_VIEW": "CAN_VIEW", "CAN_RUN": "CAN_MANAGE_RUN"},
+    "pipelines": {"CAN_MANAGE": "CAN_MANAGE", "CAN_VIEW": "CAN_VIEW", "CAN_RUN": "CAN_RUN"},
+    "experiments": {"CAN_MANAGE": "CAN_MANAGE", "CAN_VIEW": "CAN_READ"},
+    "models": {"CAN_MANAGE": "CAN_MANAGE", "CAN_VIEW": "CAN_READ"},
+    "model_serving_endpoints": {"CAN_MANAGE": "CAN_MANAGE", "CAN_VIEW": "CAN_VIEW", "CAN_RUN": "CAN_QUERY"},
+    "dashboards": {"CAN_MANAGE": "CAN_MANAGE", "CAN_VIEW": "CAN_READ"},
+    "apps": {"CAN_MANAGE": "CAN_MANAGE", "CAN_VIEW": "CAN_USE"},
+    "clusters": {"CAN_MANAGE": "CAN_MANAGE", "CAN_VIEW": "CAN_ATTACH_TO", "CAN_RUN": "CAN_RESTART"},
+}
+# Resources whose owner is IS_OWNER, not CAN_MANAGE (resourcemutator/fix_permissions.go, hasIsOwner).
+_HAS_IS_OWNER = ("jobs", "pipelines", "sql_warehouses")
+# resources.PermissionOrder (bundle/config/resources/permission.go): higher is more.
+_LEVEL_ORDER = {"CAN_VIEW": 2, "CAN_READ": 3, "CAN_VIEW_METADATA": 4, "CAN_RUN": 5, "CAN_QUERY": 6,
+                "CAN_USE": 7, "CAN_EDIT": 8, "CAN_EDIT_METADATA": 9, "CAN_CREATE": 10, "CAN_ATTACH_TO": 11,
+                "CAN_RESTART": 12, "CAN_MONITOR": 13, "CAN_MANAGE_RUN": 14,
+                "CAN_MANAGE_STAGING_VERSIONS": 15, "CAN_MANAGE_PRODUCTION_VERSIONS": 16, "CAN_MANAGE": 17,
+                "IS_OWNER": 18}
+_PRINCIPALS = ("user_name", "service_principal_name", "group_name")
+
+
+def normalize_prefix(prefix: str) -> str:
+    """``[dev lennart] `` -> ``dev_lennart_``: the prefix of UC names (apply_presets.go normalizePrefix)."""
+    text = prefix.replace("[", "").strip(" ")
+    return normalize_string(text) + ("_" if text.endswith("]") else "")
+
+
+def _principal(entry: dict) -> tuple[str, str] | None:
+    for key in _PRINCIPALS:
+        if entry.get(key):
+            return key, entry[key]
+    return None
+
+
+def _presets(config: dict, user: dict) -> dict:
+    """``presets`` with development mode's defaults (resourcemutator/apply_target_mode.go)."""
+    presets = dict(config.get("presets") or {})
+    if (config.get("bundle") or {}).get("mode") == "development":
+        short = user["short_name"]
+        presets.setdefault("name_prefix", f"[dev {short}] ")
+        presets["name_prefix"] = presets["name_prefix"] or f"[dev {short}] "
+        presets["tags"] = {**{"dev": short}, **(presets.get("tags") or {})}
+        presets["jobs_max_concurrent_runs"] = presets.get("jobs_max_concurrent_runs") or 4
+        presets["trigger_pause_status"] = presets.get("trigger_pause_status") or "PAUSED"
+        if presets.get("pipelines_development") is not False:
+            presets["pipelines_development"] = True
+    return presets
+
+
+def _apply_presets(resources: dict, presets: dict, skip_schema_prefix: bool) -> None:
+    """resourcemutator/apply_presets.go, for the resource types this loader reads."""
+    prefix = presets.get("name_prefix") or ""
+    tags = sorted((presets.get("tags") or {}).items())
+    pause = presets.get("trigger_pause_status") or ""
+    for job in (resources.get("jobs") or {}).values():
+        if not isinstance(job, dict):
+            continue
+        job["name"] = prefix + str(job.get("name") or "")
+        if tags:
+            job_tags = job.setdefault("tags", {})
+            for key, value in tags:
+                if not job_tags.get(key):
+                    job_tags[key] = value
+        if not job.get("max_concurrent_runs") and presets.get("jobs_max_concurrent_runs"):
+            job["max_concurrent_runs"] = presets["jobs_max_concurrent_runs"]
+        if pause:
+            for section in ("schedule", "continuous", "trigger"):
+                if isinstance(job.get(section), dict) and not job[section].get("pause_status"):
+                    job[section]["pause_status"] = "UNPAUSED" if pause == "UNPAUSED" else "PAUSED"
+    for experiment in (resources.get("experiments") or {}).values():
+        if not isinstance(experiment, dict):
+            continue
+        name = str(experiment.get("name") or "")
+        folder, _, base = name.rpartition("/")
+        experiment["name"] = f"{folder}/{prefix}{base}" if "/" in name else prefix + base
+        have = {t.get("key") for t in experiment.get("tags") or []}
+        experiment_tags = [*(experiment.get("tags") or []),
+                           *({"key": k, "value": v} for k, v in tags if k not in have)]
+        if experiment_tags:
+            experiment["tags"] = experiment_tags
+    uc_prefix = normalize_prefix(prefix) if prefix else ""
+    for rtype in ("registered_models", "model_serving_endpoints"):
+        for item in (resources.get(rtype) or {}).values():
+            if isinstance(item, dict):
+                item["name"] = uc_prefix + str(item.get("name") or "")
+    if not skip_schema_prefix:
+        for schema in (resources.get("schemas") or {}).values():
+            if isinstance(schema, dict):
+                schema["name"] = uc_prefix + str(schema.get("name") or "")
+
+
+def _apply_permissions(config: dict, resources: dict, user: dict) -> None:
+    """Top-level ``permissions`` on every resource (apply_bundle_permissions.go: a principal the
+    resource already names keeps its own entry), then the deploying identity's ownership and one
+    level per principal, the highest (fix_permissions.go)."""
+    bundle_permissions = config.get("permissions") or []
+    me = user["userName"]
+    me_key = "service_principal_name" if _UUID.fullmatch(me) else "user_name"
+    for rtype, items in resources.items():
+        if not isinstance(items, dict) or rtype == "secret_scopes":
+            continue
+        for item in items.values():
+            if not isinstance(item, dict):
+                continue
+            permissions = list(item.get("permissions") or [])
+            levels = _PERMISSION_LEVELS.get(rtype)
+            if levels:
+                named = {_principal(p) for p in permissions}
+                permissions += [{"level": levels[p["level"]], **dict([_principal(p)])}
+                                for p in bundle_permissions
+                                if p.get("level") in levels and _principal(p) not in named]
+            if not permissions:
+                if "permissions" in item:
+                    item.pop("permissions")
+                continue
+            owner_level = "IS_OWNER" if rtype in _HAS_IS_OWNER else "CAN_MANAGE"
+            if owner_level == "IS_OWNER" and any(p.get("level") == "IS_OWNER" and _principal(p) != (me_key, me)
+                                                 for p in permissions):
+                owner_level = "CAN_MANAGE"  # someone else owns it
+            mine = [p for p in permissions if _principal(p) in (("user_name", me), ("service_principal_name", me))]
+            if owner_level == "IS_OWNER" and not any(p.get("level") == "IS_OWNER" for p in mine):
+                manage = next((p for p in mine if p.get("level") == "CAN_MANAGE"), None)
+                if manage is not None:
+                    manage["level"] = "IS_OWNER"
+                else:
+                    permissions.append({"level": "IS_OWNER", me_key: me})
+            elif owner_level == "CAN_MANAGE" and not any(p.get("level") in ("CAN_MANAGE", "IS_OWNER") for p in mine):
+                permissions.append({"level": "CAN_MANAGE", me_key: me})
+            best: dict[tuple[str, str], str] = {}
+            for p in permissions:
+                who = _principal(p)
+                if who is None or not p.get("level"):
+                    continue
+                if who not in best or _level_rank(p["level"]) > _level_rank(best[who]):
+                    best[who] = p["level"]
+            item["permissions"] = [{"level": level, who[0]: who[1]} for who, level in best.items()]
+
+
+def _level_rank(level: str) -> tuple[int, str]:
+    """resources.CompareLevels: by PermissionOrder, ties by name."""
+    return _LEVEL_ORDER.get(level, 0), level
+
+
+def _relative_library_paths(resources: dict, origins: dict, root: Path) -> None:
+    """A job's relative ``whl``/``jar`` paths are relative to the file that defines the job; the
+    CLI rewrites them relative to the bundle root (mutator/translate_paths.go)."""
+    for key, job in (resources.get("jobs") or {}).items():
+        if not isinstance(job, dict):
+            continue
+        folder = (root / job_origin(origins, key)).parent
+        for task in job.get("tasks") or []:
+            for library in task.get("libraries") or [] if isinstance(task, dict) else []:
+                for kind in ("whl", "jar"):
+                    path = library.get(kind) if isinstance(library, dict) else None
+                    if isinstance(path, str) and "://" not in path and not path.startswith(("/", "${")):
+                        library[kind] = os.path.relpath(os.path.normpath(folder / path), root)
+
+
+def job_origin(origins: dict, key: str) -> str:
+    """The file that defines job ``key`` (in its top-level resources or in a target's)."""
+    found = origins.get(("resources", "jobs", key))
+    if found:
+        return found
+    for path, rel in origins.items():
+        if (isinstance(path, tuple) and len(path) == 5 and path[0] == "targets" and path[2:4] == ("resources", "jobs")
+                and path[4] == key):
+            return rel
+    return "databricks.yml"
+
+
+def apply_deploy_rules(config: dict, user: dict, origins: dict, root: Path) -> dict:
+    """What the CLI does to a resolved target before it deploys it, for ``user`` deploying."""
+    config = copy.deepcopy(config)
+    resources = config.setdefault("resources", {})
+    presets = _presets(config, user)
+    if presets:
+        config["presets"] = presets
+    skip = (config.get("experimental") or {}).get("skip_name_prefix_for_schema")
+    _apply_presets(resources, presets, skip is True or str(skip).lower() == "true")
+    run_as = config.get("run_as")
+    if isinstance(run_as, dict) and run_as:
+        for job in (resources.get("jobs") or {}).values():  # resourcemutator/run_as.go setRunAsForJobs
+            if isinstance(job, dict) and not job.get("run_as"):
+                job["run_as"] = dict(run_as)
+    _apply_defaults(resources)
+    _apply_permissions(config, resources, user)
+    _relative_library_paths(resources, origins, root)
+    return config
+
+
+def _apply_defaults(resources: dict) -> None:
+    """The CLI's defaults, set after the presets where the parent exists and the field does not
+    (resourcemutator/resource_mutator.go applyInitializeMutators: jobs and volumes)."""
+    for job in (resources.get("jobs") or {}).values():
+        if not isinstance(job, dict):
+            continue
+        job.setdefault("name", "Untitled")
+        job.setdefault("max_concurrent_runs", 1)
+        for section in ("schedule", "trigger", "continuous"):
+            if isinstance(job.get(section), dict):
+                job[section].setdefault("pause_status", "UNPAUSED")
+        job.setdefault("queue", {"enabled": True})
+    for volume in (resources.get("volumes") or {}).values():
+        if isinstance(volume, dict):
+            volume.setdefault("volume_type", "MANAGED")
+
+
 def load_bundle(
     root: str | Path,
     target: str | None = None,
     variables: dict[str, str] | None = None,
     *,
     local: bool = False,
+    user: str | dict | None = None,
 ) -> Bundle:
-    """One target of the bundle at ``root``, merged and resolved (see the module docstring)."""
+    """One target of the bundle at ``root``, merged and resolved (see the module docstring).
+
+    ``user``: the deploying identity (a user name, or ``workspace.current_user`` as the CLI reports
+    it); ``local=True`` means ``local-user``. With either, the CLI's deploy rules are applied.
+    """
     root = Path(root).resolve()
     raw, origins = load_raw(root)
     target = target or default_target(raw)
     merged = merge_target(raw, target)
     values = variable_values(raw, origins, target, variables)
-    config, resolved_vars = resolve(merged, values, origins, target, local=local)
+    if isinstance(user, str):
+        user = current_user(user)
+    if user is None and not local:
+        config, resolved_vars = resolve(merged, values, origins, target, local=False)
+        return Bundle(root=root, target=target, config=config, variables=resolved_vars, origins=origins)
+    user = user or current_user(LOCAL_USER)
+    config, resolved_vars = resolve(merged, values, origins, target, local=local, user=user, keep_resources=True)
+    config = apply_deploy_rules(config, user, origins, root)
+    # Now ${resources.*} see the deployed names (variable values may hold such references too).
+    final = _Resolver(config, {}, origins, target, local, user)
+    specs = config.pop("variables", {})
+    config = final.resolve_tree(config, ())
+    final.config = config
+    resolved_vars = {name: final.resolve_tree(value, ("variables", name)) for name, value in resolved_vars.items()}
+    config["variables"] = {name: {**spec, "value": resolved_vars.get(name)} for name, spec in specs.items()}
     return Bundle(root=root, target=target, config=config, variables=resolved_vars, origins=origins)

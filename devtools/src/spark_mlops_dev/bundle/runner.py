@@ -1,7 +1,8 @@
 """Run one of the bundle's jobs locally, the way Databricks Jobs would run it.
 
-``spark-mlops run JOB [-t TARGET] [--var k=v] [--param k=v]`` loads the bundle (``databricks.yml``
-+ includes, the target merged, ``${...}`` resolved with local workspace values), checks the job,
+``spark-mlops run JOB [-t TARGET] [--var k=v] [--param k=v]`` loads the bundle as the Databricks
+CLI resolves it (``databricks bundle validate -o json`` where the CLI is on PATH, else the offline
+loader with local workspace values: :func:`.databricks_cli.resolve_bundle`), checks the job,
 then runs its tasks one at a time in this process, so every task shares one Spark session.
 
 Supported, with Databricks semantics:
@@ -966,10 +967,11 @@ def run_bundle_job(
     run_id: str | int | None = None,
     out: TextIO | None | str = STDOUT,
 ) -> JobRunResult:
-    """Load the bundle at ``root`` for ``target`` (local workspace values) and run ``job``."""
-    from spark_mlops_dev.bundle.loader import load_bundle
+    """Load the bundle at ``root`` for ``target`` and run ``job``: resolved by the Databricks CLI
+    where it is on PATH, else offline with local workspace values (databricks_cli.resolve_bundle)."""
+    from spark_mlops_dev.bundle.databricks_cli import resolve_bundle
 
-    bundle = load_bundle(root, target, dict(variables or {}), local=True)
+    bundle = resolve_bundle(root, target, dict(variables or {}))
     return run_job(bundle, job, parameters, run_id, state_dir=state_dir, out=out)
 
 

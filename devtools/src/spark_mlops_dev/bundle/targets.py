@@ -13,7 +13,8 @@ from pathlib import Path
 
 from spark_mlops.config import Settings
 from spark_mlops.errors import ConfigError
-from spark_mlops_dev.bundle.loader import Bundle, load_bundle
+from spark_mlops_dev.bundle.databricks_cli import resolve_bundle
+from spark_mlops_dev.bundle.loader import Bundle
 
 
 def bundle_root(start: Path | None = None) -> Path:
@@ -43,4 +44,4 @@ def settings_for_target(settings: Settings, bundle: Bundle) -> Settings:
 
 
 def load_local(target: str, root: Path | None = None) -> Bundle:
-    return load_bundle(root or bundle_root(), target, local=True)
+    return resolve_bundle(root or bundle_root(), target)
