@@ -198,11 +198,11 @@ def test_written_predictions_carry_no_raw_prediction(spark, keyless_champion):
 def test_without_a_target_the_error_names_the_models_the_registry_holds(trained, capsys):
     """After the demo the registry holds only targets' models: a command naming the local default
     model says which models exist and how to reach them, instead of only "no @champion"."""
-    trained.fresh("1", name="prod.spark_mlops.scored_elsewhere")
-    absent = f"absent_{uuid.uuid4().hex[:6]}"
+    absent = f"scored_elsewhere_{uuid.uuid4().hex[:6]}"
+    trained.fresh("1", name=f"prod.spark_mlops.{absent}")
     code = run_cli("score", *trained.common, "--model-name", absent, "--input", str(FIXTURES / "scoring_batch.csv"))
     err = capsys.readouterr().err
     assert code == 8
     assert f"model {absent} has no @champion" in err
-    assert "prod.spark_mlops.scored_elsewhere (-t prod)" in err
+    assert f"prod.spark_mlops.{absent} (-t prod)" in err
     assert "pass -t TARGET or --model-name NAME" in err

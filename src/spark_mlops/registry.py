@@ -71,15 +71,17 @@ def require_alias(settings: Settings, alias: str, hint: str) -> str:
 
 
 def other_models_hint(settings: Settings) -> str:
-    """``"; this registry holds prod.s.m (-t prod), ..."`` when the registry has other models: after
-    the demo, a command without ``-t`` names the local default model, which the demo never made."""
+    """``"; this registry holds prod.s.m (-t prod), ..."`` when the registry has models of the same
+    short name in other catalogs and schemas: after the demo, a command without ``-t`` names the
+    local default model, which the demo never made."""
     from spark_mlops.constants import REQUIRED_TARGETS
 
+    short = settings.model_name.split(".")[-1]
     try:
-        names = sorted(m.name for m in client(settings).search_registered_models(max_results=20))
+        found = client(settings).search_registered_models(filter_string=f"name LIKE '%.{short}'", max_results=20)
     except MlflowException:
         return ""  # only a hint: the error being reported is the one that matters
-    others = [n for n in names if n != settings.model_name]
+    others = sorted(m.name for m in found if m.name != settings.model_name and m.name.endswith(f".{short}"))
     if not others:
         return ""
     described = [f"{n} (-t {n.split('.')[0]})" if n.split(".")[0] in REQUIRED_TARGETS else n for n in others]
