@@ -90,6 +90,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from spark_mlops import text
+from spark_mlops.config import redact
 from spark_mlops.errors import ConfigError
 from spark_mlops.processes import alive
 from spark_mlops_dev.bundle import entry_points, graph
@@ -710,20 +711,23 @@ def _call_entry(t: _Task, argv: list[str]) -> str | None:
         return f"exited with code {code}" if isinstance(code, int) else f"exited: {code}"
     except Exception as exc:  # noqa: BLE001 - any error fails the attempt, like on Databricks
         if os.environ.get(DEBUG_ENV):
-            traceback.print_exc()
-        return f"{type(exc).__name__}: {exc}"
+            print(redact("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
+        return redact(f"{type(exc).__name__}: {exc}")
     finally:
         sys.argv = saved
 
 
 class _Printer:
+    """Everything the runner prints (progress, task errors, the summary) goes through the
+    project's one redaction: a parameter or an error may quote a URI with a password in it."""
+
     def __init__(self, out: TextIO | None | str):
         self.out = out
 
     def __call__(self, text: str) -> None:
         if self.out is None:
             return
-        print(text, file=sys.stdout if self.out == STDOUT else self.out, flush=True)
+        print(redact(text), file=sys.stdout if self.out == STDOUT else self.out, flush=True)
 
 
 def run_job(
