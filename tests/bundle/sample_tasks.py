@@ -60,3 +60,11 @@ def fail_with() -> None:
     """Raises a RuntimeError whose message is ``--message`` (e.g. a URI with a password in it)."""
     args = _log("fail_with")
     raise RuntimeError(args.get("message", ""))
+
+
+def sleep() -> None:
+    """Sleeps ``--seconds`` (a task that outlasts a small timeout_seconds), then succeeds."""
+    import time
+
+    args = _log("sleep")
+    time.sleep(float(args.get("seconds", "0")))
