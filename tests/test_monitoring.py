@@ -227,7 +227,7 @@ def test_drift_check_exits_7_on_drift_only(world):
 
 # ---------------------------------------------------------------- the drift gate in a job
 
-GATE_TASKS = ("monitor", "monitored", "drift_check", "retrain_on_drift", "retrain")
+GATE_TASKS = ("monitor", "monitored", "drift_check", "retrain_on_drift", "trains_here", "retrain")
 RETRAINING_LOG = "retraining.jsonl"
 
 
@@ -262,8 +262,10 @@ def gate_bundle(root, world: World):
                   "tasks": [{"task_key": "train", "python_wheel_task": {
                       "package_name": "spark_mlops", "entry_point": "record-retraining",
                       "named_parameters": {"log": str(root / RETRAINING_LOG)}}}]}
-    config = {"bundle": {"name": "gate"}, "variables": {"retrain_on_drift": {"default": "false"}},
-              "targets": {"staging": {"default": True, "variables": {"retrain_on_drift": "true"}}},
+    config = {"bundle": {"name": "gate"},
+              "variables": {"retrain_on_drift": {"default": "false"}, "model_source": {"default": "train"}},
+              "targets": {"staging": {"default": True, "variables": {"retrain_on_drift": "true"}},
+                          "prod": {"variables": {"retrain_on_drift": "true", "model_source": "staging"}}},
               "resources": {"jobs": {
                   "batch_inference": {"name": "batch", "tasks": tasks, "parameters": [
                       {"name": "batch_id", "default": ""}, {"name": "input", "default": ""}]},
@@ -276,18 +278,20 @@ def gate_bundle(root, world: World):
     return root
 
 
-@pytest.mark.parametrize(("batch", "retrained", "state"), [
-    ("glucose", True, "SUCCESS_WITH_FAILURES"),
-    ("same", False, "SUCCESS"),
+@pytest.mark.parametrize(("target", "batch", "retrained", "state"), [
+    ("staging", "glucose", True, "SUCCESS_WITH_FAILURES"),
+    ("staging", "same", False, "SUCCESS"),
+    # deploy the model: drift fails drift_check (its notification is the alert), nothing retrains
+    ("prod", "glucose", False, "SUCCESS_WITH_FAILURES"),
 ])
-def test_drift_starts_the_retraining_job_through_the_local_runner(world, tmp_path, batch, retrained, state):
+def test_drift_starts_the_retraining_job_through_the_local_runner(world, tmp_path, target, batch, retrained, state):
     import io
 
     from spark_mlops_dev.bundle import runner
     from spark_mlops_dev.bundle.loader import load_bundle
 
     root = gate_bundle(tmp_path, world)
-    bundle = load_bundle(root, "staging", local=True)
+    bundle = load_bundle(root, target, local=True)
     result = runner.run_job(bundle, "batch_inference", {"batch_id": batch, "input": world.inputs[batch]},
                             out=io.StringIO())
     assert str(result.state) == state, result.summary()
@@ -297,6 +301,9 @@ def test_drift_starts_the_retraining_job_through_the_local_runner(world, tmp_pat
         assert result.tasks["retrain"].child.job_key == "retraining"
     else:
         assert str(result.tasks["retrain"].status) == "EXCLUDED"
+    if target == "prod":
+        assert result.tasks["drift_check"].error == f"exited with code {EXIT_DRIFT}"
+        assert result.tasks["trains_here"].outcome is False
 
 
 def test_the_optional_lakehouse_monitor_is_a_valid_quality_monitor():
@@ -306,9 +313,11 @@ def test_the_optional_lakehouse_monitor_is_a_valid_quality_monitor():
     from tests.conftest import REPO_ROOT
 
     spec = yaml.safe_load((REPO_ROOT / "resources" / "optional" / "quality_monitor.yml").read_text())
-    monitor_spec = spec["resources"]["quality_monitors"]["predictions_monitor"]
-    typed = QualityMonitor.from_dict(monitor_spec)
-    assert typed.inference_log.model_id_col == "model_version" and typed.inference_log.timestamp_col == "scored_at"
+    assert set(spec["targets"]) == {"staging", "prod"}  # only targets that score have the table
+    for target in spec["targets"].values():
+        monitor_spec = target["resources"]["quality_monitors"]["predictions_monitor"]
+        typed = QualityMonitor.from_dict(monitor_spec)
+        assert typed.inference_log.model_id_col == "model_version" and typed.inference_log.timestamp_col == "scored_at"
     bundle = yaml.safe_load((REPO_ROOT / "databricks.yml").read_text())
     assert "resources/optional/quality_monitor.yml" not in bundle["include"]  # off by default
 

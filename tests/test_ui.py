@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -39,10 +40,35 @@ def test_the_server_command_uses_the_settings_stores(tmp_path):
     assert flags["--backend-store-uri"] == settings.tracking_uri
     assert flags["--registry-store-uri"] == settings.registry_uri != settings.tracking_uri
     assert flags["--workers"] == "1" and flags["--port"] == "5123"
+    assert "--no-serve-artifacts" in command  # no artifact upload/download proxy
     assert ui.server_environment()["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
     with pytest.raises(ConfigError, match="serves local stores"):
         ui.server_command(build_settings(state_dir=str(tmp_path), tracking_uri="http://mlflow.example:5000"),
                           host="127.0.0.1", port=1)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"])
+def test_loopback_hosts_need_no_flag(host):
+    assert ui.check_host(host, allow_remote=False) is None
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "10.0.0.5", "my-laptop.example.com"])
+def test_other_hosts_are_refused_unless_asked_and_then_warned(host):
+    with pytest.raises(ConfigError, match="--allow-remote"):
+        ui.check_host(host, allow_remote=False)
+    warning = ui.check_host(host, allow_remote=True)
+    assert warning.startswith(f"warning: the MLflow UI listens on {host}, with no authentication")
+    assert "@champion" in warning
+
+
+def test_ui_on_all_interfaces_without_the_flag_exits_2_and_starts_nothing(tmp_path, capsys):
+    port = _free_port()
+    assert run_cli("ui", "--host", "0.0.0.0", "--port", str(port), "--state-dir", str(tmp_path / "state")) == 2
+    err = capsys.readouterr().err
+    assert "spark-mlops ui: error: --host 0.0.0.0: the MLflow UI has no authentication" in err
+    assert not (tmp_path / "state" / "ui.log").exists()  # no server was started
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0
 
 
 @pytest.mark.slow
@@ -55,7 +81,7 @@ def test_ui_serves_the_run_plots_version_and_aliases_then_stops_on_ctrl_c(spark,
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(REPO_ROOT / p) for p in ("src", "devtools/src"))}
     proc = subprocess.Popen([sys.executable, "-m", "spark_mlops", "ui", "--state-dir", state, "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     try:
@@ -77,6 +103,11 @@ def test_ui_serves_the_run_plots_version_and_aliases_then_stops_on_ctrl_c(spark,
         with urllib.request.urlopen(f"{url}/get-artifact?path=plots/roc_curve.png&run_uuid={run_id}",
                                     timeout=10) as response:  # what the browser fetches to show the plot
             assert response.read(8) == b"\x89PNG\r\n\x1a\n"
+
+        # The artifact proxy (upload/download through the server) is off: --no-serve-artifacts.
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{url}/api/2.0/mlflow-artifacts/artifacts?path=", timeout=10)
+        assert refused.value.code == 503
 
         model = _get(url, "/api/2.0/mlflow/registered-models/get", name=settings.model_name)["registered_model"]
         assert {"alias": "challenger", "version": "1"} in model["aliases"]

@@ -4,15 +4,17 @@ The schema is Microsoft's ``service-schema.json`` (azure-pipelines-vscode, draft
 vendored here: it is looked up in ``$SPARK_MLOPS_AZURE_SCHEMA`` or in a ``shared/`` folder found by
 walking up from the repository root (``shared/azure-pipelines-schema/service-schema.json``).
 
-Three adjustments make the schema usable from Python, all applied in memory:
+Four adjustments make the schema usable from Python, all applied in memory:
 
 1. files are loaded with ``yaml.BaseLoader`` (every scalar stays a string, as Azure Pipelines
    treats them), and the per-task ``boolean``/``integer``/``number`` input types are widened to also
    accept strings;
 2. ``${{ if }}``/``${{ elseif }}``/``${{ else }}``/``${{ each }}`` blocks are spliced into their
    parent mapping or list before validating (the schema does not understand them);
-3. tasks newer than the schema snapshot (``PublishCodeCoverageResults@2``, see ``EXTRA_TASKS``) are
-   added, so that using the current major version is not reported as an error.
+3. tasks newer than the schema snapshot (``PublishCodeCoverageResults@2``, ``AzureCLI@3``, see ``EXTRA_TASKS``) are
+   added, so that using the current major version is not reported as an error;
+4. a ``task`` step may have a ``target`` (as the YAML reference says; the snapshot allows it on
+   every other kind of step only).
 
 Template files (under ``templates/``) are validated against the definition that matches their
 top-level key: ``stepsTemplate``, ``jobsTemplate``, ``stagesTemplate`` or ``variablesTemplate``.
@@ -49,8 +51,27 @@ TEMPLATE_KINDS = {
 }
 
 # Tasks that exist in Azure DevOps but are newer than the schema snapshot (v1.261.1).
-# Inputs as documented on learn.microsoft.com (task reference pages).
+# Inputs as documented on learn.microsoft.com (task reference pages), or as declared in the task's
+# task.json in microsoft/azure-pipelines-tasks (names and aliases).
+_BOOL = {"type": ["boolean", "string"]}
 EXTRA_TASKS: dict[str, dict[str, Any]] = {
+    # Tasks/AzureCLIV3/task.json (3.279.0): AzureCLI@2 plus connectionType and allowNoSubscriptions
+    # (skip `az account set` after login: azureclitask.ts loginAzureRM).
+    "AzureCLI@3": {
+        "properties": {
+            **{name: {"type": "string"} for name in (
+                "connectedServiceNameARM", "azureSubscription", "azureDevOpsServiceConnection", "scriptPath",
+                "inlineScript", "scriptArguments", "arguments", "cwd", "workingDirectory")},
+            "connectionType": {"enum": ["azureRM", "azureDevOps"]},
+            "scriptType": {"enum": ["ps", "pscore", "batch", "bash"]},
+            "scriptLocation": {"enum": ["inlineScript", "scriptPath"]},
+            "powerShellErrorActionPreference": {"enum": ["stop", "continue", "silentlyContinue"]},
+            **{name: _BOOL for name in (
+                "addSpnToEnvironment", "useGlobalConfig", "failOnStandardError", "powerShellIgnoreLASTEXITCODE",
+                "visibleAzLogin", "allowNoSubscriptions", "keepAzSessionActive")},
+        },
+        "required": ["scriptType", "scriptLocation"],
+    },
     "PublishCodeCoverageResults@2": {
         "properties": {
             "summaryFileLocation": {"type": "string"},
@@ -103,6 +124,10 @@ def _widen(node: Any) -> None:
 def _add_extra_tasks(schema: dict[str, Any]) -> None:
     task = schema["definitions"]["task"]
     known = {b["properties"]["task"].get("pattern") for b in task["anyOf"]}
+    names = task["properties"]["task"]["anyOf"]  # the task names a step may use
+    for name in EXTRA_TASKS:
+        if not any(name in (n.get("enum") or ()) for n in names):
+            names.append({"ignoreCase": "value", "enum": [name]})
     for name, inputs in EXTRA_TASKS.items():
         pattern = f"^{re.escape(name)}$"
         if pattern in known or f"^{name}$" in known:
@@ -118,12 +143,22 @@ def _add_extra_tasks(schema: dict[str, Any]) -> None:
         )
 
 
+def _task_step_target(schema: dict[str, Any]) -> None:
+    """``target`` on a ``task`` step: the YAML reference lists steps.task among the steps that take a
+    ``target`` (docs: pipelines/yaml-schema/target), and the snapshot has it in ``taskBase`` but not
+    in ``task``."""
+    task = schema["definitions"]["task"]
+    task.setdefault("properties", {}).setdefault("target", copy.deepcopy(
+        schema["definitions"]["taskBase"]["properties"]["target"]))
+
+
 @functools.lru_cache(maxsize=4)
 def load_schema(path: str) -> dict[str, Any]:
     with open(path, encoding="utf-8") as f:
         schema = json.load(f)
     _widen(schema)
     _add_extra_tasks(schema)
+    _task_step_target(schema)
     return schema
 
 

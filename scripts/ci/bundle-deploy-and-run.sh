@@ -50,7 +50,7 @@ if [ "$deploy" -eq 1 ]; then
   ci_section "prebuilt wheel to deploy"
   ci_show_wheel "$root/dist"
   ci_section "databricks bundle deploy -t $target"
-  databricks bundle deploy -t "$target" || ci_die "bundle deploy -t $target failed"
+  ci_databricks bundle deploy -t "$target" || ci_die "bundle deploy -t $target failed"
   echo "deployed wheel to target $target: $(basename "$CI_WHEEL") sha256 $CI_WHEEL_SHA256"
 fi
 

@@ -67,7 +67,7 @@ ci_databricks_profile "$target" ${validate[@]+"${validate[@]}"}
 
 destroy() {
   ci_section "databricks bundle destroy -t $target (deployment_suffix=$suffix)"
-  if databricks bundle destroy -t "$target" "${bundle_vars[@]}" --auto-approve --force-lock; then
+  if ci_databricks bundle destroy -t "$target" "${bundle_vars[@]}" --auto-approve --force-lock; then
     mkdir -p "$marker_dir" && touch "$marker"
     return 0
   fi
@@ -109,12 +109,12 @@ bash "$CI_ROOT/scripts/ci/build-wheel.sh" dist
 for t in ${validate[@]+"${validate[@]}"}; do
   failed_step="bundle validate -t $t"
   ci_section "$failed_step"
-  databricks bundle validate -t "$t"
+  ci_databricks bundle validate -t "$t"
 done
 
 failed_step="bundle deploy -t $target"
 ci_section "$failed_step (deployment_suffix=$suffix)"
-databricks bundle deploy -t "$target" "${bundle_vars[@]}"
+ci_databricks bundle deploy -t "$target" "${bundle_vars[@]}"
 
 for job in ${jobs[@]+"${jobs[@]}"}; do
   failed_step="bundle run $job -t $target"

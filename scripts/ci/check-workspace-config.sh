@@ -11,7 +11,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-group="spark-mlops-staging"
+group="spark-mlops-pr"
 while [ $# -gt 0 ]; do
   case "$1" in
     --group) group="$2"; shift 2 ;;

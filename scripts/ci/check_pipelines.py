@@ -16,12 +16,20 @@ Checked, for every file under ``.azure/pipelines`` (``${{ if/else/each }}`` bloc
   ``spark-mlops run <job>`` (in the YAML and in ``scripts/ci/*.sh``) is a job of the bundle
   (``resources.jobs.<key>`` in ``databricks.yml`` and its includes);
 * every ``-t/--target/--validate <target>`` is a target of ``databricks.yml``;
-* the PR pipeline never deploys, runs or destroys anything on ``staging``/``prod``, and uses
-  neither their environments nor the prod variable group;
+* the PR pipeline never deploys, runs or destroys anything on ``staging``/``prod``, uses neither
+  their environments nor the staging or prod service connections and variable groups: its
+  workspace stage signs in as the PR service principal only (``spark-mlops-pr``; a
+  ``serviceConnection`` parameter must offer no other value);
+* every ``AzureCLI`` task is ``AzureCLI@3`` or later with ``allowNoSubscriptions: true``: the
+  Databricks service principals have no Azure role, and AzureCLI@2 always runs ``az account
+  set`` after login (microsoft/azure-pipelines-tasks Tasks/AzureCLIV2 vs Tasks/AzureCLIV3);
+* every step of ``templates/steps/databricks-bundle.yml`` (the ones that copy job output into the
+  log) runs with ``target: {commands: restricted, settableVariables: none}``;
 * a step that writes to ``staging``/``prod`` (deploy/run) runs only inside a ``deployment`` job
   bound to the environment ``databricks-<target>``;
-* every call of ``templates/steps/databricks-bundle.yml`` says whose variable group its stage has
-  (parameter ``workspace``, matching the stage's ``group: spark-mlops-<workspace>``), and every
+* every call of ``templates/steps/databricks-bundle.yml`` says which workspace its stage's
+  variable group reaches (parameter ``workspace``, matching the stage's group:
+  ``spark-mlops-staging`` and ``spark-mlops-pr`` reach staging, ``spark-mlops-prod`` prod), and every
   ``-t/--validate`` target in its arguments deploys to that workspace (scripts/ci/lib.sh
   ``ci_databricks_profile`` writes that workspace's CLI profile; a target of the other one would
   need the other workspace's credentials);
@@ -74,7 +82,13 @@ _TEMP_DEPLOY_RE = re.compile(r"bundle-integration\.sh\s+run\b|\bbundle\s+deploy\
 # The workspace each shared target deploys to (its workspace.profile is spark-mlops-<workspace>;
 # the same map as scripts/ci/lib.sh ci_target_workspace, both tested against databricks.yml).
 TARGET_WORKSPACES = {"test": "staging", "staging": "staging", "prod": "prod"}
-WORKSPACE_GROUP_PREFIX = "spark-mlops-"
+# The workspace each variable group's DATABRICKS_HOST is. spark-mlops-pr: the PR service
+# principal, in the staging workspace, with rights on the per-run test_* schemas only.
+GROUP_WORKSPACES = {"spark-mlops-staging": "staging", "spark-mlops-prod": "prod", "spark-mlops-pr": "staging"}
+PR_IDENTITY = "spark-mlops-pr"  # the PR pipeline's service connection and variable group
+PR_FORBIDDEN = ("spark-mlops-staging", "spark-mlops-prod", "databricks-prod", "databricks-staging")
+BUNDLE_STEP_TEMPLATE = "databricks-bundle.yml"
+MIN_AZURE_CLI_TASK = 3  # the first major version with allowNoSubscriptions
 FORCE_LOCK_SCRIPT = "bundle-integration.sh"  # the only place allowed to force the deploy lock
 
 # Step keys whose value is a shell command line, and inputs that name a file the task executes.
@@ -427,9 +441,11 @@ def check(root: Path = REPO_ROOT) -> list[str]:
                     problems.append(f"{step.where(root)}: the PR pipeline must not deploy/run/destroy on '{target}'")
         for f in pr_files:
             text = " ".join(_strings(docs.get(f) or load_pipeline(f)))
-            for forbidden in ("spark-mlops-prod", "databricks-prod", "databricks-staging"):
+            for forbidden in PR_FORBIDDEN:
                 if forbidden in text:
-                    problems.append(f"{_rel(f, root)}: the PR pipeline must not use '{forbidden}'")
+                    problems.append(f"{_rel(f, root)}: the PR pipeline must not use '{forbidden}' (pull-request "
+                                    f"code signs in as the PR service principal only: {PR_IDENTITY})")
+        problems += _pr_identity_problems(pr, root)
 
     # PR pipeline: stages needing a service connection / variable group are compile-time conditional
     if pr.is_file():
@@ -464,25 +480,53 @@ def check(root: Path = REPO_ROOT) -> list[str]:
 
     # databricks-bundle.yml steps: the workspace of the stage's variable group, and its targets only
     for step in steps:
-        if not str(step.node.get("template", "")).endswith("databricks-bundle.yml"):
+        if not str(step.node.get("template", "")).endswith(BUNDLE_STEP_TEMPLATE):
             continue
         params = step.node.get("parameters") or {}
         workspace = str(params.get("workspace", "")).strip()
         stage = next((a for a in reversed(step.ancestors) if "stage" in a), None)
         groups = [v.get("group") for v in ((stage or {}).get("variables") or [])
                   if isinstance(v, dict) and isinstance(v.get("group"), str)]
-        expected = [g.removeprefix(WORKSPACE_GROUP_PREFIX) for g in groups if g.startswith(WORKSPACE_GROUP_PREFIX)]
-        if len(expected) != 1:
-            problems.append(f"{step.where(root)}: its stage must use exactly one variable group "
-                            f"{WORKSPACE_GROUP_PREFIX}<workspace> (found: {', '.join(groups) or 'none'})")
-        elif workspace != expected[0]:
+        known = [g for g in groups if g in GROUP_WORKSPACES]
+        if len(known) != 1:
+            problems.append(f"{step.where(root)}: its stage must use exactly one variable group of "
+                            f"{', '.join(GROUP_WORKSPACES)} (found: {', '.join(groups) or 'none'})")
+        elif workspace != GROUP_WORKSPACES[known[0]]:
             problems.append(f"{step.where(root)}: parameter workspace is {workspace or 'unset'!r}, but the stage's "
-                            f"variable group is {WORKSPACE_GROUP_PREFIX}{expected[0]}")
+                            f"variable group {known[0]} is the {GROUP_WORKSPACES[known[0]]} workspace's")
         for target in _TARGET_RE.findall(str(params.get("arguments", ""))):
             target_ws = TARGET_WORKSPACES.get(target)
             if target_ws and workspace and target_ws != workspace:
                 problems.append(f"{step.where(root)}: target '{target}' deploys to the {target_ws} workspace, "
                                 f"but this step has the {workspace} workspace's variable group")
+
+    # AzureCLI: a version with allowNoSubscriptions, and the input set
+    for step in steps:
+        name = str(step.node.get("task", ""))
+        if not name.lower().startswith("azurecli@"):
+            continue
+        major = _int(name.split("@", 1)[1])
+        inputs = step.node.get("inputs") or {}
+        if major is None or major < MIN_AZURE_CLI_TASK:
+            problems.append(f"{step.where(root)}: {name} always sets the service connection's subscription after "
+                            f"login, which fails for a service principal without an Azure role; use "
+                            f"AzureCLI@{MIN_AZURE_CLI_TASK} with allowNoSubscriptions: true")
+        elif str(inputs.get("allowNoSubscriptions", "")).strip().lower() != "true":
+            problems.append(f"{step.where(root)}: {name} without allowNoSubscriptions: true sets a subscription "
+                            "context after login, which fails for a service principal without an Azure role")
+
+    # steps that copy `databricks` output into the log: restricted logging commands
+    for f, doc in docs.items():
+        if f.name != BUNDLE_STEP_TEMPLATE:
+            continue
+        for step in _steps(f, doc):
+            target = step.node.get("target")
+            commands = target.get("commands") if isinstance(target, dict) else None
+            settable = target.get("settableVariables") if isinstance(target, dict) else None
+            if str(commands).strip() != "restricted" or str(settable).strip() != "none":
+                problems.append(f"{step.where(root)}: copies job output into the log; expected target: "
+                                "{commands: restricted, settableVariables: none} (a `##vso[` line in a task "
+                                "error must not become a pipeline command)")
 
     # destroy: always(), last, after every temporary deploy
     for step in steps:
@@ -522,6 +566,44 @@ def check(root: Path = REPO_ROOT) -> list[str]:
             if not any(isinstance(s, dict) and _DESTROY_RE.search(" ".join(_strings(s))) for s in later):
                 problems.append(f"{step.where(root)}: deploys a temporary target but no destroy step follows")
 
+    return list(dict.fromkeys(problems))
+
+
+def _pr_identity_problems(pr: Path, root: Path) -> list[str]:
+    """The PR pipeline's workspace stage uses the PR service principal's connection and group only:
+    every variable group, every service connection input, and every ``serviceConnection`` passed to
+    a template is ``spark-mlops-pr``, or a parameter whose default and only value it is."""
+    raw = azure_schema.load_yaml(pr) or {}
+    params = {str(p.get("name")): p for p in raw.get("parameters") or [] if isinstance(p, dict)}
+    problems: list[str] = []
+
+    def judge(key: str, value: str) -> None:
+        ref = re.fullmatch(r"\$\{\{\s*parameters\.(\w+)\s*\}\}", value.strip())
+        if not ref:
+            if value.strip() != PR_IDENTITY:
+                problems.append(f"{_rel(pr, root)}: {key}: {value}; the PR pipeline may use only {PR_IDENTITY!r}")
+            return
+        param = params.get(ref.group(1)) or {}
+        values = [str(v) for v in param.get("values") or []]
+        if str(param.get("default", "")) != PR_IDENTITY or values != [PR_IDENTITY]:
+            problems.append(f"{_rel(pr, root)}: {key}: parameter {ref.group(1)} must have {PR_IDENTITY!r} as its "
+                            f"default and only value (found default {param.get('default')!r}, values {values})")
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in _COMPILE_TIME_KEYS and isinstance(value, str):
+                    judge(key, value)
+                if key == "template" and isinstance(node.get("parameters"), dict):
+                    conn = node["parameters"].get("serviceConnection")
+                    if isinstance(conn, str):
+                        judge("serviceConnection", conn)
+                visit(value)
+        elif isinstance(node, list):
+            for item in node:
+                visit(item)
+
+    visit(load_pipeline(pr))
     return list(dict.fromkeys(problems))
 
 

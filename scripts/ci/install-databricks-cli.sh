@@ -3,8 +3,10 @@
 #
 #   DATABRICKS_CLI_VERSION  the version to install (the single pin lives in
 #                           .azure/pipelines/templates/variables.yml)            [required]
-#   DATABRICKS_CLI_SHA256   expected sha256 of the linux zip. When empty, the checksum is taken
-#                           from the release's SHA256SUMS file and a warning asks to pin it.
+#   DATABRICKS_CLI_SHA256   expected sha256 of the zip, pinned beside the version. Required with
+#                           CI=true (every pipeline sets it): a checksum fetched from the same
+#                           place as the zip proves nothing. Off CI, when empty, the checksum is
+#                           taken from the release's SHA256SUMS file with a warning.
 #   DATABRICKS_CLI_BASE_URL release download base (default https://github.com/databricks/cli/releases/download)
 #   DATABRICKS_CLI_INSTALL_DIR  where the binary goes (default: $AGENT_TOOLSDIRECTORY/databricks-cli/<version>
 #                           on an agent, else ~/.local/databricks-cli/<version>); it is prepended to PATH
@@ -19,6 +21,12 @@ version="${version#v}"
 base="${DATABRICKS_CLI_BASE_URL:-https://github.com/databricks/cli/releases/download}"
 expected="${DATABRICKS_CLI_SHA256:-}"
 ci_is_set "$expected" || expected=""
+if [ -z "$expected" ] && ci_is_ci; then
+  ci_die "DATABRICKS_CLI_SHA256 is not pinned for Databricks CLI $version (CI=true refuses an unverified download): set it in .azure/pipelines/templates/variables.yml to the sha256 of databricks_cli_${version}_linux_amd64.zip from the release's databricks_cli_${version}_SHA256SUMS"
+fi
+if [ -n "$expected" ] && ! [[ "$expected" =~ ^[0-9a-f]{64}$ ]]; then
+  ci_die "DATABRICKS_CLI_SHA256 is not a sha256 (64 lowercase hex digits): '$expected'"
+fi
 
 case "$(uname -s)" in
   Linux) os=linux ;;

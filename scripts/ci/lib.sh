@@ -25,6 +25,21 @@ ci_error() {
 
 ci_die() { ci_error "$*"; exit 1; }
 
+# ci_neutralise: stdin to stdout with every `##vso[` and `##[` made inert (`# #vso[`, `# #[`).
+# The agent runs a logging command found anywhere in a step's output, and the output of a job
+# run is data (a task's error may quote a CSV header): it must never set a variable, prepend a
+# path or complete the task. The bundle steps also run with `target: commands: restricted`
+# (templates/steps/databricks-bundle.yml), which still allows task.complete and task.logissue.
+ci_neutralise() { sed -E 's/##(vso)?\[/# #\1[/g'; }
+
+# ci_databricks ARGS...: `databricks ARGS...`, its stdout and stderr (merged) neutralised on the
+# way to the log. Returns the CLI's exit code.
+ci_databricks() {
+  local rc=0
+  databricks "$@" 2>&1 | ci_neutralise || rc=${PIPESTATUS[0]}
+  return "$rc"
+}
+
 # ci_set_output NAME VALUE: an output variable of the current step (step must have a `name:`).
 ci_set_output() {
   if ci_on_agent; then
@@ -163,7 +178,7 @@ ci_databricks_profile() {
   # One line per value: anything that could start a new line or section of the INI file is refused.
   local host="${DATABRICKS_HOST:-}"
   if ! ci_is_set "$host" || [[ "$host" != https://?* || "$host" == *[[:space:]]* || "$host" == *[][]* ]]; then
-    ci_error "DATABRICKS_HOST of the $CI_WORKSPACE workspace is missing or not an https:// URL (variable group spark-mlops-$CI_WORKSPACE)"
+    ci_error "DATABRICKS_HOST of the $CI_WORKSPACE workspace is missing or not an https:// URL (the stage's variable group: spark-mlops-$CI_WORKSPACE in CD, spark-mlops-pr for pull requests)"
     exit 2
   fi
   if [ "${DATABRICKS_AUTH_TYPE:-}" = "azure-devops-oidc" ] && ! [[ "${DATABRICKS_CLIENT_ID:-}" =~ ^[A-Za-z0-9-]+$ ]]; then
@@ -230,7 +245,7 @@ ci_bundle_run() {
   local out rc=0 err tasks
   out="$(mktemp)"
   ci_section "databricks bundle run $job -t $target"
-  databricks bundle run "$job" -t "$target" "$@" 2>&1 | tee "$out" || rc=${PIPESTATUS[0]}
+  databricks bundle run "$job" -t "$target" "$@" 2>&1 | ci_neutralise | tee "$out" || rc=${PIPESTATUS[0]}
   CI_RUN_URL="$(ci_run_url "$out")"
   CI_RUN_ID="$(ci_run_id_from_url "$CI_RUN_URL")"
   if [ "$rc" -ne 0 ]; then
@@ -297,7 +312,8 @@ ci_failed_run_outcome() {
     rm -f "$json"
     return 1
   fi
-  "$(ci_python)" "$CI_ROOT/scripts/ci/run_result.py" --rejection-task "$task" "$json" || rc=$?
+  "$(ci_python)" "$CI_ROOT/scripts/ci/run_result.py" --rejection-task "$task" "$json" | ci_neutralise \
+    || rc=${PIPESTATUS[0]}
   rm -f "$json"
   [ "$rc" -eq 0 ]
 }

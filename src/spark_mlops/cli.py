@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 
 from spark_mlops import config as cfg
-from spark_mlops import devkit, logs
+from spark_mlops import devkit, logs, remote
 from spark_mlops.commands import build_parser
-from spark_mlops.constants import EXIT_OK
+from spark_mlops.constants import EXIT_OK, EXIT_UNEXPECTED
 from spark_mlops.errors import MlopsError
 from spark_mlops.progress import progress
 from spark_mlops.timing import span
@@ -213,15 +214,36 @@ def main(argv: Sequence[str] | None = None, *, ignore_unknown: bool = False) -> 
         args, unknown = parser.parse_args(argv), []
     logs.set_verbose(args.verbose)
     logs.configure()  # before anything imports MLflow
+    remote.bound_retries()  # MLflow reads them per request: an unreachable server fails in seconds
     if unknown:
         logs.note(f"spark-mlops {args.command}: ignoring job parameters it does not use: {unknown}")
     try:
         with span(f"step.{args.command}"), progress(args.command) if args.command in PROGRESS_COMMANDS else nullcontext():
             handler = getattr(args, "handler", None) or HANDLERS[args.command]  # the kit's commands set one
             return int(handler(args))
-    except MlopsError as exc:
-        print(f"spark-mlops {args.command}: error: {cfg.redact(str(exc))}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - the top level: one redacted line, whatever was raised
+        return _report(args.command, exc, traceback_too=logs.verbose() or ignore_unknown)
+
+
+def _report(command: str, exc: Exception, *, traceback_too: bool) -> int:
+    """Print one redacted line for ``exc`` (and, when asked, its traceback, redacted) and return
+    the exit code. A task on Databricks always gets the traceback: its log is all there is."""
+    failure = remote.unreachable(exc)
+    if failure is not None:
+        exc = failure
+    if isinstance(exc, MlopsError):
+        print(f"spark-mlops {command}: error: {_one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
+    if traceback_too:
+        print(cfg.redact("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
+    hint = "" if traceback_too else " (run with -v for the traceback)"
+    print(f"spark-mlops {command}: unexpected error: {_one_line(f'{type(exc).__name__}: {exc}')}{hint}",
+          file=sys.stderr)
+    return EXIT_UNEXPECTED
+
+
+def _one_line(text: str) -> str:
+    return cfg.redact(" ".join(text.split()))
 
 
 def _task(command: str) -> Callable[[], None]:

@@ -44,14 +44,30 @@ def on_databricks() -> bool:
     return "DATABRICKS_RUNTIME_VERSION" in os.environ
 
 
-# user:password@ in any scheme://, and token-like query parameters.
-_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
-_SECRET_QUERY = re.compile(r"(?P<key>[?&](?:token|access_token|password|secret|sig|signature|key)=)[^&\s]+", re.I)
+# The user-info of any scheme:// URI, up to the LAST @ before the path: a password may hold an @
+# (alice:p@ss@host). Over-redacting a rare query with an @ in it (?mail=a@b) is the safe side.
+# Not in Azure storage URIs, where it is the container: abfss://<container>@<account>.dfs.core...
+_USERINFO = re.compile(r"(?P<scheme>\b(?!(?:abfss?|wasbs?)://)[A-Za-z][A-Za-z0-9+.-]*://)[^/\s'\"<>]*@")
+# Query, fragment or matrix parameters whose name says it is a secret: api_key=, client_secret=,
+# private_token=, X-Amz-Signature=, X-Amz-Credential=, sig= (Azure SAS), #access_token=, ...
+_SECRET_PARAM = re.compile(
+    r"(?P<key>[?&#;][^=&#;\s'\"<>]*?(?:token|key|secret|password|passwd|pwd|signature|credential|sig)"
+    r"[^=&#;\s'\"<>]*=)[^&#;\s'\"<>]+",
+    re.I,
+)
+# An HTTP Authorization value quoted in an error.
+_AUTH_HEADER = re.compile(r"(?P<key>\b(?:Bearer|Basic)\s+)[A-Za-z0-9._~+/=-]{8,}")
 
 
-def redact(text: str) -> str:
-    """``text`` with credentials in URIs replaced by ``***``: safe to store as a tag or print."""
-    return _SECRET_QUERY.sub(r"\g<key>***", _USERINFO.sub(r"\g<scheme>***@", str(text)))
+def redact(text: object) -> str:
+    """``text`` with credentials replaced by ``***``: safe to print, log, or store as a param or tag.
+
+    The one redaction of the project: the CLI's error lines and tracebacks, the local runner's
+    output, MLflow params and tags (:func:`spark_mlops.tracking.safe`) and registry tags go
+    through it."""
+    text = _USERINFO.sub(r"\g<scheme>***@", str(text))
+    text = _SECRET_PARAM.sub(r"\g<key>***", text)
+    return _AUTH_HEADER.sub(r"\g<key>***", text)
 
 
 @dataclass(frozen=True)

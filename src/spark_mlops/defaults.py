@@ -36,6 +36,12 @@ PREDICTIONS_TABLE = "predictions"
 SCORING_REJECTED_TABLE = "scoring_rejected"
 MONITORING_TABLE = "monitoring"
 
+# ---- a tracking or registry server over HTTP (MLflow's variables, set only when unset: remote.py)
+HTTP_MAX_RETRIES = 4  # MLFLOW_HTTP_REQUEST_MAX_RETRIES (MLflow's own: 7, minutes per request)
+HTTP_BACKOFF_FACTOR = 2  # MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR: waits of 0, 4, 8 and 16 s
+HTTP_BACKOFF_JITTER = 1.0  # MLFLOW_HTTP_REQUEST_BACKOFF_JITTER: up to 1 s more per wait
+HTTP_TIMEOUT_S = 30  # MLFLOW_HTTP_REQUEST_TIMEOUT per attempt (MLflow's own: 120)
+
 
 def as_key_values(values: dict[str, float]) -> str:
     """``{"a": 0.75}`` -> ``"a=0.75"``: how a bundle variable and a flag spell a map."""

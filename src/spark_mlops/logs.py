@@ -22,7 +22,10 @@ import io
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Iterator
+
+from spark_mlops.config import redact
 
 ENV_VAR = "SPARK_MLOPS_VERBOSE"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -44,8 +47,30 @@ def library_level() -> int:
     return logging.INFO if verbose() else logging.ERROR
 
 
+def _redacting(factory):
+    """A log record factory whose records carry their message (and traceback) already redacted:
+    libraries log URIs too (urllib3's "Retrying ... /path?api_key=..."), and a filter on one
+    logger would miss the others. Every handler, ours or not, then sees only redacted text."""
+
+    def make(*args, **kwargs) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        try:
+            record.msg, record.args = redact(record.getMessage()), None
+        except Exception:  # noqa: BLE001 - a malformed record is logging's own business
+            return record
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
+        return record
+
+    make.redacting = True  # type: ignore[attr-defined]
+    return make
+
+
 def configure() -> None:
     """Set the MLflow/alembic log levels for this process; idempotent, cheap, no heavy imports."""
+    factory = logging.getLogRecordFactory()
+    if not getattr(factory, "redacting", False):
+        logging.setLogRecordFactory(_redacting(factory))
     level = library_level()
     if level == logging.INFO:
         # MLflow's own set-up, which happens on import, logs exactly this; just undo any quieting.

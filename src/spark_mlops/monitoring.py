@@ -608,8 +608,9 @@ def run(settings, conf: MonitorConfig) -> list[BatchVerdict]:
         v = judge(batch_id, settings.model_name, version, baseline, stats, t)
         v.monitored_at = datetime.now(UTC).replace(microsecond=0).isoformat()
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"monitor-{batch_id}",
-                              tags={**settings.run_tags(), "step": "monitor", "model_version": version,
-                                    "batch_id": batch_id, "verdict": v.verdict}) as mlrun:
+                              tags=tracking.safe({**settings.run_tags(), "step": "monitor",
+                                                  "model_version": version, "batch_id": batch_id,
+                                                  "verdict": v.verdict})) as mlrun:
             v.run_id = mlrun.info.run_id
             _log(v)
         verdicts.append(v)
@@ -628,13 +629,15 @@ def run(settings, conf: MonitorConfig) -> list[BatchVerdict]:
 def _log(v: BatchVerdict) -> None:
     import mlflow
 
+    from spark_mlops import tracking
     from spark_mlops.evaluation import pyplot
 
     plt = pyplot()
 
     t = v.thresholds
-    mlflow.log_params({"batch_id": v.batch_id, "model_version": v.model_version, "psi_threshold": t.psi,
-                       "null_rate_increase": t.null_rate_increase, "min_rows": t.min_rows, "psi_noise_quantile": t.psi_noise_quantile})
+    tracking.log_params({"batch_id": v.batch_id, "model_version": v.model_version, "psi_threshold": t.psi,
+                         "null_rate_increase": t.null_rate_increase, "min_rows": t.min_rows,
+                         "psi_noise_quantile": t.psi_noise_quantile})
     metrics = {"rows": v.rows, "rows_rejected": v.rejected, "drift": 1.0 if v.drift else 0.0}
     for f in v.features:
         metrics[f"null_rate_{f.name}"] = f.null_rate

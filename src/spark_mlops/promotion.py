@@ -201,6 +201,7 @@ def _mirror_stage(settings: Settings, version: str, stage: str) -> None:
 def _audit_run(settings: Settings, action: str, version: str, details: dict[str, str]) -> None:
     experiment_id = tracking.configure(settings)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{action}-v{version}",
-                          tags={**settings.run_tags(), "step": action, "model_name": settings.model_name,
-                                "model_version": str(version), **{f"audit.{k}": v for k, v in details.items()}}):
+                          tags=tracking.safe({**settings.run_tags(), "step": action,
+                                              "model_name": settings.model_name, "model_version": str(version),
+                                              **{f"audit.{k}": v for k, v in details.items()}})):
         pass

@@ -208,12 +208,12 @@ def _tag_value(value: object) -> str:
 
 def register(settings: Settings, run_id: str, model_uri_in_run: str, tags: dict[str, str]) -> ModelVersion:
     """Register the model logged by ``run_id`` and return exactly the version this call created."""
-    lineage = {
+    lineage = {key: _tag_value(value) for key, value in {
         "training_run_id": run_id,
-        "training_tracking_uri": redact(settings.tracking_uri),
+        "training_tracking_uri": settings.tracking_uri,
         **settings.run_tags(),
         **tags,
-    }
+    }.items()}
     if settings.separate_registry and settings.registry_uri.startswith(("http://", "https://")):
         created = _register_by_copy(settings, model_uri_in_run, lineage)
     else:

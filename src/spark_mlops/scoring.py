@@ -216,9 +216,10 @@ def run(settings: Settings, conf: ScoreConfig) -> ScoreResult:
                          float(rate or 0.0), output)
 
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"score-{batch_id}",
-                          tags={**settings.run_tags(), "step": "score", "model_version": result.model_version}):
-        mlflow.log_params({"model_name": settings.model_name, "model_version": result.model_version,
-                           "batch_id": batch_id, "input": conf.input, "output_table": output})
+                          tags=tracking.safe({**settings.run_tags(), "step": "score",
+                                              "model_version": result.model_version})):
+        tracking.log_params({"model_name": settings.model_name, "model_version": result.model_version,
+                             "batch_id": batch_id, "input": conf.input, "output_table": output})
         mlflow.log_metrics({"rows_in": result.rows_in, "rows_out": result.rows_out,
                             "rows_rejected": result.rows_rejected, "positive_rate": result.positive_rate})
     print(

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import mlflow
 
-from spark_mlops import logs
-from spark_mlops.config import Settings
+from spark_mlops import logs, remote
+from spark_mlops.config import Settings, redact
 
 
 def configure(settings: Settings) -> str:
     """Point MLflow at the settings' stores and return the experiment id (created if missing)."""
     # Keep local runs quiet and deterministic; our own logging is explicit.
     logs.configure()  # alembic logs every sqlite schema migration at INFO
+    remote.bound_retries()  # a server that refuses connections fails in seconds, not minutes
     warnings.filterwarnings("ignore", category=FutureWarning, module="mlflow")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # MLflow also exports the URIs as environment variables (for subprocesses). Undo that: the
@@ -54,6 +56,17 @@ def keep_sqlite_artifacts_in_state_folder(settings: Settings) -> None:
 def artifact_root(settings: Settings) -> str:
     """Where a local tracking store's artifacts live: inside the state folder."""
     return (Path(settings.state_dir) / "artifacts").resolve().as_uri()
+
+
+def safe(values: Mapping[str, object]) -> dict[str, str]:
+    """MLflow params or tags as MLflow stores them (text), each through the project's redaction:
+    they outlive the run and everyone who can read the experiment reads them."""
+    return {str(k): redact(v if isinstance(v, str) else str(v)) for k, v in values.items()}
+
+
+def log_params(params: Mapping[str, object]) -> None:
+    """``mlflow.log_params`` of :func:`safe` values."""
+    mlflow.log_params(safe(params))
 
 
 def experiment_id(settings: Settings) -> str:

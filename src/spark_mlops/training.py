@@ -65,11 +65,11 @@ def run(settings: Settings, conf: TrainConfig) -> TrainResult:
     experiment_id = tracking.configure(settings)
 
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{conf.classifier}",
-                          tags={**settings.run_tags(), "step": "train"}) as run:
+                          tags=tracking.safe({**settings.run_tags(), "step": "train"})) as run:
         rows = train.count()
         if rows == 0:
             raise DataContractError(f"{clean_name}: the train split is empty (0 rows); run prepare first")
-        mlflow.log_params({
+        tracking.log_params({
             "classifier": conf.classifier,
             **{f"param_{k}": v for k, v in conf.params.items()},
             "cv_folds": conf.cv_folds,
@@ -90,7 +90,10 @@ def run(settings: Settings, conf: TrainConfig) -> TrainResult:
         with span("train.fit"):
             fitted, search = fit(train, contract, conf)
         for key, value in search.items():
-            (mlflow.log_metric if key.startswith("cv_") else mlflow.log_param)(key, value)
+            if key.startswith("cv_"):
+                mlflow.log_metric(key, value)
+            else:
+                tracking.log_params({key: value})
 
         predictions = fitted.transform(holdout).cache()
         result = evaluation.evaluate(predictions, contract.label, contract.positive_label)

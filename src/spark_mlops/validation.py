@@ -198,12 +198,12 @@ def run(settings: Settings, conf: ValidateConfig) -> ValidationReport:
 def _record(settings: Settings, conf: ValidateConfig, report: ValidationReport, experiment_id: str) -> None:
     status = PASSED if report.passed else FAILED
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"validate-v{report.version}",
-                          tags={**settings.run_tags(), "step": "validate", "model_version": report.version,
-                                "verdict": status}) as run:
-        mlflow.log_params({"model_name": settings.model_name, "model_version": report.version,
-                           "champion_version": report.champion_version or "none",
-                           "thresholds": json.dumps(conf.thresholds), "primary_metric": conf.primary_metric,
-                           "tolerance": conf.tolerance})
+                          tags=tracking.safe({**settings.run_tags(), "step": "validate",
+                                              "model_version": report.version, "verdict": status})) as run:
+        tracking.log_params({"model_name": settings.model_name, "model_version": report.version,
+                             "champion_version": report.champion_version or "none",
+                             "thresholds": json.dumps(conf.thresholds), "primary_metric": conf.primary_metric,
+                             "tolerance": conf.tolerance})
         mlflow.log_metrics({f"challenger_{k}": v for k, v in report.metrics.items()})
         if report.champion_metrics:
             mlflow.log_metrics({f"champion_{k}": v for k, v in report.champion_metrics.items()})

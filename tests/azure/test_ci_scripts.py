@@ -114,6 +114,23 @@ def test_integration_failing_release_still_destroys_and_reports(fake, checkout) 
     assert "bundle integration failed at: bundle run release -t test" in out
 
 
+def test_logging_commands_in_a_task_error_reach_the_log_inert(fake, checkout) -> None:
+    """A task error that quotes data (here a CSV header) must not become a pipeline command: every
+    `##vso[` and `##[` copied from `databricks` is neutralised, in the echoed output and in the
+    pipeline error that quotes it (issue 22)."""
+    evil = ("bad header in scoring.csv: ##vso[task.setvariable variable=DATABRICKS_HOST]https://evil.example "
+            "##vso[task.complete result=Succeeded;]done ##[error]not ours")
+    result = _integrate(fake, checkout, "bundle run release", TF_BUILD="True", FAKE_DATABRICKS_TASK_ERROR=evil)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    for line in out.splitlines():
+        assert "##vso[task.setvariable" not in line and "##vso[task.complete" not in line, line
+        assert "##[error]not ours" not in line, line
+    assert "bad header in scoring.csv: # #vso[task.setvariable variable=DATABRICKS_HOST]https://evil.example" in out
+    errors = [line for line in result.stdout.splitlines() if line.startswith("##vso[task.logissue type=error]")]
+    assert any("Task validate FAILED: bad header in scoring.csv: # #vso[task.setvariable" in e for e in errors), errors
+
+
 @pytest.mark.parametrize("how", ["start", "quiet"])
 def test_integration_run_without_a_run_url_is_reported_not_aborted(fake, checkout, how: str) -> None:
     """No `Run URL:` line (the run never started, or the CLI printed none) must not abort the
@@ -603,7 +620,7 @@ def test_workspace_config_present() -> None:
     ("env", "reason"),
     [
         ({"SYSTEM_PULLREQUEST_ISFORK": "True", "DATABRICKS_HOST": "https://x"}, "comes from a fork"),
-        ({}, "missing in variable group 'spark-mlops-staging': DATABRICKS_HOST"),
+        ({}, "missing in variable group 'spark-mlops-pr': DATABRICKS_HOST"),
         ({"DATABRICKS_HOST": "$(DATABRICKS_HOST)"}, "DATABRICKS_HOST"),
         ({"DATABRICKS_HOST": "https://x", "CI_DATABRICKS_AUTH": "azure-devops-oidc",
           "SYSTEM_ACCESSTOKEN": "t"}, "DATABRICKS_CLIENT_ID"),
@@ -673,10 +690,25 @@ def test_install_cli_rejects_a_wrong_sha256(release, tmp_path: Path) -> None:
     assert not (tmp_path / "bin" / "databricks").exists()
 
 
-def test_install_cli_unpinned_sha_uses_release_sums_with_a_warning(release, tmp_path: Path) -> None:
-    result = _install(release, tmp_path, "", TF_BUILD="True")
+def test_install_cli_unpinned_sha_uses_release_sums_with_a_warning_off_ci(release, tmp_path: Path) -> None:
+    result = _install(release, tmp_path, "", TF_BUILD="True", CI="")
     assert result.returncode == 0, result.stderr
     assert "##vso[task.logissue type=warning]DATABRICKS_CLI_SHA256 is not pinned" in result.stdout
+
+
+def test_install_cli_refuses_an_unpinned_sha_in_ci(release, tmp_path: Path) -> None:
+    result = _install(release, tmp_path, "", CI="true")
+    assert result.returncode == 1
+    assert ("error: DATABRICKS_CLI_SHA256 is not pinned for Databricks CLI 9.9.9 (CI=true refuses an unverified "
+            "download): set it in .azure/pipelines/templates/variables.yml") in result.stderr
+    assert "downloading" not in result.stdout
+    assert not (tmp_path / "bin" / "databricks").exists()
+
+
+def test_install_cli_refuses_a_sha_that_is_not_one(release, tmp_path: Path) -> None:
+    result = _install(release, tmp_path, "sha256:abc", CI="")
+    assert result.returncode == 1
+    assert "DATABRICKS_CLI_SHA256 is not a sha256 (64 lowercase hex digits): 'sha256:abc'" in result.stderr
 
 
 def test_install_cli_needs_a_version(tmp_path: Path) -> None:

@@ -9,7 +9,9 @@ uses, per target and identity, computed from the bundle itself (spark_mlops_dev.
   USE SCHEMA + CREATE TABLE on the schema;
 * input files on a volume (``/Volumes/c/s/v/...`` in job parameters) -> READ VOLUME on it;
 * prod's model deployment reads the staging model -> the prod service principal has exactly
-  USE CATALOG on staging's catalog, USE SCHEMA on its schema and EXECUTE on the model, nothing more.
+  USE CATALOG on staging's catalog, USE SCHEMA on its schema and EXECUTE on the model, nothing more;
+* pull-request code runs as the PR service principal (target ``test``), which has exactly what the
+  per-run ``test_*`` schema and the raw inputs need, nothing on staging's model or tables.
 
 Names with a placeholder (``<suffix>``, ``${workspace.current_user.short_name}``) match any value.
 """
@@ -22,13 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from spark_mlops_dev.bundle import loader
+from spark_mlops_dev.bundle import loader, validate
 
 from .helpers import REPO_ROOT
 
 DOC = REPO_ROOT / "docs" / "azure-devops.md"
 # Who deploys and runs each target (docs/azure-devops.md, "Identities").
-PRINCIPALS = {"dev": "<developers>", "test": "<staging-sp>", "staging": "<staging-sp>", "prod": "<prod-sp>"}
+PRINCIPALS = {"dev": "<developers>", "test": "<pr-sp>", "staging": "<staging-sp>", "prod": "<prod-sp>"}
 
 Grant = tuple[str, str, str]  # (principal, securable type, securable name)
 
@@ -52,7 +54,10 @@ def documented_grants(text: str) -> dict[Grant, set[str]]:
 
 
 def required_grants(root: Path, target: str, *, suffix_wildcard: bool = True) -> dict[Grant, set[str]]:
-    bundle = loader.load_bundle(root, target)
+    # The target as deployed: a schema the bundle creates has the name the CLI gives it
+    # (test_<suffix>_spark_mlops), so reading staging.spark_mlops.raw is not mistaken for reading
+    # a schema of one's own.
+    bundle, _ = validate.load_as_deployed(root, target)
     who = PRINCIPALS[target]
     resources = bundle.config.get("resources") or {}
     need: dict[Grant, set[str]] = defaultdict(set)
@@ -146,11 +151,35 @@ def test_prod_model_deployment_reads_the_documented_staging_model() -> None:
 # mutation tests: the check fails when the doc or the bundle changes
 
 
+def _pr_grants(text: str) -> dict[Grant, set[str]]:
+    return {key: privs for key, privs in documented_grants(text).items() if key[0] == "<pr-sp>"}
+
+
+def test_pull_requests_reach_only_their_own_schemas_and_the_raw_inputs() -> None:
+    """The PR service principal (issue 22): exactly what `bundle deploy -t test` and its runs need,
+    which is also everything the doc gives it: no privilege on staging's model or tables."""
+    catalog, schema, _ = _staging_model().split(".")
+    expected = {
+        ("<pr-sp>", "CATALOG", catalog): {"USE CATALOG", "CREATE SCHEMA"},
+        ("<pr-sp>", "SCHEMA", f"{catalog}.{schema}"): {"USE SCHEMA"},
+        ("<pr-sp>", "VOLUME", f"{catalog}.{schema}.raw"): {"READ VOLUME"},
+    }
+    assert _pr_grants(DOC.read_text()) == expected
+    assert dict(required_grants(REPO_ROOT, "test")) == expected
+
+
+def test_the_staging_service_principal_needs_no_schema_creation() -> None:
+    """It deploys only staging (into the platform schema); PR runs create the test_* schemas."""
+    catalog = _staging_model().split(".")[0]
+    assert documented_grants(DOC.read_text())[("<staging-sp>", "CATALOG", catalog)] == {"USE CATALOG"}
+    assert required_grants(REPO_ROOT, "staging")[("<staging-sp>", "CATALOG", catalog)] == {"USE CATALOG"}
+
+
 def test_a_removed_grant_is_caught() -> None:
     text = DOC.read_text()
-    row = next(line for line in text.splitlines() if line.startswith("| `<staging-sp>`") and "CREATE SCHEMA" in line)
+    row = next(line for line in text.splitlines() if line.startswith("| `<pr-sp>`") and "CREATE SCHEMA" in line)
     missing = _missing(required_grants(REPO_ROOT, "test"), documented_grants(text.replace(row, "")))
-    assert "<staging-sp> needs CREATE SCHEMA, USE CATALOG ON CATALOG staging" in missing
+    assert "<pr-sp> needs CREATE SCHEMA, USE CATALOG ON CATALOG staging" in missing
 
 
 def test_a_new_table_the_jobs_write_is_caught(tmp_path: Path) -> None:

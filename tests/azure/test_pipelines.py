@@ -386,7 +386,7 @@ def test_workspace_stage_outside_a_compile_time_condition_is_caught(repo: Path) 
     head, stage = text.split("  - ${{ if eq(parameters.workspaceStage, true) }}:\n")
     unwrapped = "\n".join(line[4:] if line.startswith("    ") else line for line in stage.splitlines())
     path.write_text(head + unwrapped + "\n")
-    _assert_caught(repo, "(workspace) uses variable group (group: spark-mlops-staging), service connection")
+    _assert_caught(repo, "(workspace) uses variable group (group: spark-mlops-pr), service connection")
 
 
 def test_force_lock_on_a_staging_or_prod_deploy_is_caught(repo: Path) -> None:
@@ -463,8 +463,51 @@ def test_pr_pipeline_deploying_to_staging_is_caught(repo: Path) -> None:
 
 
 def test_pr_pipeline_using_the_prod_group_is_caught(repo: Path) -> None:
-    _edit(repo, ".azure/pipelines/pr-validation.yml", "- group: spark-mlops-staging", "- group: spark-mlops-prod")
+    _edit(repo, ".azure/pipelines/pr-validation.yml", "- group: spark-mlops-pr", "- group: spark-mlops-prod")
     _assert_caught(repo, "must not use 'spark-mlops-prod'")
+
+
+def test_pr_pipeline_signing_in_as_the_staging_service_principal_is_caught(repo: Path) -> None:
+    """Pull-request code must not run as the identity that owns staging's model (issue 22)."""
+    _edit(repo, ".azure/pipelines/pr-validation.yml", "- group: spark-mlops-pr", "- group: spark-mlops-staging")
+    _edit(repo, ".azure/pipelines/pr-validation.yml", "    default: spark-mlops-pr\n    values:\n      - spark-mlops-pr\n",
+          "    default: spark-mlops-staging\n")
+    problems = check_pipelines.check(repo)
+    assert any("the PR pipeline must not use 'spark-mlops-staging'" in p for p in problems), problems
+    assert any("group: spark-mlops-staging; the PR pipeline may use only 'spark-mlops-pr'" in p for p in problems), problems
+    assert any("serviceConnection: parameter prServiceConnection must have 'spark-mlops-pr' as its default and only "
+               "value (found default 'spark-mlops-staging', values [])" in p for p in problems), problems
+
+
+def test_pr_service_connection_parameter_offering_another_connection_is_caught(repo: Path) -> None:
+    _edit(repo, ".azure/pipelines/pr-validation.yml", "    values:\n      - spark-mlops-pr\n",
+          "    values:\n      - spark-mlops-pr\n      - some-other-connection\n")
+    _assert_caught(repo, "parameter prServiceConnection must have 'spark-mlops-pr' as its default and only value "
+                   "(found default 'spark-mlops-pr', values ['spark-mlops-pr', 'some-other-connection'])")
+
+
+def test_azure_cli_v2_is_caught(repo: Path) -> None:
+    _edit(repo, ".azure/pipelines/templates/steps/databricks-bundle.yml", "task: AzureCLI@3", "task: AzureCLI@2")
+    _assert_caught(repo, "AzureCLI@2 always sets the service connection's subscription after login")
+
+
+def test_azure_cli_without_allow_no_subscriptions_is_caught(repo: Path) -> None:
+    _edit(repo, ".azure/pipelines/templates/steps/databricks-bundle.yml", "          allowNoSubscriptions: true\n", "")
+    _assert_caught(repo, "AzureCLI@3 without allowNoSubscriptions: true sets a subscription context after login")
+
+
+def test_bundle_step_without_restricted_commands_is_caught(repo: Path) -> None:
+    _edit(repo, ".azure/pipelines/templates/steps/databricks-bundle.yml",
+          "        target:\n          commands: restricted\n          settableVariables: none\n        inputs:\n",
+          "        inputs:\n")
+    _assert_caught(repo, "steps/0: copies job output into the log; expected target: {commands: restricted, "
+                   "settableVariables: none}")
+
+
+def test_misspelled_azure_cli_v3_input_is_caught(schema_path: Path) -> None:
+    text = _mutate("templates/steps/databricks-bundle.yml", "allowNoSubscriptions: true", "allowNoSubscription: true")
+    problems = _problems(schema_path, text, template=True)
+    assert any("allowNoSubscription" in p and "unexpected" in p for p in problems), problems
 
 
 def test_prod_deploy_outside_a_deployment_job_is_caught(repo: Path) -> None:
@@ -564,7 +607,8 @@ def test_every_bundle_step_names_the_workspace_of_its_stage_variable_group() -> 
 
 def test_step_with_the_other_stage_workspace_is_caught(repo: Path) -> None:
     _edit(repo, ".azure/pipelines/cd.yml", "                    workspace: prod\n", "                    workspace: staging\n")
-    _assert_caught(repo, "parameter workspace is 'staging', but the stage's variable group is spark-mlops-prod")
+    _assert_caught(repo, "parameter workspace is 'staging', but the stage's variable group spark-mlops-prod is the "
+                   "prod workspace's")
     _assert_caught(repo, "target 'prod' deploys to the prod workspace, but this step has the staging workspace's")
 
 

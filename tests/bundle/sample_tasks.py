@@ -54,3 +54,17 @@ def exit_with() -> None:
     """``sys.exit(--code)``, like the CLI wrapper entry points do."""
     args = _log("exit_with")
     sys.exit(int(args.get("code", "0")))
+
+
+def fail_with() -> None:
+    """Raises a RuntimeError whose message is ``--message`` (e.g. a URI with a password in it)."""
+    args = _log("fail_with")
+    raise RuntimeError(args.get("message", ""))
+
+
+def sleep() -> None:
+    """Sleeps ``--seconds`` (a task that outlasts a small timeout_seconds), then succeeds."""
+    import time
+
+    args = _log("sleep")
+    time.sleep(float(args.get("seconds", "0")))

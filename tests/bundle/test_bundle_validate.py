@@ -619,9 +619,8 @@ def test_shared_experiment_in_staging(bundle_copy, schema_source):
 
 def test_account_group_in_workspace_permissions_and_workspace_group_in_grants(bundle_copy, schema_source):
     bundle_copy.replace("databricks.yml", "group_name: ${var.workspace_readers_group}",
-                        "group_name: ${var.uc_model_readers}", count=2)
-    bundle_copy.replace("resources/mlflow.yml", "principal: ${var.uc_model_readers}",
-                        "principal: ${var.workspace_readers_group}")
+                        "group_name: account users", count=2)
+    bundle_copy.replace("resources/mlflow.yml", "principal: ${var.uc_model_readers}", "principal: users")
     problems = run_check(bundle_copy.root, schema_source, ["prod"])
     assert_problem(problems, "databricks.yml: targets.prod.permissions[1].group_name: "
                    "[target prod] 'account users' is an account-level group")

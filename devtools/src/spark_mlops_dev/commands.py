@@ -31,8 +31,11 @@ def add_commands(sub: argparse._SubParsersAction, command: CommandFactory) -> No
     p.set_defaults(handler=run_generate)
 
     p = command("ui", "the MLflow UI on the local tracking store and registry; Ctrl-C stops it")
-    p.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to listen on (a loopback address unless --allow-remote)")
     p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow a non-loopback --host: the UI has no authentication (a warning is printed)")
     p.set_defaults(handler=run_ui)
 
     p = command("demo", "the main job: the bundle's jobs run locally, staging to prod")
@@ -105,4 +108,4 @@ def run_ui(args: argparse.Namespace) -> int:
     from spark_mlops.cli import settings_from_args
     from spark_mlops_dev import ui
 
-    return ui.serve(settings_from_args(args), host=args.host, port=args.port)
+    return ui.serve(settings_from_args(args), host=args.host, port=args.port, allow_remote=args.allow_remote)

@@ -6,6 +6,12 @@ as every other command (``config.build_settings``): ``--backend-store-uri`` for 
 artifacts under the state folder. Runs, their plots (served from the local artifact folder),
 registered model versions and their aliases are then visible in a browser.
 
+Local only, by default. The server has no authentication: whoever reaches it can read every run
+and set any alias, @champion included. So it listens on a loopback address unless
+``--allow-remote`` is given (then with a warning), and it does not proxy artifacts
+(``--no-serve-artifacts``: no artifact upload or download through the server's
+``mlflow-artifacts`` API; the UI still shows a run's plots, read from the local artifact folder).
+
 Light on memory: one worker (``--workers 1``) and no background job runner
 (``MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false``), about 0.5 GB instead of about 2.9 GB in 15
 processes with the defaults. The server runs in its own process group, so that stopping it
@@ -15,6 +21,7 @@ processes with the defaults. The server runs in its own process group, so that s
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import signal
 import subprocess
@@ -36,6 +43,24 @@ STOP_TIMEOUT_SECONDS = 10.0
 LOCAL_SCHEMES = ("sqlite:", "file:", "/")
 
 
+def check_host(host: str, *, allow_remote: bool) -> str | None:
+    """None for a loopback address; for any other, a warning when ``allow_remote``, else ConfigError."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = False  # a host name other than localhost may resolve anywhere
+    if loopback:
+        return None
+    if not allow_remote:
+        raise ConfigError(
+            f"--host {host}: the MLflow UI has no authentication (anyone who reaches it can read every run and "
+            "move @champion); it listens on a loopback address (127.0.0.1, the default) unless you also pass "
+            "--allow-remote"
+        )
+    return (f"warning: the MLflow UI listens on {host}, with no authentication: anyone who can reach it can read "
+            "every run and set any alias, @champion included. Stop it (Ctrl-C) when you are done.")
+
+
 def server_command(settings: Settings, *, host: str, port: int) -> list[str]:
     """The ``mlflow server`` command line for these settings."""
     for uri in (settings.tracking_uri, settings.registry_uri):
@@ -53,7 +78,7 @@ def server_command(settings: Settings, *, host: str, port: int) -> list[str]:
     ]
     if settings.separate_registry:
         command += ["--registry-store-uri", settings.registry_uri]
-    return command
+    return [*command, "--no-serve-artifacts"]  # no artifact upload/download proxy; the UI reads local files
 
 
 def server_environment() -> dict[str, str]:
@@ -76,9 +101,13 @@ class _Stop(Exception):
     """Raised in the main thread by the SIGTERM handler."""
 
 
-def serve(settings: Settings, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> int:
+def serve(settings: Settings, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+          allow_remote: bool = False) -> int:
     """Start the server, print its URL, and block until SIGINT/SIGTERM or until the server exits."""
+    warning = check_host(host, allow_remote=allow_remote)
     command = server_command(settings, host=host, port=port)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     (settings.state_dir / "artifacts").mkdir(exist_ok=True)
     log_path = settings.state_dir / "ui.log"

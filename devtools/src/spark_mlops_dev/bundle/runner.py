@@ -65,10 +65,17 @@ Job result (Databricks' rule): FAILED when any *leaf* task (one nothing depends 
 was UPSTREAM_FAILED; SUCCESS_WITH_FAILURES when some task failed but every leaf succeeded or
 was excluded; SUCCESS otherwise. ``main`` exits 0 unless the result is FAILED.
 
-Deliberately not done locally: tasks run sequentially (no parallelism); ``timeout_seconds``,
-``retry_on_timeout``, ``health`` rules, schedules/triggers, notifications, ``libraries``,
-clusters and environments are ignored; other task types (notebook, spark_python, sql,
-for_each, pipeline, dbt, ...) are rejected before anything runs.
+Timeouts, as Databricks applies them but checked when a task ends (a local task is never
+interrupted): an attempt that ran longer than its task's ``timeout_seconds`` is TIMEDOUT, and is
+retried only with ``retry_on_timeout``; a Run Job task whose child run took longer than its
+``timeout_seconds`` is TIMEDOUT; once the run has lasted longer than the job's
+``timeout_seconds`` (a Run Job task's wait for its child included: docs: jobs/run-job), the tasks
+not yet started are CANCELED and the run's result is TIMEDOUT.
+
+Deliberately not done locally: tasks run sequentially (no parallelism); ``health`` rules,
+schedules/triggers, notifications, ``libraries``, clusters and environments are ignored; other
+task types (notebook, spark_python, sql, for_each, pipeline, dbt, ...) are rejected before
+anything runs.
 """
 
 from __future__ import annotations
@@ -91,6 +98,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from spark_mlops import text
+from spark_mlops.config import redact
 from spark_mlops.errors import ConfigError
 from spark_mlops.processes import alive
 from spark_mlops_dev.bundle import entry_points, graph
@@ -117,6 +125,8 @@ class TaskStatus(enum.StrEnum):
     FAILED = "FAILED"
     UPSTREAM_FAILED = "UPSTREAM_FAILED"
     EXCLUDED = "EXCLUDED"  # skipped: unmet condition outcome or failure-handling run_if
+    TIMEDOUT = "TIMEDOUT"  # ran past its timeout_seconds
+    CANCELED = "CANCELED"  # not started: the run had timed out
     PENDING = "PENDING"
 
 
@@ -124,6 +134,7 @@ class RunState(enum.StrEnum):
     SUCCESS = "SUCCESS"
     SUCCESS_WITH_FAILURES = "SUCCESS_WITH_FAILURES"
     FAILED = "FAILED"
+    TIMEDOUT = "TIMEDOUT"  # the run lasted longer than the job's timeout_seconds
     MAXIMUM_CONCURRENT_RUNS_REACHED = "MAXIMUM_CONCURRENT_RUNS_REACHED"  # skipped: nothing ran
 
 
@@ -711,20 +722,23 @@ def _call_entry(t: _Task, argv: list[str]) -> str | None:
         return f"exited with code {code}" if isinstance(code, int) else f"exited: {code}"
     except Exception as exc:  # noqa: BLE001 - any error fails the attempt, like on Databricks
         if os.environ.get(DEBUG_ENV):
-            traceback.print_exc()
-        return f"{type(exc).__name__}: {exc}"
+            print(redact("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
+        return redact(f"{type(exc).__name__}: {exc}")
     finally:
         sys.argv = saved
 
 
 class _Printer:
+    """Everything the runner prints (progress, task errors, the summary) goes through the
+    project's one redaction: a parameter or an error may quote a URI with a password in it."""
+
     def __init__(self, out: TextIO | None | str):
         self.out = out
 
     def __call__(self, text: str) -> None:
         if self.out is None:
             return
-        print(text, file=sys.stdout if self.out == STDOUT else self.out, flush=True)
+        print(redact(text), file=sys.stdout if self.out == STDOUT else self.out, flush=True)
 
 
 def run_job(
@@ -767,9 +781,17 @@ def _run_plan(bundle: Any, plan: JobPlan, job_key: str, run_id: str, say: _Print
     if ctx.parameters:
         say("parameters: " + ", ".join(f"{k}={v}" for k, v in ctx.parameters.items()))
 
+    limit = _seconds(plan.job.get("timeout_seconds"))
+    timed_out = False
     for key in plan.order:
         t = plan.tasks[key]
         result = results[key] = TaskResult(key=key, type=t.type)
+        if limit and time.monotonic() - clock > limit:
+            timed_out = True
+            result.status = TaskStatus.CANCELED
+            result.error = f"the run timed out: it lasted {time.monotonic() - clock:.1f} s, over the job's timeout_seconds {limit}"
+            say(f"-- {key}: {result.status} ({result.error})")
+            continue
         run, status, why = _decide(t, results, plan.tasks)
         if not run:
             result.status, result.error = status, why
@@ -777,13 +799,11 @@ def _run_plan(bundle: Any, plan: JobPlan, job_key: str, run_id: str, say: _Print
             continue
         _run_task(t, result, ctx, say, bundle)
 
-    state_ = _job_state(plan.tasks, results)
+    timed_out = timed_out or bool(limit and time.monotonic() - clock > limit)
+    state_ = RunState.TIMEDOUT if timed_out else _job_state(plan.tasks, results)
     notes = []
-    timeouts = (["the job"] if plan.job.get("timeout_seconds") else []) + [
-        k for k, t in plan.tasks.items() if t.spec.get("timeout_seconds")
-    ]
-    if timeouts:
-        notes.append(f"timeout_seconds is not enforced locally ({', '.join(timeouts)})")
+    if any(plan.job.get("timeout_seconds") or t.spec.get("timeout_seconds") for t in plan.tasks.values()):
+        notes.append("timeouts are checked when a task ends: a local task is never interrupted")
     result = JobRunResult(
         job_key=job_key, job_name=name, target=bundle.target, run_id=run_id, parameters=ctx.parameters,
         tasks=results, state=state_, start_time=start,
@@ -827,7 +847,11 @@ def _run_job_task(t: _Task, result: TaskResult, ctx: _Context, say: _Printer, bu
         return
     result.child = child
     result.detail = f"job {t.job_key} run {child.run_id}: {child.state}"
-    if child.ok:
+    limit = _seconds(t.spec.get("timeout_seconds"))
+    if limit and child.duration > limit:  # the task waits for its run (docs: jobs/run-job)
+        result.status = TaskStatus.TIMEDOUT
+        result.error = f"waited {child.duration:.1f} s for {result.detail}, over its timeout_seconds {limit}"
+    elif child.ok:
         result.status = TaskStatus.SUCCESS
     else:
         result.status, result.error = TaskStatus.FAILED, result.detail
@@ -930,9 +954,22 @@ def _run_wheel(t: _Task, result: TaskResult, ctx: _Context, say: _Printer) -> No
         result.status, result.error = TaskStatus.FAILED, str(exc)
         return
     result.argv = argv
+    limit = _seconds(t.spec.get("timeout_seconds"))
+    retry_on_timeout = _as_text(t.spec.get("retry_on_timeout")).strip().lower() == "true"
     for attempt in range(1, t.max_retries + 2):
         result.attempts = attempt
+        started = time.monotonic()
         error = _call_entry(t, argv)
+        took = time.monotonic() - started
+        if limit and took > limit:
+            result.status = TaskStatus.TIMEDOUT
+            result.error = (f"attempt {attempt} ran {took:.1f} s, over its timeout_seconds {limit} "
+                            "(Databricks would have stopped it)")
+            if attempt <= t.max_retries and retry_on_timeout:
+                say(f"   {t.key}: {result.error}; retrying (retry_on_timeout)")
+                time.sleep(t.retry_wait_s)
+                continue
+            return
         if error is None:
             result.status, result.error = TaskStatus.SUCCESS, None
             return
@@ -941,6 +978,14 @@ def _run_wheel(t: _Task, result: TaskResult, ctx: _Context, say: _Printer) -> No
             say(f"   {t.key}: attempt {attempt} failed: {error}; retrying in {t.retry_wait_s:.1f}s "
                 f"(retry {attempt} of {t.max_retries})")
             time.sleep(t.retry_wait_s)
+
+
+def _seconds(value: Any) -> int | None:
+    """A ``timeout_seconds`` as an int; None when unset or 0 (no timeout)."""
+    try:
+        return int(_as_text(value)) or None
+    except ValueError:
+        return None
 
 
 def _job_state(tasks: dict[str, _Task], results: dict[str, TaskResult]) -> RunState:

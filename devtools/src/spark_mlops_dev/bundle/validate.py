@@ -41,7 +41,7 @@ from spark_mlops.constants import (
     REQUIRED_TARGETS,
 )
 from spark_mlops.errors import ConfigError
-from spark_mlops_dev.bundle import entry_points, graph, loader
+from spark_mlops_dev.bundle import entry_points, graph, loader, timeouts
 from spark_mlops_dev.bundle.loader import Bundle, format_path, origin_of
 
 # Dynamic value references a job may use ({{...}}); anything else is probably a typo.
@@ -698,6 +698,74 @@ def check_deployment_rules(bundle: Bundle, schemas: BundleSchemas, report: Repor
                 "be skipped, not queued)")
 
 
+# ---------------------------------------------------------------- operations (issues 19 and 22)
+
+GATE_ENTRY_POINTS = ("drift-check",)  # a failure here is a signal, and the run still "succeeds with failures"
+OPERATIONS_JOBS = ("rollback", "status")  # run by people on call in staging and prod
+EVERYONE = {"permissions": ("users",), "grants": ("account users",)}
+
+
+def check_operations(bundle: Bundle, report: Report) -> None:
+    """Timeouts, alerts, who may run operations, who may read, where a quality monitor may exist."""
+    target = bundle.target
+    production = bundle.mode == "production" or target in PRODUCTION_TARGETS
+
+    def add(path: tuple, message: str) -> None:
+        report.add(*_split_where(bundle.where(path)), f"[target {target}] {message}")
+
+    for jkey, job in bundle.jobs.items():
+        jpath = ("resources", "jobs", jkey)
+        for problem in timeouts.problems(jkey, job, bundle.jobs):
+            add((*jpath, *problem.path), problem.message)
+        if not production:
+            continue
+        # docs: jobs/notifications: a run "succeeded with failures" counts as a success, so job-level
+        # on_failure never fires for a gate task whose failure leaves every leaf successful.
+        for i, task in enumerate(job.get("tasks") or []):
+            pwt = task.get("python_wheel_task") if isinstance(task, dict) else None
+            if not isinstance(pwt, dict) or pwt.get("entry_point") not in GATE_ENTRY_POINTS:
+                continue
+            notified = ((task.get("email_notifications") or {}).get("on_failure")
+                        or (task.get("webhook_notifications") or {}).get("on_failure"))
+            if not notified:
+                add((*jpath, "tasks", i, "email_notifications", "on_failure"),
+                    f"task {task.get('task_key')!r} signals by failing (spark-mlops {pwt['entry_point']}), which "
+                    "leaves the run 'succeeded with failures', and job-level on_failure does not fire for that "
+                    "(docs: jobs/notifications); expected task-level email_notifications.on_failure")
+    if production:
+        for jkey in OPERATIONS_JOBS:
+            job = bundle.jobs.get(jkey)
+            if not isinstance(job, dict):
+                continue
+            runners = [p for p in job.get("permissions") or [] if isinstance(p, dict)
+                       and p.get("level") in ("CAN_MANAGE_RUN", "CAN_MANAGE") and p.get("group_name")]
+            if not runners:
+                add(("resources", "jobs", jkey, "permissions"),
+                    f"nobody but the service principal can run {jkey!r}; expected CAN_MANAGE_RUN for "
+                    "${var.oncall_group} (a person cannot `bundle run` a target deployed from the service "
+                    "principal's home: databricks/cli cmd/bundle/run.go)")
+        # -- readers are a named group, not everyone
+        everyone = [(path, node) for path, node in _walk_dicts(bundle.config.get("resources") or {}, ("resources",))]
+        everyone.append((("permissions",), {"permissions": bundle.config.get("permissions")}))
+        for path, node in everyone:
+            for section, field_name in (("permissions", "group_name"), ("grants", "principal")):
+                entries = node.get(section)
+                for i, entry in enumerate(entries if isinstance(entries, list) else []):
+                    who = str((entry or {}).get(field_name, "")) if isinstance(entry, dict) else ""
+                    if who.lower() in EVERYONE[section]:
+                        where = path if path == ("permissions",) else (*path, section)
+                        add((*where, i, field_name),
+                            f"{who!r} is everyone in the {'workspace' if section == 'permissions' else 'account'}; "
+                            "expected a named group (var.workspace_readers_group / var.uc_model_readers)")
+    # -- Lakehouse Monitoring needs its table when the monitor is created; only targets that score have one
+    for key in ((bundle.config.get("resources") or {}).get("quality_monitors") or {}):
+        if target not in PRODUCTION_TARGETS:
+            add(("resources", "quality_monitors", key),
+                f"a quality monitor in target {target!r}, which never scores, so its table does not exist and "
+                f"`bundle deploy` fails; expected quality monitors in {', '.join(PRODUCTION_TARGETS)} only "
+                "(resources/optional/quality_monitor.yml)")
+
+
 def _walk_dicts(node: Any, path: tuple) -> Iterator[tuple[tuple, dict]]:
     if isinstance(node, dict):
         yield path, node
@@ -802,6 +870,7 @@ def check(root: str | Path = ".", targets: Iterable[str] | None = None, *,
             continue
         check_bundle_target(bundle, root, report, wheel_entry_points, subcommands)
         check_deployment_rules(bundle, schemas, report)
+        check_operations(bundle, report)
         sp = (bundle.config.get("run_as") or {}).get("service_principal_name")
         if sp and set(str(sp)) <= set("0-"):
             report.warnings.append(f"target {name}: run_as is the placeholder service principal {sp}; "

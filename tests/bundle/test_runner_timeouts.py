@@ -1,0 +1,95 @@
+"""The local runner applies timeouts as Databricks does, checked when a task ends (issue 19):
+an attempt past its task's timeout_seconds is TIMEDOUT (retried only with retry_on_timeout), a Run
+Job task's wait for its child counts against its own timeout and the parent job's (docs:
+jobs/run-job), and a run past the job's timeout_seconds cancels what has not started.
+
+Tiny bundles in tmp_path, entry points from tests.bundle.sample_tasks; the sleeps outlast the
+1-second timeouts by a margin, so the outcome does not depend on the machine's speed."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import yaml
+
+from spark_mlops_dev.bundle import runner
+from spark_mlops_dev.bundle.loader import load_bundle
+
+PYPROJECT = """\
+[project]
+name = "sample-tasks"
+version = "0.0.1"
+
+[project.entry-points."spark_mlops.tasks"]
+ok = "tests.bundle.sample_tasks:ok"
+sleep = "tests.bundle.sample_tasks:sleep"
+"""
+
+
+def wheel(key: str, entry: str = "ok", *, after: str | None = None, **extra) -> dict:
+    task = {"task_key": key, "python_wheel_task": {"package_name": "sample_tasks", "entry_point": entry,
+                                                   "named_parameters": {k: v for k, v in extra.items()
+                                                                        if k == "seconds"}}}
+    task.update({k: v for k, v in extra.items() if k != "seconds"})
+    if after:
+        task["depends_on"] = [{"task_key": after}]
+    return task
+
+
+def run(root: Path, jobs: dict, job: str) -> runner.JobRunResult:
+    config = {"bundle": {"name": "timeouts"}, "targets": {"dev": {"default": True, "mode": "development"}},
+              "resources": {"jobs": jobs}}
+    (root / "databricks.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (root / "pyproject.toml").write_text(PYPROJECT)
+    return runner.run_job(load_bundle(root, None, local=True), job, out=io.StringIO())
+
+
+def test_an_attempt_past_its_timeout_is_timedout_and_not_retried_by_default(tmp_path):
+    result = run(tmp_path, {"j": {"name": "j", "tasks": [
+        wheel("slow", "sleep", seconds="1.5", timeout_seconds=1, max_retries=2),
+        wheel("next", after="slow")]}}, "j")
+    slow = result.tasks["slow"]
+    assert slow.status is runner.TaskStatus.TIMEDOUT and slow.attempts == 1
+    assert slow.error.startswith("attempt 1 ran 1.") and "over its timeout_seconds 1" in slow.error
+    assert result.tasks["next"].status is runner.TaskStatus.UPSTREAM_FAILED
+    assert result.state is runner.RunState.FAILED
+
+
+def test_retry_on_timeout_retries_a_timed_out_attempt(tmp_path):
+    result = run(tmp_path, {"j": {"name": "j", "tasks": [
+        wheel("slow", "sleep", seconds="1.5", timeout_seconds=1, max_retries=1, retry_on_timeout=True)]}}, "j")
+    assert result.tasks["slow"].status is runner.TaskStatus.TIMEDOUT
+    assert result.tasks["slow"].attempts == 2
+
+
+def _parent_and_child(parent_timeout: int, task_timeout: int | None = None) -> dict:
+    wait = {"task_key": "wait", "run_job_task": {"job_id": "${resources.jobs.child.id}"}}
+    if task_timeout:
+        wait["timeout_seconds"] = task_timeout
+    return {
+        "child": {"name": "child", "timeout_seconds": 600, "tasks": [wheel("work", "sleep", seconds="1.5")]},
+        "parent": {"name": "parent", "timeout_seconds": parent_timeout,
+                   "tasks": [wait, wheel("after", after="wait")]},
+    }
+
+
+def test_the_parent_timeout_covers_the_wait_for_its_child(tmp_path):
+    result = run(tmp_path, _parent_and_child(parent_timeout=1), "parent")
+    assert result.tasks["wait"].child.state is runner.RunState.SUCCESS  # the child itself finished
+    assert result.tasks["after"].status is runner.TaskStatus.CANCELED
+    assert "over the job's timeout_seconds 1" in result.tasks["after"].error
+    assert result.state is runner.RunState.TIMEDOUT and result.exit_code == 1
+
+
+def test_a_run_job_task_times_out_on_its_own_timeout(tmp_path):
+    result = run(tmp_path, _parent_and_child(parent_timeout=600, task_timeout=1), "parent")
+    wait = result.tasks["wait"]
+    assert wait.status is runner.TaskStatus.TIMEDOUT and "over its timeout_seconds 1" in wait.error
+    assert result.state is runner.RunState.FAILED
+
+
+def test_coherent_timeouts_let_the_wait_finish(tmp_path):
+    result = run(tmp_path, _parent_and_child(parent_timeout=600, task_timeout=600), "parent")
+    assert result.statuses() == {"wait": "SUCCESS", "after": "SUCCESS"}
+    assert result.state is runner.RunState.SUCCESS
