@@ -150,7 +150,7 @@ BREAKERS = [
     ("prod-on-the-staging-profile", "databricks.yml", "profile: spark-mlops-prod", "profile: spark-mlops-staging",
      "prod"),
     ("account-group-in-workspace-permissions", "databricks.yml", "group_name: ${var.workspace_readers_group}",
-     "group_name: ${var.uc_model_readers}", "staging"),
+     "group_name: account users", "staging"),
     ("spark-model-task-without-dfs-tmpdir", "resources/batch_inference.job.yml",
      "              dfs-tmpdir: ${var.dfs_tmpdir}\n", "", "prod"),
     ("shared-schema-in-development-mode", "databricks.yml", "schema: ${resources.schemas.deployment_schema.name}",
