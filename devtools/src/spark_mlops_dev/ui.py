@@ -68,7 +68,7 @@ def server_command(settings: Settings, *, host: str, port: int) -> list[str]:
             raise ConfigError(
                 f"spark-mlops ui serves local stores; {uri} is not one (open that server or workspace in a browser)"
             )
-    artifacts = (settings.state_dir / "artifacts").resolve()
+    artifacts = _artifact_root(settings)
     command = [
         sys.executable, "-m", "mlflow", "server",
         "--backend-store-uri", settings.tracking_uri,
@@ -79,6 +79,13 @@ def server_command(settings: Settings, *, host: str, port: int) -> list[str]:
     if settings.separate_registry:
         command += ["--registry-store-uri", settings.registry_uri]
     return [*command, "--no-serve-artifacts"]  # no artifact upload/download proxy; the UI reads local files
+
+
+def _artifact_root(settings: Settings) -> Path:
+    """The tracking store's own artifact folder (each local workspace has one: ``-t`` picks it)."""
+    from spark_mlops.tracking import artifact_root
+
+    return artifact_root(settings) or (settings.state_dir / "artifacts").resolve()
 
 
 def server_environment() -> dict[str, str]:
@@ -109,7 +116,7 @@ def serve(settings: Settings, *, host: str = DEFAULT_HOST, port: int = DEFAULT_P
     if warning:
         print(warning, file=sys.stderr, flush=True)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    (settings.state_dir / "artifacts").mkdir(exist_ok=True)
+    _artifact_root(settings).mkdir(parents=True, exist_ok=True)
     log_path = settings.state_dir / "ui.log"
     verbose = logs.verbose()
     log = None if verbose else open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed in finally
