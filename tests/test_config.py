@@ -20,8 +20,8 @@ def test_each_workspace_tracks_to_its_own_store_and_all_share_one_registry(tmp_p
 
 def test_local_workspaces_follow_the_bundles_workspace_profiles():
     """Targets that deploy to one workspace (the same workspace.profile) share a local tracking store."""
-    from spark_mlops.bundle.loader import load_bundle
     from spark_mlops.config import local_workspace
+    from spark_mlops_dev.bundle.loader import load_bundle
     from tests.conftest import REPO_ROOT
 
     profiles = {t: (load_bundle(REPO_ROOT, t, local=True).config.get("workspace") or {}).get("profile")
