@@ -172,3 +172,60 @@ def test_monitor_reads_the_baseline_only_from_the_versions_checked_files(trained
     forged = register_forged(trained, view, genuine, trained.tags(view, "1")[rt.MODEL_DIGEST])
     with pytest.raises(UntrustedModel, match="baseline.json"):
         registry.read_version_file(view, forged, trust.BASELINE_FILE)
+
+
+ATTACK = r'''
+import os, sys
+from pathlib import Path
+os.environ["PYSPARK_PYTHON"] = sys.executable
+from pyspark.sql import SparkSession
+spark = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false").getOrCreate()
+step, genuine, out = sys.argv[1], sys.argv[2], sys.argv[3]
+import mlflow.spark
+if step == "build":
+    sys.path.insert(0, str(Path(out).parent / "site"))
+    from foreign_stage_module import Stage
+    from pyspark.ml import PipelineModel
+    real = mlflow.spark.load_model(genuine)
+    forged = PipelineModel(stages=[*real.stages, Stage()])
+    mlflow.spark.save_model(forged, out, code_paths=[str(Path(out).parent / "site" / "foreign_stage_module.py")])
+else:  # what a load without the check does
+    mlflow.spark.load_model(out)
+'''
+
+
+@pytest.mark.slow
+def test_the_attack_runs_code_when_loaded_without_the_check_and_is_refused_with_it(trained, genuine, tmp_path,
+                                                                                   capsys):
+    """The issue's attack, built for real: a fourth pipeline stage whose class lives in the model's
+    own code folder. Loaded by MLflow as it is, it runs; validate refuses it before any import."""
+    import os
+    import subprocess
+
+    marker = tmp_path / "imported.txt"
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "foreign_stage_module.py").write_text(
+        "import os\nfrom pathlib import Path\n"
+        "if os.environ.get('FOREIGN_MARKER'):\n    Path(os.environ['FOREIGN_MARKER']).write_text('imported')\n"
+        "from pyspark.ml import Transformer\nfrom pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable\n"
+        "class Stage(Transformer, DefaultParamsReadable, DefaultParamsWritable):\n"
+        "    def _transform(self, dataset):\n        return dataset\n")
+    forged = tmp_path / "forged"
+    env = {k: v for k, v in os.environ.items() if k != "FOREIGN_MARKER"}
+    for step, extra in (("build", {}), ("load", {"FOREIGN_MARKER": str(marker)})):
+        done = subprocess.run([sys.executable, "-c", ATTACK, step, str(genuine), str(forged)], env={**env, **extra},
+                              capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert marker.read_text() == "imported"  # without the check, loading the model ran its code
+    marker.unlink()
+    (forged / "code" / "foreign_stage_module.py").write_text(
+        (forged / "code" / "foreign_stage_module.py").read_text().replace(
+            "if os.environ.get('FOREIGN_MARKER')", f"if {str(marker)!r}"
+        ).replace("Path(os.environ['FOREIGN_MARKER'])", f"Path({str(marker)!r})"))
+    view, args = trained.fresh("1")
+    version = register_forged(trained, view, forged, forge(forged))
+    capsys.readouterr()
+    assert run_cli("validate", *args, "--version", version) == EXIT_UNTRUSTED_MODEL
+    assert "contain a code folder (code/)" in capsys.readouterr().err
+    assert not marker.exists() and "foreign_stage_module" not in sys.modules
