@@ -229,3 +229,15 @@ def test_the_attack_runs_code_when_loaded_without_the_check_and_is_refused_with_
     assert run_cli("validate", *args, "--version", version) == EXIT_UNTRUSTED_MODEL
     assert "contain a code folder (code/)" in capsys.readouterr().err
     assert not marker.exists() and "foreign_stage_module" not in sys.modules
+
+
+def test_a_versions_files_are_found_without_mlflows_process_wide_registry(trained, tmp_path, monkeypatch):
+    """A task in a process of its own has set no process-wide registry URI: downloads must not use it
+    (found by running the demo story with one process per task)."""
+    import mlflow
+
+    monkeypatch.setattr(mlflow.tracking._model_registry.utils, "_registry_uri", None)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/elsewhere.db")
+    folder = registry.checked_files(trained.settings, "1", str(tmp_path / "files"))
+    assert (folder / trust.BASELINE_FILE).is_file()

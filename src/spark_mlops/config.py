@@ -16,6 +16,7 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote
 
 from spark_mlops import defaults as D
 from spark_mlops.constants import CHALLENGER_ALIAS, CHAMPION_ALIAS  # noqa: F401 (re-exported)
@@ -197,6 +198,14 @@ def _detect_git_commit() -> str | None:
 
 def _sqlite_uri(path: Path) -> str:
     return f"sqlite:///{path.resolve()}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///…`` URI (what follows the third slash, as SQLAlchemy
+    reads it), else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(unquote(uri[len("sqlite:///"):].split("?", 1)[0])).resolve()
 
 
 def build_settings(

@@ -10,6 +10,7 @@ No variable of our own can set it.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ def actor() -> Actor:
         return Actor("unknown", "operating-system user (unavailable)")
 
 
+@functools.cache  # one REST call per process: a task's identity does not change while it runs
 def _databricks_identity() -> Actor:
     try:
         from databricks.sdk import WorkspaceClient

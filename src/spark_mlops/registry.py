@@ -18,7 +18,6 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
@@ -27,7 +26,7 @@ from mlflow.tracking import MlflowClient
 
 from spark_mlops import logs, text, tracking, trust
 from spark_mlops import registry_tags as rt
-from spark_mlops.config import Settings, redact
+from spark_mlops.config import Settings, redact, sqlite_path
 from spark_mlops.errors import RegistryError
 
 MODEL_ARTIFACT_PATH = "model"
@@ -175,15 +174,21 @@ def load_spark_model(settings: Settings, version: str):
 
 
 def _download(settings: Settings, version: str, location: str, dst: str) -> str:
-    """Download a version's files into ``dst``; the local folder."""
+    """Download a version's files into ``dst``; the local folder. Nothing here reads MLflow's
+    process-wide registry URI: a task in a process of its own has set none."""
     if settings.registry_uri.startswith(("http://", "https://")):
         # mlflow-artifacts:/ URIs resolve only against an http tracking URI (the server's).
         return mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=dst, tracking_uri=settings.registry_uri)
-    from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+    if is_unity_catalog(settings):
+        # UC hands out short-lived credentials for the version's storage: go through models:/.
+        from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
 
-    repo = ModelsArtifactRepository(model_uri(settings, version), tracking_uri=settings.tracking_uri,
-                                    registry_uri=settings.registry_uri)
-    return repo.download_artifacts("", dst_path=dst)
+        repo = ModelsArtifactRepository(model_uri(settings, version), tracking_uri=settings.tracking_uri,
+                                        registry_uri=settings.registry_uri)
+        return repo.download_artifacts("", dst_path=dst)
+    # A local registry: the download URI is the registry's own storage (ModelsArtifactRepository
+    # would resolve models:/ against the process-wide registry URI, not this one).
+    return mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=dst)
 
 
 def checked_files(settings: Settings, version: str, dst: str, *, location: str | None = None) -> Path:
@@ -296,7 +301,10 @@ def _register_by_copy(settings: Settings, model_uri_in_run: str, lineage: dict[s
 def storage_root(settings: Settings) -> Path:
     """The local registry's own storage for version files: ``registry-storage/`` beside its database
     (Unity Catalog keeps version files in the metastore's storage, not in a workspace's)."""
-    return Path(unquote(urlparse(settings.registry_uri).path)).parent / "registry-storage"
+    database = sqlite_path(settings.registry_uri)
+    if database is None:
+        raise RegistryError(f"{settings.registry_uri}: only a sqlite registry keeps version files in local storage")
+    return database.parent / "registry-storage"
 
 
 def _register_into_storage(settings: Settings, run_id: str, model_uri_in_run: str,

@@ -12,7 +12,7 @@ from pathlib import Path
 import mlflow
 
 from spark_mlops import logs, remote
-from spark_mlops.config import Settings, redact
+from spark_mlops.config import Settings, redact, sqlite_path
 
 
 def configure(settings: Settings) -> str:
@@ -59,10 +59,8 @@ def artifact_root(settings: Settings) -> str:
     """Where a local sqlite tracking store's artifacts live: ``artifacts/`` beside its database, so
     each local workspace (config.local_workspace) has runs and artifacts of its own, all inside
     the state folder for the default stores."""
-    if settings.tracking_uri.startswith("sqlite:///"):
-        folder = Path(settings.tracking_uri[len("sqlite:///"):]).parent / "artifacts"
-    else:
-        folder = Path(settings.state_dir) / "artifacts"
+    database = sqlite_path(settings.tracking_uri)
+    folder = database.parent / "artifacts" if database else Path(settings.state_dir) / "artifacts"
     return folder.resolve().as_uri()
 
 
