@@ -110,6 +110,9 @@ def test_promote_in_a_job_moves_only_the_version_validated_in_that_run(trained, 
     assert run_cli("validate", *args, "--job-run-id", "101") == 0
     assert run_cli("promote", *args, "--job-run-id", "102") == EXIT_PROMOTION_REFUSED
     assert "validated in job run 101, not in this job run 102" in capsys.readouterr().err
+    # Naming the version does not drop the job-run check.
+    assert run_cli("promote", *args, "--version", "1", "--job-run-id", "102") == EXIT_PROMOTION_REFUSED
+    assert "validated in job run 101, not in this job run 102" in capsys.readouterr().err
     assert run_cli("promote", *args, "--job-run-id", "101") == 0
     assert trained.champion(view) == "1"
 

@@ -28,7 +28,9 @@ def test_the_story_with_one_process_per_task_ends_with_prod_monitoring_its_batch
     done = subprocess.run([sys.executable, "-m", "spark_mlops", "demo", "--process-per-task", "--state-dir", str(state)],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    assert done.stdout.count("job model_deployment (") == 1 and "monitor: batch" in done.stdout
+    for job in ("training (target staging", "release (target staging", "model_deployment (target prod",
+                "batch_inference (target prod"):
+        assert f"job {job}, run " in done.stdout and "monitor: batch" in done.stdout
 
     prod = build_settings(state_dir=str(state), target="prod", model_name=PROD_MODEL)
     champion = registry.alias_version(prod, "champion")
