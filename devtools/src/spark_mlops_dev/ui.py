@@ -68,11 +68,10 @@ def server_command(settings: Settings, *, host: str, port: int) -> list[str]:
             raise ConfigError(
                 f"spark-mlops ui serves local stores; {uri} is not one (open that server or workspace in a browser)"
             )
-    artifacts = _artifact_root(settings)
     command = [
         sys.executable, "-m", "mlflow", "server",
         "--backend-store-uri", settings.tracking_uri,
-        "--default-artifact-root", artifacts.as_uri(),
+        "--default-artifact-root", _artifact_root(settings).as_uri(),
         "--host", host, "--port", str(port),
         "--workers", "1",
     ]
@@ -83,9 +82,11 @@ def server_command(settings: Settings, *, host: str, port: int) -> list[str]:
 
 def _artifact_root(settings: Settings) -> Path:
     """The tracking store's own artifact folder (each local workspace has one: ``-t`` picks it)."""
+    from urllib.parse import unquote, urlparse
+
     from spark_mlops.tracking import artifact_root
 
-    return artifact_root(settings) or (settings.state_dir / "artifacts").resolve()
+    return Path(unquote(urlparse(artifact_root(settings)).path))
 
 
 def server_environment() -> dict[str, str]:
