@@ -108,13 +108,13 @@ class TrainedRegistry:
     def fresh(self, *versions: str, name: str | None = None) -> tuple[object, tuple]:
         """A new registered model holding copies of ``versions`` of the trained model as v1, v2, ...,
         without the source's verdicts: a clean registry state for one test."""
-        from spark_mlops import deployment, registry
+        from spark_mlops import registry, registry_tags
 
         name = name or f"m_{uuid.uuid4().hex[:8]}"
         view = replace(self.settings, model_name=name)
         for v in versions:
             copy = self.client.copy_model_version(f"models:/{TRAINED_MODEL}/{v}", name)
-            registry.delete_tags(view, str(copy.version), deployment.SOURCE_ONLY_TAGS)
+            registry.delete_tags(view, str(copy.version), registry_tags.SOURCE_ONLY)
         return view, (*self.common, "--model-name", name)
 
     def champion(self, view) -> str | None:

@@ -6,11 +6,30 @@ from spark_mlops.config import build_settings, parse_key_values
 from spark_mlops.errors import ConfigError
 
 
-def test_embedded_default_is_two_sqlite_files_under_the_state_folder(tmp_path):
+def test_each_workspace_tracks_to_its_own_store_and_all_share_one_registry(tmp_path):
     s = build_settings(state_dir=str(tmp_path))
-    assert s.tracking_uri == f"sqlite:///{tmp_path}/tracking.db"
+    assert s.tracking_uri == f"sqlite:///{tmp_path}/workspaces/dev/tracking.db"
     assert s.registry_uri == f"sqlite:///{tmp_path}/registry.db"
     assert s.separate_registry
+    by_target = {t: build_settings(state_dir=str(tmp_path), target=t) for t in ("dev", "test", "staging", "prod")}
+    assert by_target["staging"].tracking_uri == f"sqlite:///{tmp_path}/workspaces/staging/tracking.db"
+    assert by_target["test"].tracking_uri == by_target["staging"].tracking_uri  # test runs in staging's workspace
+    assert by_target["prod"].tracking_uri == f"sqlite:///{tmp_path}/workspaces/prod/tracking.db"
+    assert {b.registry_uri for b in by_target.values()} == {s.registry_uri}  # one metastore
+
+
+def test_local_workspaces_follow_the_bundles_workspace_profiles():
+    """Targets that deploy to one workspace (the same workspace.profile) share a local tracking store."""
+    from spark_mlops.config import local_workspace
+    from spark_mlops_dev.bundle.loader import load_bundle
+    from tests.conftest import REPO_ROOT
+
+    profiles = {t: (load_bundle(REPO_ROOT, t, local=True).config.get("workspace") or {}).get("profile")
+                for t in ("dev", "test", "staging", "prod")}
+    for a in profiles:
+        for b in profiles:
+            same_profile = profiles[a] is not None and profiles[a] == profiles[b]
+            assert (local_workspace(a) == local_workspace(b)) == (same_profile or a == b), (a, b, profiles)
 
 
 def test_flags_override_environment(tmp_path, monkeypatch):
@@ -51,4 +70,4 @@ def test_configuring_mlflow_does_not_leak_into_the_next_commands_settings(tmp_pa
     first = build_settings(state_dir=str(tmp_path / "a"))
     tracking.configure(first)
     second = build_settings(state_dir=str(tmp_path / "b"))
-    assert second.tracking_uri == f"sqlite:///{tmp_path}/b/tracking.db"
+    assert second.tracking_uri == f"sqlite:///{tmp_path}/b/workspaces/dev/tracking.db"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 
 from spark_mlops import registry
+from spark_mlops import registry_tags as rt
 from spark_mlops.constants import EXIT_PROMOTION_REFUSED, EXIT_REGISTRY, EXIT_REJECTED
 from tests.conftest import released, run_cli
 
@@ -106,3 +107,17 @@ def test_compare_and_set_when_prods_champion_moves_during_the_deployment(trained
     assert run_cli("promote", *prod_args, "--job-run-id", "8") == EXIT_PROMOTION_REFUSED
     assert "validated against @champion none, but @champion is now 1" in capsys.readouterr().err
     assert trained.champion(prod) == "1"
+
+
+def test_a_hand_written_staging_verdict_is_refused_and_nothing_is_copied(trained, capsys):
+    staging_name, prod_name = names()
+    staging, _ = trained.fresh("1", name=staging_name)
+    trained.client.set_registered_model_alias(staging_name, "champion", "1")  # moved by hand, never validated
+    registry.set_tags(staging, "1", {rt.VALIDATION_STATUS: rt.PASSED, rt.VALIDATION_MODEL_NAME: staging_name,
+                                     rt.VALIDATION_METRICS: {"areaUnderROC": 0.99}})
+    prod, prod_args = trained.fresh(name=prod_name)
+    capsys.readouterr()
+    assert deploy(prod_args, staging_name) == EXIT_PROMOTION_REFUSED
+    assert "verdict names no validation run: it was not reached by validate; nothing was copied" in \
+        capsys.readouterr().err
+    assert registry.versions(prod) == []

@@ -7,17 +7,20 @@ state and runs on its own.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
 from mlflow.tracking import MlflowClient
 
-from spark_mlops import registry
+from spark_mlops import alias_lock, identity, registry
+from spark_mlops import registry_tags as rt
 from spark_mlops.constants import (
     EXIT_CONFIG,
     EXIT_PROMOTION_REFUSED,
@@ -106,6 +109,9 @@ def test_promote_in_a_job_moves_only_the_version_validated_in_that_run(trained, 
     trained.client.set_registered_model_alias(view.model_name, "challenger", "1")
     assert run_cli("validate", *args, "--job-run-id", "101") == 0
     assert run_cli("promote", *args, "--job-run-id", "102") == EXIT_PROMOTION_REFUSED
+    assert "validated in job run 101, not in this job run 102" in capsys.readouterr().err
+    # Naming the version does not drop the job-run check.
+    assert run_cli("promote", *args, "--version", "1", "--job-run-id", "102") == EXIT_PROMOTION_REFUSED
     assert "validated in job run 101, not in this job run 102" in capsys.readouterr().err
     assert run_cli("promote", *args, "--job-run-id", "101") == 0
     assert trained.champion(view) == "1"
@@ -232,3 +238,141 @@ def test_credentials_in_uris_never_reach_tags_or_messages(trained, capsys, monke
     err = capsys.readouterr().err
     assert code == EXIT_REGISTRY, err
     assert "s3cret" not in err and "cannot reach the MLflow server http://***@127.0.0.1:9:" in err
+
+
+# ---------------------------------------------------------------- a verdict is a run, not a tag
+
+
+def hand_written_verdict(trained, view, version: str, **extra: str) -> None:
+    """What anyone with write access to the model can set on a never-validated version."""
+    registry.set_tags(view, version, {rt.VALIDATION_STATUS: rt.PASSED, rt.VALIDATION_MODEL_NAME: view.model_name,
+                                      rt.VALIDATION_METRICS: {"areaUnderROC": 0.99, "accuracy": 0.99},
+                                      rt.VALIDATION_CHAMPION_VERSION: trained.champion(view) or rt.NO_CHAMPION,
+                                      **extra})
+
+
+def test_a_hand_written_verdict_is_refused_whatever_run_it_names(trained, capsys):
+    view, args = released(trained, "1", "1")  # v1 champion, v2 never validated
+    hand_written_verdict(trained, view, "2")
+    assert run_cli("promote", *args, "--version", "2") == EXIT_PROMOTION_REFUSED
+    assert "names no validation run" in capsys.readouterr().err
+    hand_written_verdict(trained, view, "2", **{rt.VALIDATION_RUN_ID: "0123456789abcdef0123456789abcdef"})
+    assert run_cli("promote", *args, "--version", "2") == EXIT_PROMOTION_REFUSED
+    assert "does not exist in this workspace's tracking store" in capsys.readouterr().err
+    training_run = trained.tags(view, "2")[rt.TRAINING_RUN_ID]  # a run that exists, but not a verdict
+    hand_written_verdict(trained, view, "2", **{rt.VALIDATION_RUN_ID: training_run})
+    assert run_cli("promote", *args, "--version", "2") == EXIT_PROMOTION_REFUSED
+    assert "is not a finished validate run (step train" in capsys.readouterr().err
+    v1_verdict = trained.tags(view, "1")[rt.VALIDATION_RUN_ID]  # a real verdict, of another version
+    hand_written_verdict(trained, view, "2", **{rt.VALIDATION_RUN_ID: v1_verdict})
+    assert run_cli("promote", *args, "--version", "2") == EXIT_PROMOTION_REFUSED
+    assert f"validation run {v1_verdict} validated version 1, not version 2" in capsys.readouterr().err
+    assert trained.champion(view) == "1"
+    assert rt.PROMOTED_AT not in trained.tags(view, "2")
+
+
+def test_a_nan_metric_in_the_validation_run_is_refused(trained, capsys):
+    view, args = trained.fresh("1")
+    assert run_cli("validate", *args, "--version", "1") == 0
+    run_id = trained.tags(view, "1")[rt.VALIDATION_RUN_ID]
+    # The run's latest value of a metric is what counts; NaN is not >= any minimum.
+    MlflowClient(tracking_uri=view.tracking_uri).log_metric(run_id, f"{rt.RUN_METRIC_PREFIX}areaUnderROC",
+                                                             float("nan"), step=1)
+    assert run_cli("promote", *args, "--version", "1") == EXIT_PROMOTION_REFUSED
+    assert "do not meet the fixed minimums: areaUnderROC=nan (minimum 0.75)" in capsys.readouterr().err
+    assert trained.champion(view) is None
+
+
+def test_promote_records_who_and_how_that_is_known(trained, monkeypatch):
+    view, args = trained.fresh("1")
+    monkeypatch.setenv("BUILD_REQUESTEDFOREMAIL", "alice@example.com")
+    assert run_cli("validate", *args, "--version", "1") == 0
+    assert run_cli("promote", *args, "--version", "1") == 0
+    tags = trained.tags(view, "1")
+    assert tags[rt.PROMOTED_BY] == "alice@example.com"
+    assert tags[rt.PROMOTED_BY_SOURCE].startswith("Azure Pipelines BUILD_REQUESTEDFOREMAIL")
+    monkeypatch.delenv("BUILD_REQUESTEDFOREMAIL")
+    assert identity.actor().source == "operating-system user"
+
+
+# ---------------------------------------------------------------- one alias move at a time
+
+
+def move_by_hand(trained, view, version: str):
+    """Someone moves @champion outside spark-mlops (e.g. in Catalog Explorer)."""
+    trained.client.set_registered_model_alias(view.model_name, "champion", version)
+
+
+def test_a_move_before_the_set_is_refused_and_nothing_is_overwritten(trained, monkeypatch, capsys):
+    view, args = released(trained, "1", "1", "1")
+    assert run_cli("validate", *args, "--version", "2") == 0
+    real_set_tags = registry.set_tags
+
+    def then_moved(settings, version, tags):  # promote's audit intent: the last step before the set
+        real_set_tags(settings, version, tags)
+        if rt.PREVIOUS_CHAMPION_VERSION in tags:
+            move_by_hand(trained, view, "3")
+
+    monkeypatch.setattr(registry, "set_tags", then_moved)
+    assert run_cli("promote", *args, "--version", "2") == EXIT_PROMOTION_REFUSED
+    assert "@champion moved while this command ran (expected 1); nothing was changed" in capsys.readouterr().err
+    assert trained.champion(view) == "3"  # the other move stands
+    assert rt.PROMOTED_AT not in trained.tags(view, "2")
+    assert registry.client(view).search_registered_models(f"name='{alias_lock.lock_name(view)}'") == []
+
+
+def test_a_move_right_after_the_set_is_reported(trained, monkeypatch, capsys):
+    view, args = released(trained, "1", "1", "1")
+    assert run_cli("validate", *args, "--version", "2") == 0
+    real_set_alias = registry.set_alias
+
+    def then_moved(settings, alias, version):
+        real_set_alias(settings, alias, version)
+        move_by_hand(trained, view, "3")
+
+    monkeypatch.setattr(registry, "set_alias", then_moved)
+    assert run_cli("promote", *args, "--version", "2") == EXIT_PROMOTION_REFUSED
+    assert "@champion is v3 right after it was set to v2: it was moved by hand" in capsys.readouterr().err
+    assert trained.champion(view) == "3"
+
+
+def test_a_held_lock_stops_promote_with_the_holder_named(trained, monkeypatch, capsys):
+    view, args = released(trained, "1", "1")
+    assert run_cli("validate", *args, "--version", "2") == 0
+    holder = {"token": "t", "action": "rollback", "by": "bob", "job_run_id": "555",
+              "since": datetime.now(UTC).isoformat(timespec="seconds")}
+    trained.client.create_registered_model(alias_lock.lock_name(view), description=json.dumps(holder))
+    monkeypatch.setattr(alias_lock, "LOCK_TIMEOUT_S", 0.0)
+    capsys.readouterr()
+    assert run_cli("promote", *args, "--version", "2") == EXIT_PROMOTION_REFUSED
+    err = capsys.readouterr().err
+    assert "another command is moving its aliases (rollback by bob, job run 555, since" in err
+    assert err.strip().count("\n") == 0
+    assert trained.champion(view) == "1"
+    assert trained.client.get_registered_model(alias_lock.lock_name(view))  # someone else's: left alone
+    trained.client.delete_registered_model(alias_lock.lock_name(view))  # the holder finished
+    assert run_cli("promote", *args, "--version", "2") == 0
+    assert trained.champion(view) == "2"
+
+
+def test_waiting_for_the_lock_ends_when_it_is_released_and_a_dead_holders_lock_is_removed(trained):
+    view, _ = trained.fresh("1")
+    name = alias_lock.lock_name(view)
+    trained.client.create_registered_model(name, description=json.dumps({"action": "promote", "by": "carol",
+                                                                          "since": datetime.now(UTC).isoformat()}))
+    clock, polls = [0.0], []
+
+    def sleep(seconds):  # a fake clock: the holder releases on the second poll
+        polls.append(seconds)
+        clock[0] += seconds
+        if len(polls) == 2:
+            trained.client.delete_registered_model(name)
+
+    with alias_lock.held(view, "test", timeout_s=60, clock=lambda: clock[0], sleep=sleep):
+        assert json.loads(trained.client.get_registered_model(name).description)["action"] == "test"
+    assert len(polls) == 2
+    old = (datetime.now(UTC) - timedelta(seconds=alias_lock.LEASE_S + 60)).isoformat()
+    trained.client.create_registered_model(name, description=json.dumps({"action": "promote", "since": old}))
+    with alias_lock.held(view, "test", timeout_s=0):
+        pass
+    assert registry.client(view).search_registered_models(f"name='{name}'") == []

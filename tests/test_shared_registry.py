@@ -63,7 +63,7 @@ def mlflow_server(tmp_path_factory):
 
 
 def run_process(script: str, cwd) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}
     return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
 
@@ -106,7 +106,7 @@ def test_dev_registers_into_the_server_and_prod_scores_from_it(mlflow_server, tm
     tags = version.tags
     assert tags["validation_status"] == "passed" and tags["promotion_reason"] == "from dev"
     # The version lives on the server but points back to the training run in dev's own store.
-    dev_tracking = f"sqlite:///{dev_state}/tracking.db"
+    dev_tracking = f"sqlite:///{dev_state}/workspaces/dev/tracking.db"
     assert tags["training_tracking_uri"] == dev_tracking
     training_run = MlflowClient(tracking_uri=dev_tracking).get_run(tags["training_run_id"])
     assert training_run.data.tags["step"] == "train"

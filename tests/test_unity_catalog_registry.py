@@ -8,10 +8,14 @@ import uuid
 from dataclasses import replace
 
 import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import PERMISSION_DENIED, TEMPORARILY_UNAVAILABLE
 
 from spark_mlops import promotion, registry
 from spark_mlops.config import PromoteConfig
+from spark_mlops.constants import EXIT_REGISTRY
 from spark_mlops.errors import ConfigError, RegistryError
+from tests.conftest import run_cli
 from tests.doubles.unity_catalog import UnityCatalogClientDouble
 
 
@@ -63,3 +67,34 @@ def test_a_missing_alias_is_absent_but_a_stage_call_is_a_failure(uc):
     assert registry.alias_version(view, "challenger") is None
     with pytest.raises(Exception, match="unsupported for models in the Unity Catalog"):
         double.transition_model_version_stage(view.model_name, "1", "Production", True)
+
+
+def test_a_unity_catalog_outage_is_exit_4_never_read_as_absent(uc, trained, capsys):
+    """The double re-raises every error that is not "does not exist"; an outage stops each command
+    with exit 4 and changes nothing."""
+    view, double = uc
+    args = (*trained.common, "--registry-uri", "databricks-uc", "--model-name", view.model_name)
+    double.outage = MlflowException("503 Service Unavailable: the metastore is not reachable",
+                                    error_code=TEMPORARILY_UNAVAILABLE)
+    for command in (("status",), ("promote", "--version", "2"), ("rollback", "--version", "1"),
+                    ("deploy-model", "--source-model-name", "main.ml.other")):
+        assert run_cli(*command, *args) == EXIT_REGISTRY, command
+        err = capsys.readouterr().err
+        assert "the metastore is not reachable" in err and "Traceback" not in err, err
+    double.outage = None
+    assert double.writes == []
+    assert registry.alias_version(view, "champion") == "1"
+
+
+def test_the_double_turns_only_a_missing_alias_into_does_not_exist(uc, trained, monkeypatch):
+    view, double = uc
+    assert registry.alias_version(view, "nope") is None
+    real = trained.client.get_model_version_by_alias
+
+    def broken(name, alias):
+        raise MlflowException("permission denied on the model", error_code=PERMISSION_DENIED)
+
+    monkeypatch.setattr(trained.client, "get_model_version_by_alias", broken)
+    with pytest.raises(RegistryError, match="permission denied on the model"):
+        registry.alias_version(view, "champion")
+    monkeypatch.setattr(trained.client, "get_model_version_by_alias", real)

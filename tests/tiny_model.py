@@ -22,6 +22,7 @@ def register_tiny_model(spark, settings, seed: int) -> tuple[str, object]:
     from pyspark.ml.feature import VectorAssembler
 
     from spark_mlops import registry, tracking
+    from spark_mlops.registry_tags import MODEL_DIGEST
 
     experiment_id = tracking.configure(settings)
     rows = [(float((i * seed) % 7), float(i % 3), (i + seed) % 2) for i in range(40)]
@@ -31,9 +32,10 @@ def register_tiny_model(spark, settings, seed: int) -> tuple[str, object]:
     fitted = pipeline.fit(frame)
     example = frame.select("a", "b").limit(3).toPandas()
     with mlflow.start_run(experiment_id=experiment_id) as run:
-        tracking.log_spark_model(fitted, registry.MODEL_ARTIFACT_PATH, signature=infer_signature(example),
-                                 input_example=example, dfs_tmpdir=settings.dfs_tmpdir)
-    created = registry.register(settings, run.info.run_id, f"runs:/{run.info.run_id}/{registry.MODEL_ARTIFACT_PATH}", {})
+        digest = tracking.log_spark_model(fitted, registry.MODEL_ARTIFACT_PATH, signature=infer_signature(example),
+                                          input_example=example, dfs_tmpdir=settings.dfs_tmpdir)
+    created = registry.register(settings, run.info.run_id, f"runs:/{run.info.run_id}/{registry.MODEL_ARTIFACT_PATH}",
+                                {MODEL_DIGEST: digest})
     return str(created.version), frame
 
 

@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record the verdict but exit 0 when rejected (never in a job: the gate needs the exit code)")
     p.add_argument("--version", help=f"model version to validate (default: @{CHALLENGER_ALIAS})")
 
-    p = command("promote", f"move @{CHAMPION_ALIAS} to a validated version (compare-and-set)")
+    p = command("promote", f"move @{CHAMPION_ALIAS} to a version its validation run passed (under the alias lock)")
     p.add_argument("--version", help=f"model version to promote (default: @{CHALLENGER_ALIAS}; in a job, "
                    "the version validated in the same job run)")
     p.add_argument("--reason", default="", help="recorded in the audit tags")

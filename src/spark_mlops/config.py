@@ -2,7 +2,10 @@
 
 Every subcommand takes a :class:`Settings` (where things live: state folder, tracking store,
 registry, catalog/schema, model name) plus its own small config. Defaults give the embedded
-local mode: two sqlite files under a git-ignored ``.mlops/`` folder.
+local mode, which models the real topology under a git-ignored ``.mlops/`` folder: each
+workspace has a tracking store of its own (``workspaces/<name>/tracking.db`` with its runs'
+artifacts beside it), and every workspace shares one registry, as workspaces share one Unity
+Catalog metastore (``registry.db``, with version files in registry-owned storage beside it).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote
 
 from spark_mlops import defaults as D
 from spark_mlops.constants import CHALLENGER_ALIAS, CHAMPION_ALIAS  # noqa: F401 (re-exported)
@@ -38,6 +42,27 @@ ENV = {
     "git_commit": "SPARK_MLOPS_GIT_COMMIT",
     "dfs_tmpdir": "MLFLOW_DFS_TMP",
 }
+
+
+# The workspace each bundle target deploys to (databricks.yml: the targets' workspace.profile;
+# test runs in the staging workspace). Locally each workspace is a tracking store of its own.
+LOCAL_WORKSPACES = {"dev": "dev", "test": "staging", "staging": "staging", "prod": "prod"}
+DEFAULT_LOCAL_WORKSPACE = "dev"  # no target: a developer's own workspace
+
+
+def local_workspace(target: str | None) -> str:
+    """The local workspace of a bundle target (an unknown target is a workspace of its own)."""
+    if not target:
+        return DEFAULT_LOCAL_WORKSPACE
+    return LOCAL_WORKSPACES.get(target, check_identifier(target, "target"))
+
+
+def local_tracking_uri(state: Path, target: str | None) -> str:
+    return _sqlite_uri(state / "workspaces" / local_workspace(target) / "tracking.db")
+
+
+def local_registry_uri(state: Path) -> str:
+    return _sqlite_uri(state / "registry.db")
 
 
 def on_databricks() -> bool:
@@ -105,10 +130,12 @@ class Settings:
 
     def run_tags(self) -> dict[str, str]:
         """Provenance tags for runs and model versions, where known."""
+        from spark_mlops import registry_tags as rt
+
         tags = {
-            "git_commit": self.git_commit,
-            "bundle_target": self.target,
-            "job_run_id": self.job_run_id,
+            rt.GIT_COMMIT: self.git_commit,
+            rt.BUNDLE_TARGET: self.target,
+            rt.JOB_RUN_ID: self.job_run_id,
         }
         return {k: v for k, v in tags.items() if v}
 
@@ -173,6 +200,14 @@ def _sqlite_uri(path: Path) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///…`` URI (what follows the third slash, as SQLAlchemy
+    reads it), else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(unquote(uri[len("sqlite:///"):].split("?", 1)[0])).resolve()
+
+
 def build_settings(
     *,
     state_dir: str | None = None,
@@ -196,15 +231,16 @@ def build_settings(
         return os.environ.get(ENV[name]) or None
 
     state = Path(pick("state_dir", state_dir) or DEFAULT_STATE_DIR).resolve()
+    target_name = pick("target", target)
     tracking = pick("tracking_uri", tracking_uri)
     registry = pick("registry_uri", registry_uri)
     if tracking is None:
-        tracking = "databricks" if on_databricks() else _sqlite_uri(state / "tracking.db")
+        tracking = "databricks" if on_databricks() else local_tracking_uri(state, target_name)
     if registry is None:
         if on_databricks():
             registry = "databricks-uc"
-        elif tracking.startswith("sqlite:") and tracking == _sqlite_uri(state / "tracking.db"):
-            registry = _sqlite_uri(state / "registry.db")
+        elif tracking == local_tracking_uri(state, target_name):
+            registry = local_registry_uri(state)  # shared by every local workspace
         else:
             registry = tracking
     _check_uri("tracking URI", tracking)
@@ -235,7 +271,7 @@ def build_settings(
         catalog=catalog_name,
         schema=schema_name,
         contract=pick("contract", contract),
-        target=pick("target", target),
+        target=target_name,
         job_run_id=pick("job_run_id", job_run_id),
         git_commit=pick("git_commit", git_commit) or _detect_git_commit(),
         dfs_tmpdir=dfs_tmp,

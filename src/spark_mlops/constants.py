@@ -1,10 +1,13 @@
 """Names and numbers that several layers share: exit codes, aliases, entry points, jobs, tasks.
 
-Imports nothing, so the CLI, the bundle validator, the local runner and the lifecycle modules
-can all depend on it without depending on each other (or on Spark and MLflow).
+Imports nothing but :mod:`spark_mlops.registry_tags` (which imports nothing), so the CLI, the
+bundle validator, the local runner and the lifecycle modules can all depend on it without
+depending on each other (or on Spark and MLflow).
 """
 
 from __future__ import annotations
+
+from spark_mlops.registry_tags import CHALLENGER_ALIAS, CHAMPION_ALIAS  # noqa: F401 (defined there, once)
 
 # ---- exit codes (documented in the README's "Exit codes" table)
 EXIT_OK = 0
@@ -16,10 +19,7 @@ EXIT_PROMOTION_REFUSED = 5  # promotion, rollback or deployment refused
 EXIT_REJECTED = 6  # validation failed: the candidate was rejected
 EXIT_DRIFT = 7  # monitoring found drift (the drift gate's signal)
 EXIT_NO_CHAMPION = 8  # nothing to score with: the model has no @champion yet
-
-# ---- registry aliases
-CHALLENGER_ALIAS = "challenger"
-CHAMPION_ALIAS = "champion"
+EXIT_UNTRUSTED_MODEL = 9  # a version's files are not a model this project built: refused before loading
 
 # ---- the wheel: package and entry-point group ([project.entry-points."spark_mlops.tasks"])
 PACKAGE_NAME = "spark_mlops"

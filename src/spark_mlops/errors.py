@@ -43,3 +43,10 @@ class NoChampion(RegistryError):
     """Nothing to score with: the registered model has no @champion (yet)."""
 
     exit_code = c.EXIT_NO_CHAMPION
+
+
+class UntrustedModel(MlopsError):
+    """A version's files are not a model this project built: a code folder, a foreign stage class,
+    or files that do not match the digest recorded at training. Refused before anything is loaded."""
+
+    exit_code = c.EXIT_UNTRUSTED_MODEL

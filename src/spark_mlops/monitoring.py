@@ -7,9 +7,11 @@
   each bin, the null rate, the non-null count, mean and standard deviation; the label rate; and
   the distribution of P(class 1) on the holdout and its size (from the counts the holdout
   evaluation already collected: no extra job).
-  It is logged as ``monitoring/baseline.json`` in the training run and the model version
-  carries its URI in the ``baseline_uri`` tag, so every version has its own baseline (a
-  version copied by ``deploy-model`` keeps the tag: ``copy_model_version`` copies tags).
+  It is ``baseline.json`` in the model folder that ``train`` logs, so it is one of the version's
+  own files: every version has its own baseline, a copy made by ``deploy-model`` carries it, and
+  prod monitors without reading staging's runs (a workspace cannot). It is read like every file
+  of a version, after the files are checked against the digest recorded at training
+  (:mod:`spark_mlops.trust`), so nothing but the version itself can name its baseline.
 - **Monitor** (:func:`run`): one aggregation over the batch's predictions gives, per feature,
   the exact row count in each baseline bin and the null count, and the output's bins and
   positive rate (when ``score`` kept no feature columns, the features come from the batch's
@@ -44,10 +46,9 @@ from statistics import NormalDist
 
 from spark_mlops import constants
 from spark_mlops import defaults as D
+from spark_mlops import registry_tags as rt
 from spark_mlops.errors import ConfigError, DataContractError, MlopsError, RegistryError
 
-BASELINE_ARTIFACT = "monitoring/baseline.json"
-BASELINE_TAG = "baseline_uri"  # on the model version; deploy-model's copy keeps it
 BASELINE_FORMAT = 1
 BINS = 10
 QUANTILE_ACCURACY = 10_000  # percentile_approx: rank error about 1/accuracy of the rows
@@ -59,7 +60,6 @@ OUTPUT = "(output)"  # the `feature` of rows about the model's output
 BATCH = "(batch)"  # the `feature` of rows about the whole batch
 
 OK, DRIFT, QUALITY, INSUFFICIENT = "ok", "drift", "quality", "insufficient"
-TAG_LAST_BATCH, TAG_LAST_VERDICT, TAG_LAST_AT = "monitoring_last_batch", "monitoring_last_verdict", "monitoring_last_at"
 
 
 class DriftDetected(MlopsError):
@@ -272,36 +272,23 @@ def _num(value) -> float | None:
     return None if value is None or (isinstance(value, float) and not math.isfinite(value)) else float(value)
 
 
-def log_baseline(profile: dict) -> None:
-    """Log the profile into the active MLflow run (the version's ``baseline_uri`` points here)."""
-    import mlflow
-
-    mlflow.log_dict(profile, BASELINE_ARTIFACT)
-
-
-def baseline_uri(run_id: str) -> str:
-    return f"runs:/{run_id}/{BASELINE_ARTIFACT}"
-
-
 def load_baseline(settings, version: str) -> dict:
-    """The baseline of ``version`` (the version that scored the batch, not today's @champion)."""
-    import mlflow
+    """The baseline of ``version`` (the version that scored the batch, not today's @champion), read
+    from the version's own checked files."""
+    from spark_mlops import registry, trust
 
-    from spark_mlops import registry
-
-    tags = dict(registry.get_version(settings, version).tags or {})
-    uri = tags.get(BASELINE_TAG)
-    if not uri:
-        raise RegistryError(
-            f"{settings.model_name} v{version} has no {BASELINE_TAG} tag: it was trained before baselines "
-            "were recorded; retrain it (or score with a newer version) to monitor its batches"
-        )
     try:
-        baseline = mlflow.artifacts.load_dict(uri)
-    except Exception as exc:  # noqa: BLE001 - any failure to read it is the same problem to the user
-        raise RegistryError(f"{settings.model_name} v{version}: cannot read its baseline {uri}: {exc}") from exc
+        baseline = registry.read_version_file(settings, version, trust.BASELINE_FILE)
+    except RegistryError as exc:
+        if trust.BASELINE_FILE not in str(exc):
+            raise
+        raise RegistryError(
+            f"{settings.model_name} v{version} has no {trust.BASELINE_FILE} in its files: it was trained before "
+            "baselines travelled with the version; retrain it (or score with a newer version) to monitor its batches"
+        ) from exc
     if baseline.get("format") != BASELINE_FORMAT:
-        raise RegistryError(f"{uri}: baseline format {baseline.get('format')!r}, expected {BASELINE_FORMAT}")
+        raise RegistryError(f"{settings.model_name} v{version} {trust.BASELINE_FILE}: baseline format "
+                            f"{baseline.get('format')!r}, expected {BASELINE_FORMAT}")
     return baseline
 
 
@@ -608,9 +595,9 @@ def run(settings, conf: MonitorConfig) -> list[BatchVerdict]:
         v = judge(batch_id, settings.model_name, version, baseline, stats, t)
         v.monitored_at = datetime.now(UTC).replace(microsecond=0).isoformat()
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"monitor-{batch_id}",
-                              tags=tracking.safe({**settings.run_tags(), "step": "monitor",
-                                                  "model_version": version, "batch_id": batch_id,
-                                                  "verdict": v.verdict})) as mlrun:
+                              tags=tracking.safe({**settings.run_tags(), rt.RUN_STEP: "monitor",
+                                                  rt.RUN_MODEL_VERSION: version, "batch_id": batch_id,
+                                                  rt.RUN_VERDICT: v.verdict})) as mlrun:
             v.run_id = mlrun.info.run_id
             _log(v)
         verdicts.append(v)
@@ -621,8 +608,9 @@ def run(settings, conf: MonitorConfig) -> list[BatchVerdict]:
     )
     tables.replace_partition(monitoring_table, frame, BATCH_COLUMN, batch_id)
     for v in verdicts:
-        registry.set_tags(settings, v.model_version, {TAG_LAST_BATCH: batch_id, TAG_LAST_VERDICT: v.verdict,
-                                                       TAG_LAST_AT: v.monitored_at})
+        registry.set_tags(settings, v.model_version, {rt.MONITORING_LAST_BATCH: batch_id,
+                                                       rt.MONITORING_LAST_VERDICT: v.verdict,
+                                                       rt.MONITORING_LAST_AT: v.monitored_at})
     return verdicts
 
 

@@ -1,11 +1,19 @@
 """Promotion, rejection and rollback of ``@champion``, with an audit trail.
 
-Promotion is a compare-and-set: it goes ahead only when the version passed validation under
-this registered model name (in this job run, when run by a job), its recorded metrics still meet
-the fixed minimum thresholds, and ``@champion`` is still the version that validation compared
-against. The audit tags are written before the alias moves, and the alias is read back after it
-moved: a concurrent move is reported, never silently overwritten. Every move is also an MLflow
-run in the experiment, the searchable audit log.
+A verdict is the validation run, not the tags: promotion goes ahead only when the validation run
+the version's ``validation_run_id`` names exists in this workspace's tracking store, in this
+project's experiment, finished, made by the validate step with a passed verdict for this
+registered model and version, in this job run (when run by a job), with metrics that meet the
+fixed minimums (``not (value >= minimum)`` refuses a missing or NaN value), against the champion
+that is ``@champion`` now. Tags anyone with write access to the model can set are only where the
+run is found.
+
+Every alias move holds the model's alias lock (:mod:`spark_mlops.alias_lock`), so moves by these
+commands never interleave. Inside it ``@champion`` is read again just before it is set (a move
+before the set is refused) and read back right after (a move after the set is reported). A move
+made by hand outside these commands between that read and the set is the one thing that is not
+detected. The audit tags are written before the alias moves; every move is also an MLflow run in
+the experiment, the searchable audit log.
 
 The legacy workspace registry's stages can be mirrored (``--stages``): Production for the
 champion, with the previous Production archived. Unity Catalog has no stages, so ``--stages``
@@ -14,70 +22,105 @@ against it is refused before anything moves.
 
 from __future__ import annotations
 
-import getpass
-import json
-import os
+import math
 import warnings
 from datetime import UTC, datetime
 
 import mlflow
+from mlflow.exceptions import MlflowException
 
-from spark_mlops import registry, tracking
-from spark_mlops.config import CHALLENGER_ALIAS, CHAMPION_ALIAS, PromoteConfig, Settings
+from spark_mlops import alias_lock, registry, tracking
+from spark_mlops import registry_tags as rt
+from spark_mlops.config import PromoteConfig, Settings, redact
 from spark_mlops.errors import ConfigError, MlopsError, PromotionRefused, RegistryError
-from spark_mlops.validation import FAILED, PASSED
+from spark_mlops.identity import actor
 
-NO_CHAMPION = "none"
-REVOKED = "revoked"  # a rolled-back version must be validated again before it can return
-
-
-def actor() -> str:
-    for var in ("SPARK_MLOPS_ACTOR", "BUILD_REQUESTEDFOREMAIL", "BUILD_REQUESTEDFOR", "DATABRICKS_USER"):
-        if os.environ.get(var):
-            return os.environ[var]
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+CHAMPION, CHALLENGER, NO_CHAMPION = rt.CHAMPION_ALIAS, rt.CHALLENGER_ALIAS, rt.NO_CHAMPION
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def check_promotable(tags: dict[str, str], version: str, current_champion: str | None, *, model_name: str,
-                     job_run_id: str | None, min_thresholds: dict[str, float]) -> None:
-    """Raise PromotionRefused unless ``version``'s verdict allows it to become the champion now."""
-    status = tags.get("validation_status")
+# ---------------------------------------------------------------- the verdict is a run
+
+
+def check_status_tags(tags: dict[str, str], version: str) -> None:
+    """The quick refusals the version's tags already give (never enough to promote on)."""
+    status = tags.get(rt.VALIDATION_STATUS)
     if status is None:
         raise PromotionRefused(f"version {version} was never validated; run validate on it first")
-    if status != PASSED:
-        detail = tags.get("validation_failures", "")
+    if status != rt.PASSED:
+        detail = tags.get(rt.VALIDATION_FAILURES, "")
         raise PromotionRefused(f"version {version} did not pass validation (status {status}): {detail}")
-    validated_as = tags.get("validation_model_name")
-    if validated_as != model_name:
+
+
+def validation_run(settings: Settings, version: str, run_id: str | None):
+    """The validation run ``run_id`` from this workspace's tracking store, in this experiment."""
+    if not run_id or run_id == rt.UNSET:
+        raise PromotionRefused(f"version {version}'s verdict names no validation run ({rt.VALIDATION_RUN_ID}); "
+                               "a verdict is the run that reached it: run validate on it")
+    client = mlflow.MlflowClient(tracking_uri=settings.tracking_uri)
+    try:
+        run = client.get_run(run_id)
+        experiment = client.get_experiment_by_name(settings.experiment)
+    except MlflowException as exc:
+        if registry.is_missing(exc):
+            raise PromotionRefused(
+                f"version {version}'s validation run {run_id} does not exist in this workspace's tracking store "
+                f"({redact(settings.tracking_uri)}): a verdict without its run does not count; run validate on it"
+            ) from exc
+        raise RegistryError(redact(f"reading validation run {run_id} in {settings.tracking_uri} failed: {exc}")) from exc
+    if experiment is None or run.info.experiment_id != experiment.experiment_id:
+        raise PromotionRefused(f"version {version}'s validation run {run_id} is not in experiment {settings.experiment}; "
+                               "only validate's runs in this project's experiment count")
+    return run
+
+
+def check_promotable(settings: Settings, tags: dict[str, str], version: str, current_champion: str | None, *,
+                     job_run_id: str | None, min_thresholds: dict[str, float]) -> str:
+    """Raise PromotionRefused unless ``version`` may become the champion now; the validation run id."""
+    check_status_tags(tags, version)
+    run = validation_run(settings, version, tags.get(rt.VALIDATION_RUN_ID))
+    run_tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+    run_id = run.info.run_id
+    if run_tags.get(rt.RUN_STEP) != rt.STEP_VALIDATE or run.info.status != "FINISHED":
+        raise PromotionRefused(f"run {run_id} named by version {version} is not a finished validate run "
+                               f"(step {run_tags.get(rt.RUN_STEP, 'none')}, status {run.info.status})")
+    validated_as = params.get(rt.RUN_MODEL_NAME)
+    if validated_as != settings.model_name:
         # e.g. a version copied from another registered model arrives with that model's verdict.
         raise PromotionRefused(f"version {version}'s verdict was reached for model {validated_as or 'unknown'}, "
-                               f"not {model_name}; validate it under {model_name} first")
-    if job_run_id and tags.get("validation_job_run_id") != job_run_id:
-        raise PromotionRefused(f"version {version} was validated in job run {tags.get('validation_job_run_id', '-')}, "
+                               f"not {settings.model_name}; validate it under {settings.model_name} first")
+    if params.get(rt.RUN_MODEL_VERSION) != str(version):
+        raise PromotionRefused(f"validation run {run_id} validated version {params.get(rt.RUN_MODEL_VERSION, '?')}, "
+                               f"not version {version}; validate version {version} itself")
+    if run_tags.get(rt.RUN_VERDICT) != rt.PASSED:
+        raise PromotionRefused(f"validation run {run_id} of version {version} reached verdict "
+                               f"{run_tags.get(rt.RUN_VERDICT, 'none')}, not {rt.PASSED}")
+    if job_run_id and run_tags.get(rt.JOB_RUN_ID) != job_run_id:
+        raise PromotionRefused(f"version {version} was validated in job run {run_tags.get(rt.JOB_RUN_ID, rt.UNSET)}, "
                                f"not in this job run {job_run_id}; only the version validated in this run is promoted")
-    try:
-        metrics = json.loads(tags.get("validation_metrics", "{}"))
-    except ValueError:
-        metrics = {}
-    short = {k: (metrics.get(k), floor) for k, floor in min_thresholds.items()
-             if not isinstance(metrics.get(k), int | float) or metrics[k] < floor}
+    short = {k: metrics.get(f"{rt.RUN_METRIC_PREFIX}{k}") for k, floor in min_thresholds.items()
+             if not _meets(metrics.get(f"{rt.RUN_METRIC_PREFIX}{k}"), floor)}
     if short:
-        detail = ", ".join(f"{k}={v if v is not None else 'missing'} < {floor}" for k, (v, floor) in short.items())
+        detail = ", ".join(f"{k}={'missing' if v is None else v} (minimum {min_thresholds[k]})" for k, v in short.items())
         raise PromotionRefused(f"version {version}'s validated metrics do not meet the fixed minimums: {detail}")
-    validated_against = tags.get("validation_champion_version", NO_CHAMPION)
+    validated_against = params.get(rt.RUN_CHAMPION_VERSION, NO_CHAMPION)
     now = current_champion or NO_CHAMPION
     if validated_against != now:
         raise PromotionRefused(
-            f"version {version} was validated against @{CHAMPION_ALIAS} {validated_against}, but "
-            f"@{CHAMPION_ALIAS} is now {now}; validate it again against the current champion"
+            f"version {version} was validated against @{CHAMPION} {validated_against}, but "
+            f"@{CHAMPION} is now {now}; validate it again against the current champion"
         )
+    return run_id
+
+
+def _meets(value: float | None, minimum: float) -> bool:
+    return isinstance(value, int | float) and not math.isnan(value) and value >= minimum
+
+
+# ---------------------------------------------------------------- moving @champion
 
 
 def _refuse_stages_on_unity_catalog(settings: Settings, stages: bool) -> None:
@@ -87,40 +130,46 @@ def _refuse_stages_on_unity_catalog(settings: Settings, stages: bool) -> None:
 
 
 def _move_champion(settings: Settings, version: str, expected_current: str | None) -> None:
-    """Compare-and-set of ``@champion``: from ``expected_current`` to ``version``, then read back."""
-    if registry.alias_version(settings, CHAMPION_ALIAS) != expected_current:
-        raise PromotionRefused(f"@{CHAMPION_ALIAS} moved while this command ran (expected "
+    """Inside the alias lock: ``@champion`` from ``expected_current`` to ``version``, then read back."""
+    if registry.alias_version(settings, CHAMPION) != expected_current:
+        raise PromotionRefused(f"@{CHAMPION} moved while this command ran (expected "
                                f"{expected_current or NO_CHAMPION}); nothing was changed, run it again")
-    registry.set_alias(settings, CHAMPION_ALIAS, version)
-    after = registry.alias_version(settings, CHAMPION_ALIAS)
+    registry.set_alias(settings, CHAMPION, version)
+    after = registry.alias_version(settings, CHAMPION)
     if after != str(version):
-        raise PromotionRefused(f"@{CHAMPION_ALIAS} is v{after} right after it was set to v{version}: another "
-                               "promotion or rollback ran at the same time; check `spark-mlops status`")
+        raise PromotionRefused(f"@{CHAMPION} is v{after} right after it was set to v{version}: it was moved by hand "
+                               "outside spark-mlops at the same moment; check `spark-mlops status`")
 
 
 def promote(settings: Settings, conf: PromoteConfig) -> str:
     _refuse_stages_on_unity_catalog(settings, conf.stages)
-    version = conf.version or registry.require_alias(settings, CHALLENGER_ALIAS, "run train first")
-    mv = registry.get_version(settings, version)
-    current = registry.alias_version(settings, CHAMPION_ALIAS)
-    if current == str(version):
-        print(f"promote: {settings.model_name} v{version} is already @{CHAMPION_ALIAS}; nothing to do")
-        return str(version)
-    check_promotable(dict(mv.tags or {}), str(version), current, model_name=settings.model_name,
-                     job_run_id=None if conf.version else settings.job_run_id, min_thresholds=conf.min_thresholds)
-
-    # Written before the alias moves: a crash after the move still leaves rollback its way back.
-    intent = {"previous_champion_version": current or NO_CHAMPION, "promoted_by": actor(),
-              "promotion_reason": conf.reason or "validation passed"}
-    registry.set_tags(settings, version, intent)
-    _move_champion(settings, str(version), current)
-    audit = {**intent, "promoted_at": _now()}
-    registry.set_tags(settings, version, {"promoted_at": audit["promoted_at"]})
+    version = str(conf.version or registry.require_alias(settings, CHALLENGER, "run train first"))
+    who = actor()
+    with alias_lock.held(settings, "promote"):
+        tags = dict(registry.get_version(settings, version).tags or {})
+        current = registry.alias_version(settings, CHAMPION)
+        if current == version:
+            print(f"promote: {settings.model_name} v{version} is already @{CHAMPION}; nothing to do")
+            return version
+        if rt.ROLLED_BACK_AT in tags and not conf.version:
+            raise PromotionRefused(f"v{version} was rolled back at {tags[rt.ROLLED_BACK_AT]} "
+                                   f"({tags.get(rt.ROLLBACK_REASON, rt.UNSET)}); only a person restores it: "
+                                   f"validate it, then promote --version {version}")
+        run_id = check_promotable(settings, tags, version, current,
+                                  job_run_id=settings.job_run_id, min_thresholds=conf.min_thresholds)
+        # Written before the alias moves: a crash after the move still leaves rollback its way back.
+        intent = {rt.PREVIOUS_CHAMPION_VERSION: current or NO_CHAMPION, rt.PROMOTED_BY: who.name,
+                  rt.PROMOTED_BY_SOURCE: who.source, rt.PROMOTION_REASON: conf.reason or "validation passed"}
+        registry.set_tags(settings, version, intent)
+        _move_champion(settings, version, current)
+        promoted_at = _now()
+        registry.set_tags(settings, version, {rt.PROMOTED_AT: promoted_at})
     if conf.stages:
         _mirror_stage(settings, version, "Production")
-    _audit_run(settings, "promote", version, audit)
-    print(f"promote: {settings.model_name} @{CHAMPION_ALIAS} -> v{version} (was {current or NO_CHAMPION})")
-    return str(version)
+    _audit_run(settings, "promote", version, {**intent, rt.PROMOTED_AT: promoted_at, rt.VALIDATION_RUN_ID: run_id})
+    print(f"promote: {settings.model_name} @{CHAMPION} -> v{version} (was {current or NO_CHAMPION}; "
+          f"validation run {run_id})")
+    return version
 
 
 def rollback(settings: Settings, *, reason: str = "", version: str | None = None, stages: bool = False) -> str:
@@ -128,37 +177,40 @@ def rollback(settings: Settings, *, reason: str = "", version: str | None = None
     _refuse_stages_on_unity_catalog(settings, stages)
     if settings.job_run_id and not reason.strip():
         raise ConfigError("rollback from a job needs a reason (job parameter `reason`): it goes into the audit trail")
-    current = registry.require_alias(settings, CHAMPION_ALIAS, "there is nothing to roll back")
-    if version is None:
-        target = registry.get_version(settings, current).tags.get("previous_champion_version", NO_CHAMPION)
-        if target == NO_CHAMPION:
-            raise RegistryError(
-                f"{settings.model_name} v{current} is @{CHAMPION_ALIAS} but no previous champion is recorded; "
-                "promote a validated version instead"
-            )
-    else:
-        target = str(version)
-        if target == current:
-            raise PromotionRefused(f"v{target} is already @{CHAMPION_ALIAS}; nothing to roll back")
-    tags = dict(registry.get_version(settings, target).tags or {})
-    if "promoted_at" not in tags and "restored_at" not in tags:
-        raise PromotionRefused(f"v{target} has never been @{CHAMPION_ALIAS}; rollback only restores an earlier "
-                               "champion (promote a validated version instead)")
-    if tags.get("validation_status") == REVOKED:
-        raise PromotionRefused(f"v{target} was itself rolled back (validation revoked); validate it again first")
+    who = actor()
+    with alias_lock.held(settings, "rollback"):
+        current = registry.require_alias(settings, CHAMPION, "there is nothing to roll back")
+        if version is None:
+            target = registry.get_version(settings, current).tags.get(rt.PREVIOUS_CHAMPION_VERSION, NO_CHAMPION)
+            if target == NO_CHAMPION:
+                raise RegistryError(
+                    f"{settings.model_name} v{current} is @{CHAMPION} but no previous champion is recorded; "
+                    "promote a validated version instead"
+                )
+        else:
+            target = str(version)
+            if target == current:
+                raise PromotionRefused(f"v{target} is already @{CHAMPION}; nothing to roll back")
+        tags = dict(registry.get_version(settings, target).tags or {})
+        if rt.PROMOTED_AT not in tags and rt.RESTORED_AT not in tags:
+            raise PromotionRefused(f"v{target} has never been @{CHAMPION}; rollback only restores an earlier "
+                                   "champion (promote a validated version instead)")
+        if tags.get(rt.VALIDATION_STATUS) == rt.REVOKED:
+            raise PromotionRefused(f"v{target} was itself rolled back (validation revoked); validate it again first")
 
-    when, who = _now(), actor()
-    # Revoke first: even if the move below is interrupted, the bad version cannot be re-promoted unvalidated.
-    registry.set_tags(settings, current, {
-        "rolled_back_at": when, "rolled_back_by": who, "rolled_back_to": target,
-        "rollback_reason": reason or "-", "validation_status": REVOKED,
-    })
-    _move_champion(settings, target, current)
-    registry.set_tags(settings, target, {"restored_at": when, "restored_by": who, "restored_from": current})
+        when = _now()
+        # Revoke first: even if the move below is interrupted, the bad version cannot be re-promoted unvalidated.
+        registry.set_tags(settings, current, {
+            rt.ROLLED_BACK_AT: when, rt.ROLLED_BACK_BY: who.name, rt.ROLLED_BACK_TO: target,
+            rt.ROLLBACK_REASON: reason or rt.UNSET, rt.VALIDATION_STATUS: rt.REVOKED,
+        })
+        _move_champion(settings, target, current)
+        registry.set_tags(settings, target, {rt.RESTORED_AT: when, rt.RESTORED_BY: who.name, rt.RESTORED_FROM: current})
     if stages:
         _mirror_stage(settings, target, "Production")
-    _audit_run(settings, "rollback", target, {"rolled_back_from": current, "reason": reason or "-", "by": who})
-    print(f"rollback: {settings.model_name} @{CHAMPION_ALIAS} -> v{target} (was v{current})")
+    _audit_run(settings, "rollback", target, {"rolled_back_from": current, "reason": reason or rt.UNSET,
+                                              "by": who.name, "by_source": who.source})
+    print(f"rollback: {settings.model_name} @{CHAMPION} -> v{target} (was v{current})")
     return target
 
 
@@ -170,23 +222,23 @@ def record_rejection(settings: Settings, *, version: str | None = None) -> str:
     ``promote`` did not run. No such verdict means validate crashed before deciding: that is an
     error of its own (exit 1), so the two cases show as different task states.
     """
-    version = version or registry.require_alias(settings, CHALLENGER_ALIAS, "run train first")
+    version = version or registry.require_alias(settings, CHALLENGER, "run train first")
     tags = dict(registry.get_version(settings, version).tags or {})
-    status, run_of_verdict = tags.get("validation_status"), tags.get("validation_job_run_id")
+    status, run_of_verdict = tags.get(rt.VALIDATION_STATUS), tags.get(rt.VALIDATION_JOB_RUN_ID)
     if settings.job_run_id and run_of_verdict != settings.job_run_id:
         raise MlopsError(f"validate reached no verdict on {settings.model_name} v{version} in job run "
                          f"{settings.job_run_id} (latest verdict: {status or 'none'} from job run "
-                         f"{run_of_verdict or '-'}): it crashed; see the validate task's output")
-    if status != FAILED:
-        raise MlopsError(f"{settings.model_name} v{version} has verdict {status or 'none'}, not {FAILED}: "
+                         f"{run_of_verdict or rt.UNSET}): it crashed; see the validate task's output")
+    if status != rt.FAILED:
+        raise MlopsError(f"{settings.model_name} v{version} has verdict {status or 'none'}, not {rt.FAILED}: "
                          "nothing to record as a rejection")
-    reason = tags.get("validation_failures", "-")
-    audit = {"release_status": "rejected", "rejected_at": _now(), "rejection_reason": reason}
+    reason = tags.get(rt.VALIDATION_FAILURES, rt.UNSET)
+    audit = {rt.RELEASE_STATUS: rt.REJECTED, rt.REJECTED_AT: _now(), rt.REJECTION_REASON: reason}
     registry.set_tags(settings, version, audit)
     _audit_run(settings, "reject", version, audit)
-    champion = registry.alias_version(settings, CHAMPION_ALIAS)
+    champion = registry.alias_version(settings, CHAMPION)
     print(f"record-rejection: {settings.model_name} v{version} was rejected and not promoted "
-          f"(@{CHAMPION_ALIAS} stays {champion or NO_CHAMPION}): {reason}")
+          f"(@{CHAMPION} stays {champion or NO_CHAMPION}): {reason}")
     return version
 
 
@@ -201,7 +253,8 @@ def _mirror_stage(settings: Settings, version: str, stage: str) -> None:
 def _audit_run(settings: Settings, action: str, version: str, details: dict[str, str]) -> None:
     experiment_id = tracking.configure(settings)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{action}-v{version}",
-                          tags=tracking.safe({**settings.run_tags(), "step": action,
-                                              "model_name": settings.model_name, "model_version": str(version),
+                          tags=tracking.safe({**settings.run_tags(), rt.RUN_STEP: action,
+                                              rt.RUN_MODEL_NAME: settings.model_name,
+                                              rt.RUN_MODEL_VERSION: str(version),
                                               **{f"audit.{k}": v for k, v in details.items()}})):
         pass

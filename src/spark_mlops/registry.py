@@ -1,26 +1,32 @@
-"""The model registry: registering versions, aliases, tags and the status view.
+"""The model registry: registering versions, aliases, tags, loading versions and the status view.
 
-Aliases and tags, not stages: ``@challenger`` is the candidate, ``@champion`` serves. The
-registry may be a different store from the tracking store (a central registry): then
-registration goes through :func:`register` which copies the model into the registry side
-when MLflow cannot reference the training store from there.
+Aliases and tags, not stages: ``@challenger`` is the candidate, ``@champion`` serves (names in
+:mod:`spark_mlops.registry_tags`). The registry is a different store from the tracking store
+whenever it is shared (Unity Catalog, a local ``registry.db`` shared by the local workspaces, an
+``mlflow server``): then a version's files live in storage the registry owns, never in the
+training workspace's artifact store, because another workspace cannot read that
+(:func:`register`). Every load first checks the version's files (:mod:`spark_mlops.trust`).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from spark_mlops import logs, text, tracking
-from spark_mlops.config import CHALLENGER_ALIAS, CHAMPION_ALIAS, Settings, redact
+from spark_mlops import logs, text, tracking, trust
+from spark_mlops import registry_tags as rt
+from spark_mlops.config import Settings, redact, sqlite_path
 from spark_mlops.errors import RegistryError
 
 MODEL_ARTIFACT_PATH = "model"
@@ -167,17 +173,53 @@ def load_spark_model(settings: Settings, version: str):
     return model, signature
 
 
+def _download(settings: Settings, version: str, location: str, dst: str) -> str:
+    """Download a version's files into ``dst``; the local folder. Nothing here reads MLflow's
+    process-wide registry URI: a task in a process of its own has set none."""
+    if settings.registry_uri.startswith(("http://", "https://")):
+        # mlflow-artifacts:/ URIs resolve only against an http tracking URI (the server's).
+        return mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=dst, tracking_uri=settings.registry_uri)
+    if is_unity_catalog(settings):
+        # UC hands out short-lived credentials for the version's storage: go through models:/.
+        from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+
+        repo = ModelsArtifactRepository(model_uri(settings, version), tracking_uri=settings.tracking_uri,
+                                        registry_uri=settings.registry_uri)
+        return repo.download_artifacts("", dst_path=dst)
+    # A local registry: the download URI is the registry's own storage (ModelsArtifactRepository
+    # would resolve models:/ against the process-wide registry URI, not this one).
+    return mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=dst)
+
+
+def checked_files(settings: Settings, version: str, dst: str, *, location: str | None = None) -> Path:
+    """Download ``version``'s files into ``dst`` and check them (trust.check_model_folder): the
+    folder, or :class:`UntrustedModel` (exit 9) before anything of it is imported."""
+    mv = get_version(settings, version)
+    Path(dst).mkdir(parents=True, exist_ok=True)
+    try:
+        location = location or client(settings).get_model_version_download_uri(settings.model_name, str(version))
+        local = _download(settings, version, location, dst)
+    except MlflowException as exc:
+        raise failure(settings, f"downloading {model_uri(settings, version)}", exc) from exc
+    trust.check_model_folder(local, (mv.tags or {}).get(rt.MODEL_DIGEST), model_uri(settings, version))
+    return Path(local)
+
+
+def read_version_file(settings: Settings, version: str, name: str) -> dict:
+    """A JSON file of ``version``'s own (checked) files, e.g. its monitoring baseline."""
+    with tempfile.TemporaryDirectory(prefix="spark-mlops-files-") as tmp:
+        path = checked_files(settings, version, tmp) / name
+        if not path.is_file():
+            raise RegistryError(f"{model_uri(settings, version)} has no {name} in its files")
+        return json.loads(path.read_text(encoding="utf-8"))
+
+
 def _download_and_load(settings: Settings, version: str, location: str):
     import mlflow.spark
     from mlflow.models import Model
 
     with tempfile.TemporaryDirectory(prefix="spark-mlops-model-") as tmp:
-        if settings.registry_uri.startswith(("http://", "https://")):
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=location, dst_path=tmp, tracking_uri=settings.registry_uri
-            )
-        else:
-            local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri(settings, version), dst_path=tmp)
+        local = str(checked_files(settings, version, tmp, location=location))
         signature = Model.load(local).signature
         return mlflow.spark.load_model(local, dfs_tmpdir=settings.dfs_tmpdir), signature
 
@@ -209,13 +251,15 @@ def _tag_value(value: object) -> str:
 def register(settings: Settings, run_id: str, model_uri_in_run: str, tags: dict[str, str]) -> ModelVersion:
     """Register the model logged by ``run_id`` and return exactly the version this call created."""
     lineage = {key: _tag_value(value) for key, value in {
-        "training_run_id": run_id,
-        "training_tracking_uri": settings.tracking_uri,
+        rt.TRAINING_RUN_ID: run_id,
+        rt.TRAINING_TRACKING_URI: settings.tracking_uri,
         **settings.run_tags(),
         **tags,
     }.items()}
     if settings.separate_registry and settings.registry_uri.startswith(("http://", "https://")):
         created = _register_by_copy(settings, model_uri_in_run, lineage)
+    elif settings.separate_registry and settings.registry_uri.startswith("sqlite:///"):
+        created = _register_into_storage(settings, run_id, model_uri_in_run, lineage)
     else:
         with logs.library_prints():
             created = mlflow.register_model(model_uri_in_run, settings.model_name, tags=lineage, await_registration_for=0)
@@ -250,8 +294,43 @@ def _register_by_copy(settings: Settings, model_uri_in_run: str, lineage: dict[s
         settings.model_name,
         source=f"{run.info.artifact_uri}/{MODEL_ARTIFACT_PATH}",
         run_id=run.info.run_id,
-        tags={**lineage, "registry_copy_run_id": run.info.run_id},
+        tags={**lineage, rt.REGISTRY_COPY_RUN_ID: run.info.run_id},
     )
+
+
+def storage_root(settings: Settings) -> Path:
+    """The local registry's own storage for version files: ``registry-storage/`` beside its database
+    (Unity Catalog keeps version files in the metastore's storage, not in a workspace's)."""
+    database = sqlite_path(settings.registry_uri)
+    if database is None:
+        raise RegistryError(f"{settings.registry_uri}: only a sqlite registry keeps version files in local storage")
+    return database.parent / "registry-storage"
+
+
+def _register_into_storage(settings: Settings, run_id: str, model_uri_in_run: str,
+                           lineage: dict[str, str]) -> ModelVersion:
+    """A shared local registry: copy the model folder into the registry's own storage and register
+    that copy, as Unity Catalog does on registration, so that a workspace that cannot read the
+    training workspace's artifacts (prod) can still load the version and its copies."""
+    folder = storage_root(settings) / _safe_folder_name(settings.model_name) / uuid.uuid4().hex
+    staging = folder.with_name(folder.name + ".partial")
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri_in_run, dst_path=str(staging),
+                                                tracking_uri=settings.tracking_uri)
+    trust.check_model_folder(local, lineage.get(rt.MODEL_DIGEST), model_uri_in_run)  # the copy is what train wrote
+    Path(local).rename(folder)
+    shutil.rmtree(staging, ignore_errors=True)
+    c = client(settings)
+    try:
+        c.create_registered_model(settings.model_name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    return c.create_model_version(settings.model_name, source=folder.as_uri(), run_id=run_id, tags=lineage)
+
+
+def _safe_folder_name(model_name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in model_name)
 
 
 def set_alias(settings: Settings, alias: str, version: str) -> None:
@@ -305,21 +384,6 @@ def versions(settings: Settings) -> list[VersionRow]:
     return sorted(rows, key=lambda r: int(r.version))
 
 
-# Tags shown by `status` and returned by `status --json`, grouped.
-VERDICT_KEYS = ("validation_status", "validation_metrics", "validation_champion_version", "validation_run_id",
-                "validated_at", "validation_failures", "validation_model_name", "validation_job_run_id",
-                "validation_thresholds", "validation_tolerance", "release_status", "rejected_at",
-                "rejection_reason")
-PROMOTION_KEYS = ("promoted_at", "promoted_by", "promotion_reason", "previous_champion_version",
-                  "rolled_back_at", "rolled_back_by", "rolled_back_to", "rollback_reason", "restored_at",
-                  "restored_by", "restored_from")
-LINEAGE_KEYS = ("training_run_id", "training_tracking_uri", "training_experiment_id", "git_commit", "bundle_target",
-                "job_run_id", "classifier", "contract", "registry_copy_run_id", "deployed_from",
-                "deployed_from_model", "deployed_from_version", "deployed_from_validation_run_id",
-                "deployed_by_job_run_id", "deployed_at")
-MONITORING_KEYS = ("monitoring_last_batch", "monitoring_last_verdict", "monitoring_last_at")
-
-
 def _pick(tags: dict[str, str], keys: tuple[str, ...]) -> dict[str, object]:
     out: dict[str, object] = {}
     for key in keys:
@@ -347,10 +411,10 @@ def status_view(settings: Settings) -> dict:
                 "status": r.status,
                 "created_ms": r.created,
                 "run_id": r.run_id,
-                "verdict": _pick(r.tags, VERDICT_KEYS),
-                "promotion": _pick(r.tags, PROMOTION_KEYS),
-                "lineage": _pick(r.tags, LINEAGE_KEYS),
-                "monitoring": _pick(r.tags, MONITORING_KEYS),
+                "verdict": _pick(r.tags, (*rt.VERDICT, *rt.RELEASE)),
+                "promotion": _pick(r.tags, rt.PROMOTION),
+                "lineage": _pick(r.tags, rt.LINEAGE),
+                "monitoring": _pick(r.tags, rt.MONITORING),
             }
             for r in rows
         ],
@@ -369,23 +433,27 @@ def status_table(settings: Settings) -> str:
     table_rows = []
     for r in rows:
         t = r.tags
-        metrics = json.loads(t.get("validation_metrics", "{}"))
-        monitored = (f"{t['monitoring_last_batch']}: {t.get('monitoring_last_verdict', '?')}"
-                     if "monitoring_last_batch" in t else "-")
+        try:
+            metrics = json.loads(t.get(rt.VALIDATION_METRICS, "{}"))
+        except ValueError:
+            metrics = {}
+        monitored = (f"{t[rt.MONITORING_LAST_BATCH]}: {t.get(rt.MONITORING_LAST_VERDICT, '?')}"
+                     if rt.MONITORING_LAST_BATCH in t else rt.UNSET)
         table_rows.append((
             r.version,
-            ",".join(f"@{a}" for a in r.aliases) or "-",
-            t.get("validation_status", "-"),
-            " ".join(f"{k}={v:.3f}" for k, v in sorted(metrics.items()) if k in ("areaUnderROC", "accuracy")) or "-",
-            t.get("validation_champion_version", "-"),
-            t.get("promoted_at", "-"),
-            t.get("deployed_from", "-"),
+            ",".join(f"@{a}" for a in r.aliases) or rt.UNSET,
+            t.get(rt.VALIDATION_STATUS, rt.UNSET),
+            " ".join(f"{k}={v:.3f}" for k, v in sorted(metrics.items())
+                     if k in ("areaUnderROC", "accuracy") and isinstance(v, int | float)) or rt.UNSET,
+            t.get(rt.VALIDATION_CHAMPION_VERSION, rt.UNSET),
+            t.get(rt.PROMOTED_AT, rt.UNSET),
+            t.get(rt.DEPLOYED_FROM, rt.UNSET),
             monitored,
-            t.get("training_run_id", r.run_id or "-"),
+            t.get(rt.TRAINING_RUN_ID, r.run_id or rt.UNSET),
         ))
     header = ("version", "aliases", "validation", "metrics", "vs champion", "promoted", "deployed from",
               "last monitored", "training run")
     return "\n".join([f"model {settings.model_name} ({where})", *text.table(header, table_rows)])
 
 
-__all__ = ["CHALLENGER_ALIAS", "CHAMPION_ALIAS", "register", "set_alias", "alias_version", "status_table"]
+__all__ = ["register", "set_alias", "alias_version", "status_table", "checked_files", "load_spark_model"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import mlflow
 
 from spark_mlops import logs, remote
-from spark_mlops.config import Settings, redact
+from spark_mlops.config import Settings, redact, sqlite_path
 
 
 def configure(settings: Settings) -> str:
@@ -54,8 +56,12 @@ def keep_sqlite_artifacts_in_state_folder(settings: Settings) -> None:
 
 
 def artifact_root(settings: Settings) -> str:
-    """Where a local tracking store's artifacts live: inside the state folder."""
-    return (Path(settings.state_dir) / "artifacts").resolve().as_uri()
+    """Where a local sqlite tracking store's artifacts live: ``artifacts/`` beside its database, so
+    each local workspace (config.local_workspace) has runs and artifacts of its own, all inside
+    the state folder for the default stores."""
+    database = sqlite_path(settings.tracking_uri)
+    folder = database.parent / "artifacts" if database else Path(settings.state_dir) / "artifacts"
+    return folder.resolve().as_uri()
 
 
 def safe(values: Mapping[str, object]) -> dict[str, str]:
@@ -92,45 +98,33 @@ def pip_requirements() -> list[str]:
     return [f"pyspark=={pyspark.__version__}", f"mlflow=={mlflow.__version__}"]
 
 
-class _SparkFlavorNoServingCheck:
-    """``mlflow.spark`` as a flavor for ``Model._log_v2``, minus MLflow's serving-input check.
+def log_spark_model(model, artifact_path: str, *, signature, input_example, dfs_tmpdir: str | None,
+                    extra_files: dict[str, dict] | None = None) -> str:
+    """Save ``model`` as an MLflow Spark model with ``extra_files`` (name -> JSON) beside its MLmodel
+    and a file manifest, log the folder to the active run at ``artifact_path``, and return the
+    model digest (also set as the run's ``model_digest`` tag).
 
-    The check (``validate_serving_input``) reloads the just-saved model as a pyfunc and predicts
-    the input example through a second pandas -> Spark round trip: about 3-6 s per training
-    run, on a model that validation loads and scores on the whole holdout anyway.
-    """
-
-    __name__ = "mlflow.spark"
-
-    @staticmethod
-    def save_model(validate_serving_input: bool = True, **kwargs) -> None:
-        import mlflow.spark
-
-        mlflow.spark.save_model(**kwargs)
-
-
-def log_spark_model(model, artifact_path: str, *, signature, input_example, dfs_tmpdir: str | None) -> None:
-    """``mlflow.spark.log_model`` with a signature, an input example and explicit requirements.
-
-    When the run's artifacts are local, ``mlflow.spark.log_model`` itself saves through
-    ``Model._log_v2``; this takes the same route with ``validate_serving_input=False`` (a switch
-    ``Model._log_v2`` honours). Elsewhere (Databricks, remote artifact stores) it defers to
-    ``mlflow.spark.log_model`` unchanged.
+    Everything a version needs travels inside this folder: in Unity Catalog a version's files are
+    fixed when it is created, and a workspace cannot read another workspace's runs, so the
+    monitoring baseline is one of these files, not a ``runs:/`` URI (see trust.py for the manifest).
+    ``mlflow.spark.save_model`` with explicit requirements writes no input-example check and
+    infers nothing in a subprocess (``log_model``'s serving-input check reloads the model: 3-6 s).
     """
     import mlflow.spark
-    from mlflow.models import Model
-    from mlflow.utils.uri import is_local_uri
 
-    from spark_mlops.config import on_databricks
+    from spark_mlops import trust
+    from spark_mlops.registry_tags import MODEL_DIGEST
 
-    run = mlflow.active_run()
-    if on_databricks() or run is None or not is_local_uri(run.info.artifact_uri):
-        mlflow.spark.log_model(model, artifact_path=artifact_path, signature=signature, input_example=input_example,
-                               pip_requirements=pip_requirements(), dfs_tmpdir=dfs_tmpdir)
-        return
-    Model._log_v2(artifact_path=artifact_path, flavor=_SparkFlavorNoServingCheck, spark_model=model,
-                  signature=signature, input_example=input_example, pip_requirements=pip_requirements(),
-                  dfs_tmpdir=dfs_tmpdir, validate_serving_input=False)
+    with tempfile.TemporaryDirectory(prefix="spark-mlops-save-") as tmp:
+        folder = Path(tmp) / "model"
+        mlflow.spark.save_model(model, str(folder), signature=signature, input_example=input_example,
+                                pip_requirements=pip_requirements(), dfs_tmpdir=dfs_tmpdir)
+        for name, content in (extra_files or {}).items():
+            (folder / name).write_text(json.dumps(content, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        digest = trust.write_manifest(folder)
+        mlflow.log_artifacts(str(folder), artifact_path)
+    mlflow.set_tag(MODEL_DIGEST, digest)
+    return digest
 
 
 def spark_dataset(df, *, name: str, rows: int, **source: str):

@@ -14,9 +14,10 @@ from pyspark.ml.tuning import CrossValidator
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from spark_mlops import alias_lock, evaluation, model, monitoring, registry, tracking, trust
 from spark_mlops import contract as dc
-from spark_mlops import evaluation, model, monitoring, registry, tracking
-from spark_mlops.config import CHALLENGER_ALIAS, Settings, TrainConfig
+from spark_mlops import registry_tags as rt
+from spark_mlops.config import Settings, TrainConfig
 from spark_mlops.errors import ConfigError, DataContractError
 from spark_mlops.spark import get_spark
 from spark_mlops.tables import tables_for
@@ -65,7 +66,7 @@ def run(settings: Settings, conf: TrainConfig) -> TrainResult:
     experiment_id = tracking.configure(settings)
 
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{conf.classifier}",
-                          tags=tracking.safe({**settings.run_tags(), "step": "train"})) as run:
+                          tags=tracking.safe({**settings.run_tags(), rt.RUN_STEP: "train"})) as run:
         rows = train.count()
         if rows == 0:
             raise DataContractError(f"{clean_name}: the train split is empty (0 rows); run prepare first")
@@ -101,7 +102,7 @@ def run(settings: Settings, conf: TrainConfig) -> TrainResult:
         mlflow.log_metrics({f"holdout_{k}": v for k, v in result.metrics.items()})
         _log_figures(result, model.feature_importances(fitted, contract), contract)
         with span("train.baseline"):  # two aggregations over the cached train split
-            monitoring.log_baseline(monitoring.baseline_profile(train, contract, result, split_rows=rows))
+            baseline = monitoring.baseline_profile(train, contract, result, split_rows=rows)
 
         # Five rows and their predictions in one job: the input example and the output's schema.
         scored = fitted.transform(train.select(*contract.feature_names).limit(5))
@@ -109,8 +110,9 @@ def run(settings: Settings, conf: TrainConfig) -> TrainResult:
         example = rows[list(contract.feature_names)]
         signature = infer_signature(example, rows[[evaluation.PREDICTION_COLUMN]])
         with span("train.log_model"):
-            tracking.log_spark_model(fitted, registry.MODEL_ARTIFACT_PATH, signature=signature,
-                                     input_example=example, dfs_tmpdir=settings.dfs_tmpdir)
+            digest = tracking.log_spark_model(fitted, registry.MODEL_ARTIFACT_PATH, signature=signature,
+                                              input_example=example, dfs_tmpdir=settings.dfs_tmpdir,
+                                              extra_files={trust.BASELINE_FILE: baseline})
         run_id = run.info.run_id
     train.unpersist()
 
@@ -119,13 +121,14 @@ def run(settings: Settings, conf: TrainConfig) -> TrainResult:
             settings,
             run_id,
             f"runs:/{run_id}/{registry.MODEL_ARTIFACT_PATH}",
-            {"training_experiment_id": experiment_id, "classifier": conf.classifier, "contract": contract.name,
-             monitoring.BASELINE_TAG: monitoring.baseline_uri(run_id)},
+            {rt.TRAINING_EXPERIMENT_ID: experiment_id, rt.CLASSIFIER: conf.classifier, rt.CONTRACT: contract.name,
+             rt.MODEL_DIGEST: digest},
         ).version)
-        registry.set_alias(settings, CHALLENGER_ALIAS, version)
+        with alias_lock.held(settings, "train"):
+            registry.set_alias(settings, rt.CHALLENGER_ALIAS, version)
     print(
         f"train: run {run_id}: holdout areaUnderROC={result.metrics['areaUnderROC']:.3f} "
-        f"accuracy={result.metrics['accuracy']:.3f}; registered {settings.model_name} v{version} as @{CHALLENGER_ALIAS}"
+        f"accuracy={result.metrics['accuracy']:.3f}; registered {settings.model_name} v{version} as @{rt.CHALLENGER_ALIAS}"
     )
     return TrainResult(run_id, str(version), result.metrics)
 

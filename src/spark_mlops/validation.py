@@ -9,9 +9,12 @@ Three kinds of checks, each a row of the verdict table:
 Metrics are computed with Spark aggregations (the holdout is never collected) and wrapped in
 MLflow ``EvaluationResult`` objects, so the gate itself is MLflow's ``MetricThreshold`` logic
 (``mlflow.validate_evaluation_results``) rather than hand-written comparisons.
-The verdict goes to tags on the model version (bound to the registered model name and the job
-run it was reached in) and to an MLflow run. A rejection raises :class:`ValidationFailed`
-(exit 6): in a job the gate is the task's exit code, since a wheel task cannot publish task values.
+The verdict is an MLflow run in the workspace's experiment (tags ``step=validate`` and
+``verdict``, params naming the registered model, the version and the champion it was compared
+with, the challenger's metrics): that run is the evidence ``promote`` re-reads. The version's
+verdict tags repeat it for ``status`` and name the run (``validation_run_id``). A rejection raises
+:class:`ValidationFailed` (exit 6): in a job the gate is the task's exit code, since a wheel task
+cannot publish task values.
 """
 
 from __future__ import annotations
@@ -29,19 +32,14 @@ from pyspark.sql import functions as F
 
 from spark_mlops import contract as dc
 from spark_mlops import evaluation, registry, text, tracking
-from spark_mlops.config import CHALLENGER_ALIAS, CHAMPION_ALIAS, Settings, ValidateConfig
+from spark_mlops import registry_tags as rt
+from spark_mlops.config import Settings, ValidateConfig
 from spark_mlops.errors import ConfigError, DataContractError, ValidationFailed
 from spark_mlops.spark import get_spark
 from spark_mlops.tables import tables_for
 from spark_mlops.timing import span
 
-PASSED, FAILED = "passed", "failed"
-# Tags that make up a verdict. A copy of a version into another registered model carries every tag
-# (MlflowClient.copy_model_version), so these are cleared on the copy and the verdict is also bound
-# to the model name it was reached under.
-VERDICT_TAGS = ("validation_status", "validation_metrics", "validation_champion_version", "validation_run_id",
-                "validated_at", "validation_failures", "validation_model_name", "validation_job_run_id",
-                "validation_thresholds", "validation_tolerance")
+CHALLENGER_ALIAS, CHAMPION_ALIAS = rt.CHALLENGER_ALIAS, rt.CHAMPION_ALIAS
 
 
 @dataclass(frozen=True)
@@ -196,33 +194,31 @@ def run(settings: Settings, conf: ValidateConfig) -> ValidationReport:
 
 
 def _record(settings: Settings, conf: ValidateConfig, report: ValidationReport, experiment_id: str) -> None:
-    status = PASSED if report.passed else FAILED
+    status = rt.PASSED if report.passed else rt.FAILED
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"validate-v{report.version}",
-                          tags=tracking.safe({**settings.run_tags(), "step": "validate",
-                                              "model_version": report.version, "verdict": status})) as run:
-        tracking.log_params({"model_name": settings.model_name, "model_version": report.version,
-                             "champion_version": report.champion_version or "none",
+                          tags=tracking.safe({**settings.run_tags(), rt.RUN_STEP: rt.STEP_VALIDATE,
+                                              rt.RUN_MODEL_VERSION: report.version, rt.RUN_VERDICT: status})) as run:
+        tracking.log_params({rt.RUN_MODEL_NAME: settings.model_name, rt.RUN_MODEL_VERSION: report.version,
+                             rt.RUN_CHAMPION_VERSION: report.champion_version or rt.NO_CHAMPION,
                              "thresholds": json.dumps(conf.thresholds), "primary_metric": conf.primary_metric,
                              "tolerance": conf.tolerance})
-        mlflow.log_metrics({f"challenger_{k}": v for k, v in report.metrics.items()})
+        mlflow.log_metrics({f"{rt.RUN_METRIC_PREFIX}{k}": v for k, v in report.metrics.items()})
         if report.champion_metrics:
             mlflow.log_metrics({f"champion_{k}": v for k, v in report.champion_metrics.items()})
         mlflow.log_text(report.table(), "validation_report.txt")
         report.run_id = run.info.run_id
     registry.set_tags(settings, report.version, {
-        "validation_status": status,
-        "validation_metrics": {k: round(v, 6) for k, v in report.metrics.items()},
-        # The champion this verdict was reached against: promotion compares it with the
-        # champion at promotion time (compare-and-set).
-        "validation_champion_version": report.champion_version or "none",
-        "validation_run_id": report.run_id,
-        "validated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "validation_failures": report.reason() or "-",
-        # What the verdict is bound to: promotion checks both, so a verdict copied into another
-        # model, or reached in another job run, does not count.
-        "validation_model_name": settings.model_name,
-        "validation_job_run_id": settings.job_run_id or "-",
-        # The gate it was reached under: promotion re-checks the metrics against the fixed minimums.
-        "validation_thresholds": conf.thresholds,
-        "validation_tolerance": conf.tolerance,
+        rt.VALIDATION_STATUS: status,
+        rt.VALIDATION_METRICS: {k: round(v, 6) for k, v in report.metrics.items()},
+        # The champion this verdict was reached against (promotion compares the run's with the
+        # champion at promotion time).
+        rt.VALIDATION_CHAMPION_VERSION: report.champion_version or rt.NO_CHAMPION,
+        # The evidence: promotion re-reads this run, never these tags alone.
+        rt.VALIDATION_RUN_ID: report.run_id,
+        rt.VALIDATED_AT: datetime.now(UTC).isoformat(timespec="seconds"),
+        rt.VALIDATION_FAILURES: report.reason() or rt.UNSET,
+        rt.VALIDATION_MODEL_NAME: settings.model_name,
+        rt.VALIDATION_JOB_RUN_ID: settings.job_run_id or rt.UNSET,
+        rt.VALIDATION_THRESHOLDS: conf.thresholds,
+        rt.VALIDATION_TOLERANCE: conf.tolerance,
     })

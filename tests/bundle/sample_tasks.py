@@ -68,3 +68,23 @@ def sleep() -> None:
 
     args = _log("sleep")
     time.sleep(float(args.get("seconds", "0")))
+
+
+_REMEMBERED: list[str] = []
+
+
+def remember() -> None:
+    """Leaves state in its process: a module global and an environment variable."""
+    _log("remember")
+    _REMEMBERED.append("set")
+    os.environ["SAMPLE_TASKS_REMEMBERED"] = "1"
+
+
+def recall() -> None:
+    """Logs what this process still holds from earlier tasks, and the environment it was given."""
+    args = _args()
+    with Path(args["log"]).open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"task": args.get("name", "recall"), "pid": os.getpid(), "global": list(_REMEMBERED),
+                             "env": {k: os.environ.get(k) for k in ("SAMPLE_TASKS_REMEMBERED", "MLFLOW_TRACKING_URI",
+                                                                   "SPARK_MLOPS_STATE_DIR", "SPARK_MLOPS_TARGET")}})
+                 + "\n")

@@ -33,6 +33,8 @@ ok = "tests.bundle.sample_tasks:ok"
 fail_once = "tests.bundle.sample_tasks:fail_once"
 always_fail = "tests.bundle.sample_tasks:always_fail"
 exit_with = "tests.bundle.sample_tasks:exit_with"
+remember = "tests.bundle.sample_tasks:remember"
+recall = "tests.bundle.sample_tasks:recall"
 """
 
 
@@ -524,3 +526,37 @@ def test_cli_run_unknown_job_exits_with_a_config_error(job: Job, capsys):
     job.write()
     assert cli.main(["run", "nope", "--root", str(job.root)]) == ConfigError.exit_code
     assert "no job 'nope'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- one process per task
+
+
+def test_a_task_sees_what_an_earlier_task_left_in_process_but_not_in_a_process_of_its_own(job: Job, monkeypatch,
+                                                                                          tmp_path: Path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///parent-only.db")  # the parent's, not the task's
+    monkeypatch.setenv("SPARK_MLOPS_TARGET", "prod")
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # `tests.bundle.sample_tasks` importable
+    job.wheel("remember", "remember")
+    job.wheel("recall", "recall", after=["remember"])
+    job.run(state_dir=tmp_path / "state")
+    shared = job.calls()[-1]
+    assert shared["global"] == ["set"] and shared["env"]["SAMPLE_TASKS_REMEMBERED"] == "1"
+    assert shared["pid"] == os.getpid()
+    os.environ.pop("SAMPLE_TASKS_REMEMBERED", None)
+
+    job.log.unlink()
+    result = job.run(state_dir=tmp_path / "state", process_per_task=True)
+    assert result.state == runner.RunState.SUCCESS, result.summary()
+    alone = job.calls()[-1]
+    assert alone["pid"] != os.getpid()
+    assert alone["global"] == [] and alone["env"] == {
+        "SAMPLE_TASKS_REMEMBERED": None, "MLFLOW_TRACKING_URI": None, "SPARK_MLOPS_TARGET": None,
+        "SPARK_MLOPS_STATE_DIR": str((tmp_path / "state").resolve())}
+
+
+def test_a_failing_task_process_fails_the_attempt_with_its_exit_code(job: Job, monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    job.wheel("bad", "exit_with", code="4")
+    result = job.run(process_per_task=True)
+    assert result.tasks["bad"].error == "exited with code 4"
+    assert result.state == runner.RunState.FAILED

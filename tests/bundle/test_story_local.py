@@ -1,15 +1,25 @@
 """The way to production, through the local runner from the bundle's own YAML: staging trains and
-releases, prod deploys staging's @champion through its own gate, scores with it, and on-call
-operates the prod registry through the `status` and `rollback` jobs."""
+releases, prod deploys staging's @champion through its own gate, scores with it and monitors the
+batch, and on-call operates the prod registry through the `status` and `rollback` jobs.
+
+Staging and prod are separate workspaces (a tracking store each) sharing one registry: while
+prod's jobs run, staging's whole workspace folder is moved away, so anything prod tried to read
+from staging's runs or artifacts would fail."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from spark_mlops import registry
+from spark_mlops import registry_tags as rt
 from spark_mlops.config import build_settings
+from spark_mlops.spark import get_spark
+from spark_mlops.tables import tables_for
 from spark_mlops_dev import demo
 from spark_mlops_dev.bundle import targets
 from spark_mlops_dev.bundle.runner import run_job
@@ -20,18 +30,57 @@ def _run(bundles, state, target, job, **parameters):
     return run_job(bundles[target], job, parameters=parameters or None, state_dir=state, out=None)
 
 
-@pytest.fixture(scope="module")
-def story(spark, tmp_path_factory):
-    state = tmp_path_factory.mktemp("story") / "state"
+@contextlib.contextmanager
+def workspace_away(state, workspace: str):
+    """Move a local workspace (its tracking store and artifacts) out of reach for the block."""
+    folder = state / "workspaces" / workspace
+    aside = folder.with_name(workspace + ".away")
+    shutil.move(folder, aside)
+    try:
+        yield
+    finally:
+        shutil.move(aside, folder)
+
+
+def _story(state):
     settings = build_settings(state_dir=str(state))
     bundles = {t: targets.load_local(t, REPO_ROOT) for t in ("staging", "prod")}
     for bundle in bundles.values():
         demo.stage_fixtures(settings, REPO_ROOT, bundle.variables)
-    for target, job in (("staging", "training"), ("staging", "release"), ("prod", "model_deployment")):
+    views = {t: demo.job_settings(settings, b) for t, b in bundles.items()}
+    return settings, bundles, views
+
+
+@pytest.fixture(scope="module")
+def story(spark, tmp_path_factory):
+    state = tmp_path_factory.mktemp("story") / "state"
+    _, bundles, views = _story(state)
+    for target, job in (("staging", "training"), ("staging", "release")):
         result = _run(bundles, state, target, job)
         assert result.ok, result.summary()
-    views = {t: demo.job_settings(settings, b) for t, b in bundles.items()}
+    with workspace_away(state, "staging"):
+        for job in ("model_deployment", "batch_inference"):
+            result = _run(bundles, state, "prod", job)
+            assert result.ok, result.summary()
     return bundles, state, views
+
+
+def test_prod_monitors_its_batch_with_a_tracking_store_of_its_own(story):
+    bundles, state, views = story
+    prod = views["prod"]
+    champion = registry.alias_version(prod, "champion")
+    tags = registry.get_version(prod, champion).tags
+    assert tags[rt.MONITORING_LAST_VERDICT] in ("ok", "drift", "quality")
+    spark = get_spark(prod)
+    rows = tables_for(spark, prod).read(prod.table_name("monitoring")).where(f"batch_id = '{tags[rt.MONITORING_LAST_BATCH]}'")
+    assert rows.count() > 0
+    # Each workspace's runs are its own: the staging training run is not in prod's tracking store.
+    staging_run = tags[rt.TRAINING_RUN_ID]
+    assert MlflowClient(tracking_uri=views["staging"].tracking_uri).get_run(staging_run).data.tags["step"] == "train"
+    prod_runs = MlflowClient(tracking_uri=prod.tracking_uri).search_runs(
+        [e.experiment_id for e in MlflowClient(tracking_uri=prod.tracking_uri).search_experiments()])
+    assert {r.data.tags.get("step") for r in prod_runs} >= {"validate", "promote", "score", "monitor"}
+    assert staging_run not in {r.info.run_id for r in prod_runs}
 
 
 def test_prod_champion_is_a_copy_of_staging_champion_with_lineage(story, capsys):
@@ -43,6 +92,8 @@ def test_prod_champion_is_a_copy_of_staging_champion_with_lineage(story, capsys)
     champion = view["aliases"]["champion"]
     version = next(v for v in view["versions"] if v["version"] == champion)
     assert version["lineage"]["deployed_from"] == "models:/staging.spark_mlops.diabetes_classifier/1"
+    # The copy carries the digest train recorded: prod checks the files it loads against it.
+    assert version["lineage"][rt.MODEL_DIGEST] == registry.get_version(views["staging"], "1").tags[rt.MODEL_DIGEST]
     assert version["verdict"]["validation_model_name"] == "prod.spark_mlops.diabetes_classifier"
     assert registry.alias_version(views["staging"], "champion") == "1"
 
@@ -69,3 +120,44 @@ def test_first_scoring_run_in_prod_without_a_champion_exits_8(tmp_path, spark, c
     err = capsys.readouterr().err
     assert "has no @champion in" in err and "model_deployment) job first" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_a_prod_rollback_survives_the_next_model_deployment(spark, tmp_path, capsys):
+    state = tmp_path / "state"
+    _, bundles, views = _story(state)
+    prod = views["prod"]
+
+    def run(target, job, **parameters):
+        result = _run(bundles, state, target, job, **parameters)
+        assert result.ok, result.summary()
+        return result
+
+    for _ in range(2):  # staging v1, then v2 becomes staging's @champion; prod deploys each
+        run("staging", "training")
+        run("staging", "release")
+        run("prod", "model_deployment")
+    assert registry.alias_version(prod, "champion") == "2"
+    run("prod", "rollback", reason="v2 scores badly")
+    assert registry.alias_version(prod, "champion") == "1"
+
+    capsys.readouterr()
+    result = run("prod", "model_deployment")  # staging's @champion is still v2
+    assert result.tasks["promote"].status == "SUCCESS"
+    out = capsys.readouterr().out
+    assert "models:/staging.spark_mlops.diabetes_classifier/2 is prod.spark_mlops.diabetes_classifier v2, rolled back" \
+        in out and "not deployed again; @champion stays v1" in out
+    assert registry.alias_version(prod, "champion") == "1"
+    assert registry.get_version(prod, "2").tags[rt.VALIDATION_STATUS] == rt.REVOKED
+
+    run("staging", "training")  # a newer staging champion deploys as usual
+    run("staging", "release")
+    run("prod", "model_deployment")
+    assert registry.alias_version(prod, "champion") == "3"
+    assert registry.get_version(prod, "3").tags[rt.DEPLOYED_FROM].endswith("diabetes_classifier/3")
+
+    # A person can still restore the rolled-back version explicitly.
+    args = ("-t", "prod", "--state-dir", str(state))
+    assert run_cli("validate", *args, "--version", "2") == 0
+    assert run_cli("promote", *args, "--version", "2", "--reason", "restored by hand") == 0
+    assert registry.alias_version(prod, "champion") == "2"

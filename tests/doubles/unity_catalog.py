@@ -10,7 +10,10 @@ of MLflow 3.8.1's UC store (``mlflow/store/_unity_catalog/registry/rest_store.py
 * the stage methods (``transition_model_version_stage``, ``get_latest_versions``) raise
   "Method ... is unsupported for models in the Unity Catalog";
 * a missing alias raises ``RESOURCE_DOES_NOT_EXIST`` (the exact UC error code for a missing alias
-  is not verified here; ``registry.is_missing`` accepts it and ``NOT_FOUND``);
+  is not verified here; ``registry.is_missing`` accepts it and ``NOT_FOUND``); every other error of
+  the wrapped registry is re-raised as it is, never turned into "does not exist";
+* an outage: with ``outage`` set to an exception, every call raises it (as a UC endpoint that
+  answers 503 would, through MLflow's REST client);
 * optional: a new version reports ``PENDING_REGISTRATION`` for its first ``pending_reads`` reads,
   or ``FAILED_REGISTRATION`` (the UC store itself says creation is READY at once; the wait is a guard).
 
@@ -24,7 +27,7 @@ import copy
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.entities.model_registry.model_version_search import ModelVersionSearch
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.store.entities.paged_list import PagedList
 
 
@@ -36,9 +39,16 @@ class UnityCatalogClientDouble:
         self.fail_registration = fail_registration
         self.writes: list[tuple] = []
         self._reads: dict[tuple[str, str], int] = {}
+        self.outage: Exception | None = None
+
+    def _up(self) -> None:
+        """Every call fails while the registry is out."""
+        if self.outage is not None:
+            raise self.outage
 
     # ---- reads
     def search_model_versions(self, filter_string=None, max_results=None, order_by=None, page_token=None):
+        self._up()
         if order_by is not None:
             raise MlflowException("Argument 'order_by' is unsupported for models in the Unity Catalog.")
         everything = self._real.search_model_versions(filter_string)
@@ -53,6 +63,7 @@ class UnityCatalogClientDouble:
                                   run_id=mv.run_id, source=mv.source, status=mv.status)
 
     def get_model_version(self, name, version):
+        self._up()
         mv = self._real.get_model_version(name, version)
         key = (name, str(version))
         self._reads[key] = self._reads.get(key, 0) + 1
@@ -63,32 +74,58 @@ class UnityCatalogClientDouble:
         return mv
 
     def get_model_version_by_alias(self, name, alias):
+        self._up()
         try:
             return self._real.get_model_version_by_alias(name, alias)
         except MlflowException as exc:
-            raise MlflowException(f"Alias {alias} not found for {name}.", error_code=RESOURCE_DOES_NOT_EXIST) from exc
+            # The SQL store says "Registered model alias ... not found." as INVALID_PARAMETER_VALUE
+            # (sqlalchemy_store.get_model_version_by_alias): that one case is UC's "does not exist".
+            if exc.error_code == ErrorCode.Name(INVALID_PARAMETER_VALUE) and "not found" in str(exc):
+                raise MlflowException(f"Alias {alias} not found for {name}.",
+                                      error_code=RESOURCE_DOES_NOT_EXIST) from exc
+            raise
 
     def get_registered_model(self, name):
+        self._up()
         return self._real.get_registered_model(name)
+
+    def get_model_version_download_uri(self, name, version):
+        self._up()
+        return self._real.get_model_version_download_uri(name, version)
 
     # ---- writes
     def set_registered_model_alias(self, name, alias, version):
+        self._up()
         self.writes.append(("set_alias", name, alias, str(version)))
         return self._real.set_registered_model_alias(name, alias, version)
 
     def set_model_version_tag(self, name, version, key, value):
+        self._up()
         self.writes.append(("set_tag", name, str(version), key))
         return self._real.set_model_version_tag(name, version, key, value)
 
     def delete_model_version_tag(self, name, version, key):
+        self._up()
         self.writes.append(("delete_tag", name, str(version), key))
         return self._real.delete_model_version_tag(name, version, key)
 
+    def create_registered_model(self, name, tags=None, description=None):
+        self._up()
+        self.writes.append(("create_model", name))
+        return self._real.create_registered_model(name, tags=tags, description=description)
+
+    def delete_registered_model(self, name):
+        self._up()
+        self.writes.append(("delete_model", name))
+        return self._real.delete_registered_model(name)
+
     def transition_model_version_stage(self, *args, **kwargs):
+        self._up()
         raise MlflowException("Method 'transition_model_version_stage' is unsupported for models in the Unity "
                               "Catalog. We recommend using aliases instead of stages.")
 
     def get_latest_versions(self, *args, **kwargs):
+        self._up()
         raise MlflowException("Method 'get_latest_versions' is unsupported for models in the Unity Catalog.")
 
 

@@ -40,6 +40,8 @@ def add_commands(sub: argparse._SubParsersAction, command: CommandFactory) -> No
 
     p = command("demo", "the main job: the bundle's jobs run locally, staging to prod")
     p.add_argument("--runs", type=int, default=1, help="run the whole sequence this many times")
+    p.add_argument("--process-per-task", action="store_true",
+                   help="run every task in a process of its own, as a job cluster does (slower: a JVM each)")
     p.set_defaults(handler=run_demo)
 
     bundle = sub.add_parser("bundle", help="offline checks of the Databricks Asset Bundle")
@@ -58,6 +60,8 @@ def add_commands(sub: argparse._SubParsersAction, command: CommandFactory) -> No
     p.add_argument("--param", action="append", default=[], help="override a job parameter: k=v")
     p.add_argument("--root", default=".", help="bundle root folder")
     p.add_argument("--state-dir", help="local state folder [$SPARK_MLOPS_STATE_DIR, default .mlops]")
+    p.add_argument("--process-per-task", action="store_true",
+                   help="run every task in a process of its own with only its arguments, as a job cluster does")
     p.set_defaults(handler=run_job)
 
 
@@ -75,7 +79,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from spark_mlops.cli import settings_from_args
     from spark_mlops_dev import demo
 
-    return demo.run(settings_from_args(args), runs=args.runs)
+    return demo.run(settings_from_args(args), runs=args.runs, process_per_task=args.process_per_task)
 
 
 def run_bundle(args: argparse.Namespace) -> int:
@@ -94,6 +98,7 @@ def run_job(args: argparse.Namespace) -> int:
         variables=dict(_split_assignment(v, "--var") for v in args.var),
         parameters=dict(_split_assignment(v, "--param") for v in args.param),
         state_dir=args.state_dir,
+        process_per_task=args.process_per_task,
     )
 
 

@@ -5,10 +5,12 @@
    validates it against prod's own holdout before it becomes prod's @champion;
 3. target ``prod``: ``batch_inference`` scores a batch with prod's @champion.
 
-Every job runs through the local runner from the same YAML a workspace deploys. Two catalogs in
-the one local registry stand for the two Unity Catalog catalogs (``staging.<schema>.<model>``
-and ``prod.<schema>.<model>``); the fixture data is copied to where the targets expect their
-inputs (``/Volumes/...`` maps to ``<state>/volumes``).
+Every job runs through the local runner from the same YAML a workspace deploys. Staging and prod
+are separate workspaces, each with a tracking store of its own (``<state>/workspaces/<name>``),
+sharing one registry, as the two workspaces share one Unity Catalog metastore: two catalogs in it
+(``staging.<schema>.<model>`` and ``prod.<schema>.<model>``), version files in registry storage.
+The fixture data is copied to where the targets expect their inputs (``/Volumes/...`` maps to
+``<state>/volumes``). ``--process-per-task`` runs each task in a process of its own.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def job_settings(settings: Settings, bundle: Bundle) -> Settings:
     return targets.settings_for_target(settings, bundle)
 
 
-def run(settings: Settings, runs: int = 1) -> int:
+def run(settings: Settings, runs: int = 1, *, process_per_task: bool = False) -> int:
     root = targets.bundle_root()
     bundles = {target: targets.load_local(target, root) for target, _ in STORY}
     for bundle in bundles.values():
@@ -48,7 +50,8 @@ def run(settings: Settings, runs: int = 1) -> int:
         for target, jobs in STORY:
             for job in jobs:
                 print(f"\n=== demo run {attempt}/{runs}: job {job} (target {target}) ===", flush=True)
-                result = run_job(bundles[target], job, state_dir=settings.state_dir)
+                result = run_job(bundles[target], job, state_dir=settings.state_dir,
+                                 process_per_task=process_per_task)
                 if not result.ok:
                     print(f"demo: job {job} on target {target} ended {result.state}; stopping")
                     return result.exit_code or 1

@@ -68,17 +68,25 @@ def server_command(settings: Settings, *, host: str, port: int) -> list[str]:
             raise ConfigError(
                 f"spark-mlops ui serves local stores; {uri} is not one (open that server or workspace in a browser)"
             )
-    artifacts = (settings.state_dir / "artifacts").resolve()
     command = [
         sys.executable, "-m", "mlflow", "server",
         "--backend-store-uri", settings.tracking_uri,
-        "--default-artifact-root", artifacts.as_uri(),
+        "--default-artifact-root", _artifact_root(settings).as_uri(),
         "--host", host, "--port", str(port),
         "--workers", "1",
     ]
     if settings.separate_registry:
         command += ["--registry-store-uri", settings.registry_uri]
     return [*command, "--no-serve-artifacts"]  # no artifact upload/download proxy; the UI reads local files
+
+
+def _artifact_root(settings: Settings) -> Path:
+    """The tracking store's own artifact folder (each local workspace has one: ``-t`` picks it)."""
+    from urllib.parse import unquote, urlparse
+
+    from spark_mlops.tracking import artifact_root
+
+    return Path(unquote(urlparse(artifact_root(settings)).path))
 
 
 def server_environment() -> dict[str, str]:
@@ -109,7 +117,7 @@ def serve(settings: Settings, *, host: str = DEFAULT_HOST, port: int = DEFAULT_P
     if warning:
         print(warning, file=sys.stderr, flush=True)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    (settings.state_dir / "artifacts").mkdir(exist_ok=True)
+    _artifact_root(settings).mkdir(parents=True, exist_ok=True)
     log_path = settings.state_dir / "ui.log"
     verbose = logs.verbose()
     log = None if verbose else open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed in finally

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import re
 import tomllib
-from importlib import metadata
+from importlib import import_module, metadata
 from pathlib import Path
+from typing import Any
 
 from spark_mlops.errors import ConfigError
 
@@ -61,3 +62,13 @@ def resolve(root: Path, package: str | None, entry: str | None, *, where: str) -
         if ep.name == entry:
             return ep.value
     raise ConfigError(f"{where}: the installed package {package!r} has no entry point {entry!r}")
+
+
+def load(target: str) -> Any:
+    """The callable a resolved ``module:attr`` (extras dropped) names, imported."""
+    target = target.split("[", 1)[0].strip()
+    module_name, _, attr = target.partition(":")
+    obj: Any = import_module(module_name.strip())
+    for part in attr.strip().split(".") if attr.strip() else []:
+        obj = getattr(obj, part)
+    return obj

@@ -3,7 +3,10 @@
 ``spark-mlops run JOB [-t TARGET] [--var k=v] [--param k=v]`` loads the bundle as the Databricks
 CLI resolves it (``databricks bundle validate -o json`` where the CLI is on PATH, else the offline
 loader with local workspace values: :func:`.databricks_cli.resolve_bundle`), checks the job,
-then runs its tasks one at a time in this process, so every task shares one Spark session.
+then runs its tasks one at a time in this process, so every task shares one Spark session; with
+``--process-per-task`` each wheel task runs in a fresh process with only its arguments and the
+machine's basics (task_process.py), as on a job cluster, so state one task leaves in memory cannot
+hide a bug in the next.
 
 Supported, with Databricks semantics:
 
@@ -93,7 +96,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from importlib import import_module
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -354,15 +356,6 @@ def _ancestors(tasks: dict[str, _Task], key: str) -> set[str]:
 # ---------------------------------------------------------------- entry points
 
 
-def _load_callable(target: str) -> Any:
-    target = target.split("[", 1)[0].strip()  # drop extras
-    module_name, _, attr = target.partition(":")
-    obj: Any = import_module(module_name.strip())
-    for part in attr.strip().split(".") if attr.strip() else []:
-        obj = getattr(obj, part)
-    return obj
-
-
 # ---------------------------------------------------------------- references
 
 _REF = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
@@ -416,6 +409,7 @@ class _Context:
         self.tasks = tasks
         self.results = results
         self.task_index = {k: i + 1 for i, k in enumerate(tasks)}
+        self.process_per_task = False  # run each wheel task in a process of its own
 
     def task_run_id(self, key: str) -> str:
         return f"{self.run_id}{self.task_index[key]:03d}" if self.run_id.isdigit() else \
@@ -712,7 +706,7 @@ def _call_entry(t: _Task, argv: list[str]) -> str | None:
     saved = sys.argv
     sys.argv = [package, *argv]
     try:
-        func = _load_callable(t.entry or "")
+        func = entry_points.load(t.entry or "")
         func()
         return None
     except SystemExit as exc:
@@ -726,6 +720,14 @@ def _call_entry(t: _Task, argv: list[str]) -> str | None:
         return redact(f"{type(exc).__name__}: {exc}")
     finally:
         sys.argv = saved
+
+
+def _call_entry_process(t: _Task, argv: list[str]) -> str | None:
+    """Run one attempt in a process of its own; None on success, else the failure message."""
+    from spark_mlops_dev.bundle import task_process
+
+    code = task_process.run(t.entry or "", str(t.spec["python_wheel_task"]["package_name"]), argv)
+    return None if code == 0 else f"exited with code {code}"
 
 
 class _Printer:
@@ -749,8 +751,10 @@ def run_job(
     *,
     state_dir: str | os.PathLike | None = None,
     out: TextIO | None | str = STDOUT,
+    process_per_task: bool = False,
 ) -> JobRunResult:
-    """Run ``job_key`` of a loaded bundle (``load_bundle(..., local=True)``) in this process.
+    """Run ``job_key`` of a loaded bundle (``load_bundle(..., local=True)``) in this process, or
+    with ``process_per_task`` each wheel task in a process of its own (see task_process.py).
 
     ``parameters`` override the job's parameter defaults (unknown names are an error);
     ``state_dir`` is exported as ``SPARK_MLOPS_STATE_DIR`` for the run; progress and the summary
@@ -763,15 +767,17 @@ def run_job(
     with _patched_env(STATE_DIR_ENV, state), _active_run(plan.job, job_key, run_id) as admitted:
         if not admitted:
             return _skipped(bundle, plan, job_key, run_id, _Printer(out))
-        return _run_plan(bundle, plan, job_key, run_id, _Printer(out))
+        return _run_plan(bundle, plan, job_key, run_id, _Printer(out), process_per_task)
 
 
-def _run_plan(bundle: Any, plan: JobPlan, job_key: str, run_id: str, say: _Printer) -> JobRunResult:
+def _run_plan(bundle: Any, plan: JobPlan, job_key: str, run_id: str, say: _Printer,
+              process_per_task: bool = False) -> JobRunResult:
     start = datetime.now(UTC)
     clock = time.monotonic()
     results: dict[str, TaskResult] = {}
     ctx = _Context(job_key=job_key, job=plan.job, run_id=run_id, start=start, parameters={},
                    tasks=plan.tasks, results=results)
+    ctx.process_per_task = process_per_task
     try:
         ctx.parameters = {k: ctx.resolve(v, None) for k, v in plan.parameters.items()}
     except _RefError as exc:
@@ -841,7 +847,7 @@ def _run_job_task(t: _Task, result: TaskResult, ctx: _Context, say: _Printer, bu
         result.status, result.error = TaskStatus.FAILED, str(exc)
         return
     try:
-        child = _run_child(bundle, str(t.job_key), params, _Indented(say))
+        child = _run_child(bundle, str(t.job_key), params, _Indented(say), ctx.process_per_task)
     except ConfigError as exc:
         result.status, result.error = TaskStatus.FAILED, str(exc)
         return
@@ -857,13 +863,14 @@ def _run_job_task(t: _Task, result: TaskResult, ctx: _Context, say: _Printer, bu
         result.status, result.error = TaskStatus.FAILED, result.detail
 
 
-def _run_child(bundle: Any, job_key: str, params: dict[str, str], say: _Printer) -> JobRunResult:
+def _run_child(bundle: Any, job_key: str, params: dict[str, str], say: _Printer,
+               process_per_task: bool) -> JobRunResult:
     plan = plan_job(bundle, job_key, params)
     run_id = new_run_id()
     with _active_run(plan.job, job_key, run_id) as admitted:
         if not admitted:
             return _skipped(bundle, plan, job_key, run_id, say)
-        return _run_plan(bundle, plan, job_key, run_id, say)
+        return _run_plan(bundle, plan, job_key, run_id, say, process_per_task)
 
 
 class _Indented(_Printer):
@@ -959,7 +966,7 @@ def _run_wheel(t: _Task, result: TaskResult, ctx: _Context, say: _Printer) -> No
     for attempt in range(1, t.max_retries + 2):
         result.attempts = attempt
         started = time.monotonic()
-        error = _call_entry(t, argv)
+        error = _call_entry_process(t, argv) if ctx.process_per_task else _call_entry(t, argv)
         took = time.monotonic() - started
         if limit and took > limit:
             result.status = TaskStatus.TIMEDOUT
@@ -1011,13 +1018,14 @@ def run_bundle_job(
     state_dir: str | os.PathLike | None = None,
     run_id: str | int | None = None,
     out: TextIO | None | str = STDOUT,
+    process_per_task: bool = False,
 ) -> JobRunResult:
     """Load the bundle at ``root`` for ``target`` and run ``job``: resolved by the Databricks CLI
     where it is on PATH, else offline with local workspace values (databricks_cli.resolve_bundle)."""
     from spark_mlops_dev.bundle.databricks_cli import resolve_bundle
 
     bundle = resolve_bundle(root, target, dict(variables or {}))
-    return run_job(bundle, job, parameters, run_id, state_dir=state_dir, out=out)
+    return run_job(bundle, job, parameters, run_id, state_dir=state_dir, out=out, process_per_task=process_per_task)
 
 
 def main(
@@ -1027,7 +1035,9 @@ def main(
     variables: Mapping[str, str] | None = None,
     parameters: Mapping[str, Any] | None = None,
     state_dir: str | os.PathLike | None = None,
+    process_per_task: bool = False,
 ) -> int:
     """``spark-mlops run``: 0 when the job run succeeded (also with failures), 1 when it failed."""
-    result = run_bundle_job(root, job, target, variables, parameters, state_dir=state_dir)
+    result = run_bundle_job(root, job, target, variables, parameters, state_dir=state_dir,
+                            process_per_task=process_per_task)
     return result.exit_code

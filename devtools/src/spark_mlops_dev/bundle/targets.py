@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from spark_mlops.config import Settings
+from spark_mlops.config import Settings, local_tracking_uri
 from spark_mlops.errors import ConfigError
 from spark_mlops_dev.bundle.databricks_cli import resolve_bundle
 from spark_mlops_dev.bundle.loader import Bundle
@@ -37,10 +37,14 @@ def task_parameters(bundle: Bundle) -> dict:
 
 
 def settings_for_target(settings: Settings, bundle: Bundle) -> Settings:
-    """``settings`` as the target's tasks see them: its model name, catalog and schema."""
+    """``settings`` as the target's tasks see them: its model name, catalog and schema, and locally
+    its workspace's tracking store (when the settings use the local default)."""
     named = task_parameters(bundle)
+    tracking = settings.tracking_uri
+    if tracking == local_tracking_uri(settings.state_dir, settings.target):
+        tracking = local_tracking_uri(settings.state_dir, bundle.target)
     return replace(settings, model_name=str(named["model-name"]), catalog=str(named["catalog"]),
-                   schema=str(named["schema"]), target=bundle.target)
+                   schema=str(named["schema"]), target=bundle.target, tracking_uri=tracking)
 
 
 def load_local(target: str, root: Path | None = None) -> Bundle:
