@@ -130,6 +130,19 @@ def test_changed_extra_or_missing_files_and_a_wrong_digest_are_refused(trained, 
         trust.check_model_folder(genuine, None, "v1")
 
 
+def test_hadoops_checksum_files_may_be_lost_in_transit(trained, genuine, spark):
+    """An artifact store that drops hidden files on upload leaves a good version loadable and trusted."""
+    from pyspark.ml import PipelineModel
+
+    digest = trained.tags(trained.settings, "1")[rt.MODEL_DIGEST]
+    checksums = [p for p in genuine.rglob(".*.crc") if p.is_file()]
+    assert checksums  # Spark wrote them beside its part files
+    for path in checksums:
+        path.unlink()
+    trust.check_model_folder(genuine, digest, "v1")
+    assert len(PipelineModel.load(str(genuine / trust.SPARK_DATA)).stages) >= 3
+
+
 # ---------------------------------------------------------------- through the commands
 
 

@@ -53,8 +53,19 @@ def _sha256_file(path: Path) -> str:
 
 
 def _files(folder: Path) -> dict[str, Path]:
-    """Every regular file under ``folder`` by its relative POSIX path, hidden files included."""
-    return {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every regular file under ``folder`` by its relative POSIX path, hidden files included, but
+    Hadoop's checksum files: see :func:`is_checksum_file`."""
+    return {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*"))
+            if p.is_file() and not is_checksum_file(p.name)}
+
+
+def is_checksum_file(name: str) -> bool:
+    """``.part-00000.crc`` and the like: the CRC32 sidecars Hadoop's local file system writes beside
+    each file it saves. They hold no code and no model data; a missing one is simply not checked
+    when the file is read (Hadoop ``ChecksumFileSystem``), and a wrong one makes the read fail. An
+    artifact store may drop hidden files on upload, so they are outside the manifest: their
+    absence must not make a good version untrusted."""
+    return name.startswith(".") and name.endswith(".crc")
 
 
 def _hashed(folder: Path) -> dict[str, str]:
@@ -151,6 +162,7 @@ def _check_digest(folder: Path, expected: str | None, what: str) -> None:
         listed = json.loads(data)["files"]
     except (ValueError, KeyError, TypeError):
         raise _refuse(what, f"its manifest {MANIFEST_FILE} cannot be read") from None
+    listed = {rel: h for rel, h in listed.items() if not is_checksum_file(rel.rsplit("/", 1)[-1])}
     found = _hashed(folder)
     extra = sorted(set(found) - set(listed))
     missing = sorted(set(listed) - set(found))
