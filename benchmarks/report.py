@@ -155,7 +155,7 @@ def render(res: dict) -> str:
         lines += ["", "## `spark-mlops score` vs a plain parquet read + Delta write, whole processes", "",
                   f"{sp['rows']:,} rows. A: `{sp['score_command']}`; B: {sp['plain_copy_command']}. "
                   "Run A B A B after one uncounted warm-up pair. " + _conditions(res, "score_process"), "",
-                  "| | score | plain read-and-write | score / plain (pair by pair) |", "|---|---:|---:|---:|",
+                  "| | score | plain read + Delta write | score / plain (pair by pair) |", "|---|---:|---:|---:|",
                   f"| Wall | {_spread(sp['score_wall'], ' s')} | {_spread(sp['plain_copy_wall'], ' s')} | "
                   f"{_ratio(sp['x_plain_copy'])} |",
                   f"| Peak RSS | {_spread(sp['score_peak_rss_mb'], ' MB', 0)} | "

@@ -126,7 +126,8 @@ _MAPPED = textwrap.dedent("""
 
 
 def _start_session(state: Path, cache: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, class_archive.ENV_VAR: str(cache), "PYTHONPATH": str(REPO_ROOT / "src")}
+    env = {**os.environ, class_archive.ENV_VAR: str(cache),
+           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT / "devtools" / "src")])}
     return subprocess.run([sys.executable, "-c", _MAPPED, str(state)], env=env, capture_output=True, text=True,
                           timeout=600, check=False)
 

@@ -41,7 +41,8 @@ def killed_at(point: str, args: list[str], tmp_path: Path, written: Path) -> Non
     of it that no commit references."""
     marker = tmp_path / f"reached-{point.replace(':', '-')}"
     log = tmp_path / f"killed-{point.replace(':', '-')}.log"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT)])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO_ROOT / "src"), str(REPO_ROOT / "devtools" / "src"), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "tests.crash_points", point, str(marker), "--", *args],
                                 cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

@@ -155,7 +155,8 @@ def test_a_table_is_found_by_name_from_another_process(spark, tmp_path):
         print(tables.read("mlops.shared").count())
         tables.replace_partition("mlops.shared", spark.createDataFrame([("there",)], "tag string"), "batch_id", "b2")
     """)
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO_ROOT / "src"), str(REPO_ROOT / "devtools" / "src"), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", other, str(settings.state_dir)], env=env, capture_output=True,
                           text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr
