@@ -1,10 +1,11 @@
-"""A plain PySpark read-and-write of a parquet batch, as a whole process.
+"""A plain PySpark read of a parquet batch and a Delta write of it, as a whole process.
 
     python -m benchmarks.plain_copy --input DIR --output DIR --state-dir DIR
 
 The whole-process floor that ``spark-mlops score`` is compared with: the same interpreter, the
-same Spark session settings (``spark_mlops.spark.get_spark``), the same input, and every column
-written back as parquet; no contract, no model, no registry, no MLflow.
+same Spark session settings (``spark_mlops.spark.get_spark``, Delta Lake loaded), the same input,
+and every column written to a path-based Delta table (overwritten); no contract, no model, no
+registry, no MLflow.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     from spark_mlops.spark import get_spark
 
     spark = get_spark(build_settings(state_dir=args.state_dir))
-    spark.read.parquet(args.input).write.mode("overwrite").parquet(args.output)
+    spark.read.parquet(args.input).write.format("delta").mode("overwrite").save(args.output)
     return 0
 
 

@@ -40,7 +40,7 @@ def plan(args: argparse.Namespace) -> dict:
     """What to measure. ``score_rows``: floor and native, paired in-process (the largest size is
     the linearity point); ``command_rows``: the score step in-process too; ``slow_rows``: the
     Python-UDF paths (a minute or more each at 1e6), paired with native; ``process_rows``: the
-    whole ``spark-mlops score`` process paired with a plain read-and-write process."""
+    whole ``spark-mlops score`` process paired with a plain parquet read + Delta write process."""
     if args.quick:
         return {"score_rows": [1000, 10_000], "command_rows": [1000], "slow_rows": 200, "process_rows": 1000,
                 "rounds": args.reps or 1, "process_pairs": 1, "train_rows": [1000], "cv_rows": [1000],
@@ -149,7 +149,7 @@ def bench_scoring_slow(workdir: Path, p: dict) -> dict:
 
 
 def bench_score_process(workdir: Path, p: dict) -> dict:
-    """``spark-mlops score`` vs a plain read-and-write of the same batch: whole processes, A B A B."""
+    """``spark-mlops score`` vs a plain parquet read + Delta write of the same batch: whole processes, A B A B."""
     setup = _setup_champion(workdir)
     if setup.get("error"):
         return {"error": f"setup failed: {setup['error']}"}
@@ -181,7 +181,7 @@ def bench_score_process(workdir: Path, p: dict) -> dict:
     return {
         "rows": rows,
         "score_command": " ".join(score[1:4]) + " --input <batch> ...",
-        "plain_copy_command": "python -m benchmarks.plain_copy (spark.read.parquet(batch).write.parquet(out), same Spark settings)",
+        "plain_copy_command": "python -m benchmarks.plain_copy (spark.read.parquet(batch).write.format(\"delta\").save(out), same Spark settings)",
         "score_wall": measure.stats([x["score"]["wall_seconds"] for x in counted], 2),
         "plain_copy_wall": measure.stats([x["plain_copy"]["wall_seconds"] for x in counted], 2),
         "x_plain_copy": measure.stats([x["score"]["wall_seconds"] / x["plain_copy"]["wall_seconds"] for x in counted]),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates (or refreshes) the project's virtualenv in .venv: the lifecycle with the pinned runtime
-# versions from pyproject.toml, and the development kit (devtools/). Sourced by scripts/demo.sh
-# and scripts/test.sh; idempotent.
+# versions from pyproject.toml, and the development kit (devtools/); then fetches Delta Lake's
+# jars for local Spark once (scripts/fetch-delta-jars.sh). Sourced by scripts/demo.sh and
+# scripts/test.sh; idempotent.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
@@ -39,11 +40,12 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 if [ "$(cat "$VENV/.installed" 2>/dev/null)" != "$(stamp_of)" ]; then
-  echo "bootstrap: installing spark-mlops with its pinned runtime (pyspark 4.1, mlflow 3.8.1) and the development kit; first time takes a few minutes" >&2
+  echo "bootstrap: installing spark-mlops with its pinned runtime (pyspark 4.1, mlflow 3.8.1, delta-spark 4.4) and the development kit; first time takes a few minutes" >&2
   # (pip warnings about index locations configured on some machines but absent are dropped)
   quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
   quiet "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
   quiet "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[runtime]" -e "$ROOT/devtools"
   stamp_of > "$VENV/.installed"
 fi
+"$ROOT/scripts/fetch-delta-jars.sh" "$VENV/bin/python" || exit 1
 export PATH="$VENV/bin:$PATH"

@@ -59,6 +59,22 @@ def test_another_spark_build_is_another_archive(tmp_path, java, spark_home):
     assert class_archive.archive_key(java, spark_home, "4.1.0") != key
 
 
+def test_jars_before_sparks_own_are_part_of_the_key(tmp_path, java, spark_home):
+    """A JVM maps an archive only with the class path it was made with: Delta's jars (another
+    version, or the same file replaced) are another archive."""
+    delta = tmp_path / "delta-spark.jar"
+    delta.write_bytes(b"one")
+    key = class_archive.archive_key(java, spark_home, "4.1.0", [delta])
+    assert key != class_archive.archive_key(java, spark_home, "4.1.0")
+    renamed = tmp_path / "delta-spark-2.jar"
+    renamed.write_bytes(b"one")
+    assert key != class_archive.archive_key(java, spark_home, "4.1.0", [renamed])
+    delta.write_bytes(b"other")
+    assert class_archive.archive_key(java, spark_home, "4.1.0", [delta]) != key
+    made = class_archive.plan(tmp_path / "cache", java, spark_home, "4.1.0", [delta])
+    assert made.archive.name == f"{class_archive.archive_key(java, spark_home, '4.1.0', [delta])}.jsa"
+
+
 def test_a_dead_makers_lock_and_partial_file_are_cleared(tmp_path, java, spark_home):
     folder = tmp_path / "cache"
     folder.mkdir()
@@ -110,7 +126,8 @@ _MAPPED = textwrap.dedent("""
 
 
 def _start_session(state: Path, cache: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, class_archive.ENV_VAR: str(cache), "PYTHONPATH": str(REPO_ROOT / "src")}
+    env = {**os.environ, class_archive.ENV_VAR: str(cache),
+           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT / "devtools" / "src")])}
     return subprocess.run([sys.executable, "-c", _MAPPED, str(state)], env=env, capture_output=True, text=True,
                           timeout=600, check=False)
 

@@ -27,8 +27,6 @@ def _env(**extra: str) -> dict[str, str]:
 def test_the_jvm_logs_errors_only_unless_verbose():
     quiet, verbose = log4j2_properties(False), log4j2_properties(True)
     assert "rootLogger.level = error" in quiet and "rootLogger.level = warn" in verbose
-    # Spark's note on skipping our table sidecar files is noise at every level.
-    assert "RepairTableCommand\nlogger.repair.level = error" in quiet.replace(".name = org.apache.spark.sql.execution.command.", "")
 
 
 def test_the_flag_and_the_environment_variable_name_the_same_switch(monkeypatch):

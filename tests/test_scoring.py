@@ -115,9 +115,9 @@ def test_keyless_predictions_join_back_to_their_input_rows(spark, keyless_champi
     joined = source.merge(predictions, on=features, how="left", validate="one_to_one")
     assert joined["prediction"].notna().all()
     assert (source["Insulin"] == 0).any()
-    # No row was rejected, so no rejects table (the one commit with rejects: the test below).
-    manifest = json.loads((s.state_dir / "warehouse" / "_manifest.json").read_text())["tables"]
-    assert "mlops.p_join" in manifest and "mlops.r_join" not in manifest
+    # No row was rejected, so no rejects table (a batch with rejects: the test below).
+    tables = tables_for(spark, s)
+    assert tables.exists(s.table_name("p_join")) and not tables.exists(s.table_name("r_join"))
 
 
 def test_same_named_inputs_in_two_folders_are_two_batches_and_a_rerun_replaces_its_own(spark, keyless_champion,
@@ -137,7 +137,7 @@ def test_same_named_inputs_in_two_folders_are_two_batches_and_a_rerun_replaces_i
     assert counts == {scoring.default_batch_id(inputs[0]): 200, scoring.default_batch_id(inputs[1]): 200}
 
 
-def test_a_champion_that_does_not_fit_the_batch_is_refused_before_scoring(keyless_champion, tmp_path, capsys):
+def test_a_champion_that_does_not_fit_the_batch_is_refused_before_scoring(spark, keyless_champion, tmp_path, capsys):
     """A contract without Insulin lets the batch through; the champion's signature does not."""
     from importlib import resources
 
@@ -150,8 +150,8 @@ def test_a_champion_that_does_not_fit_the_batch_is_refused_before_scoring(keyles
     err = capsys.readouterr().err
     assert code == DataContractError.exit_code
     assert "does not fit the champion v1's signature: Insulin is string (model expects double)" in err
-    assert not tables_for(None, s).exists(s.table_name("p_sig"))
-    assert not tables_for(None, s).exists(s.table_name("r_sig"))
+    assert not tables_for(spark, s).exists(s.table_name("p_sig"))
+    assert not tables_for(spark, s).exists(s.table_name("r_sig"))
 
 
 def test_rejects_are_written_only_when_there_are_some_and_a_clean_rerun_clears_them(spark, keyless_champion,
@@ -182,8 +182,10 @@ def test_rejects_are_written_only_when_there_are_some_and_a_clean_rerun_clears_t
     rejects = tables.read(s.table_name("r_rej")).groupBy("batch_id").count().collect()
     assert {r["batch_id"]: r["count"] for r in rejects} == {"b2": 2}  # b1's old rejects are gone, b2's stay
     assert tables.read(s.table_name("p_rej")).where("batch_id = 'b1'").count() == 200
-    manifest = json.loads((s.state_dir / "warehouse" / "_manifest.json").read_text())["tables"]
-    assert manifest["mlops.p_rej"]["version"] == manifest["mlops.r_rej"]["version"]  # still one commit
+    # The clean rerun's two commits: the rejects' DELETE of b1, then the predictions of b1.
+    cleared, scored = tables.history(s.table_name("r_rej"), 1)[0], tables.history(s.table_name("p_rej"), 1)[0]
+    assert (cleared["operation"], json.loads(cleared["userMetadata"])["batch_id"]) == ("DELETE", "b1")
+    assert cleared["timestamp"] <= scored["timestamp"] and json.loads(scored["userMetadata"])["batch_id"] == "b1"
 
 
 def test_written_predictions_carry_no_raw_prediction(spark, keyless_champion):

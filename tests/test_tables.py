@@ -1,96 +1,171 @@
-"""Local tables: names that cannot escape the warehouse, and one-step commits that survive SIGKILL.
+"""Tables are Delta tables: the one implementation (``DeltaTables``) with the local adapter
+(``LocalWarehouse``), on real Delta Lake in this machine's Spark session. Names that cannot
+escape the warehouse, overwrite, replaceWhere per batch, DELETE of a batch, history with each
+commit's provenance, time travel, and tables found by name from another process.
 
-The crash tests run the file side of a commit (``LocalTableStore``, no Spark) in a subprocess
-that pauses at a named step (``SPARK_MLOPS_TEST_PAUSE_AT``, test-only) and is then killed with
-SIGKILL; the readers are the real ``LocalParquetTables.read`` in this process's Spark session.
+The Databricks adapter has its own tests (test_unity_catalog_tables.py); SIGKILL at each write
+point of the steps is in test_crashes.py.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
 from spark_mlops.config import build_settings, check_table_name
-from spark_mlops.errors import ConfigError
+from spark_mlops.errors import ConfigError, MlopsError
 from spark_mlops.tables import (
-    COMMIT_STEPS,
-    PAUSE_ENV,
-    LocalParquetTables,
+    DeltaTables,
+    LocalWarehouse,
+    UnityCatalogNames,
     local_path,
     quote_identifier,
     sql_string,
+    tables_for,
 )
 from tests.conftest import REPO_ROOT, run_cli
-from tests.table_writer import write_and_commit
 
-TABLES = ("d.clean", "d.quarantine")
-
-
-def write(warehouse, tag, *, partition="") -> None:
-    write_and_commit(str(warehouse), tag, partition, *TABLES)
+USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 
 
-def start_write_and_pause(warehouse, tag, *, partition="", pause: str) -> subprocess.Popen:
-    """The same write in a subprocess that stops at ``pause`` (it prints "paused at <step>")."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT)]), PAUSE_ENV: pause}
-    code = "import sys; from tests.table_writer import write_and_commit; write_and_commit(*sys.argv[1:])"
-    proc = subprocess.Popen([sys.executable, "-c", code, str(warehouse), tag, partition, *TABLES],
-                            env=env, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
-    assert proc.stdout.readline().strip() == f"paused at {pause}"
-    return proc
+@pytest.fixture
+def warehouse(tmp_path) -> LocalWarehouse:
+    return LocalWarehouse(tmp_path / "warehouse")
 
 
-def tags(tables: LocalParquetTables) -> dict[tuple[str, str], set[str]]:
-    """(table, partition or '') -> the tags found there, read through the real reader."""
-    frames = [tables.read(name) for name in TABLES]
-    df = frames[0].unionByName(frames[1])
-    out: dict[tuple[str, str], set[str]] = {}
-    for row in df.collect():
-        out.setdefault((row["table"], row["batch_id"] if "batch_id" in df.columns else ""), set()).add(row["tag"])
-    return out
+@pytest.fixture
+def tables(spark, warehouse) -> DeltaTables:
+    return DeltaTables(spark, warehouse, {"job_run_id": "run-1"})
+
+
+def frame(spark, *tags: str):
+    return spark.createDataFrame([(t,) for t in tags], "tag string")
+
+
+def by_batch(tables, name) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for row in tables.read(name).collect():
+        out.setdefault(row["batch_id"], []).append(row["tag"])
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def metadata(row) -> dict:
+    return json.loads(row["userMetadata"])
+
+
+# ---------------------------------------------------------------- names
+
+
+def test_each_name_is_one_folder_of_the_warehouse(tmp_path):
+    root = tmp_path / "warehouse"
+    names = LocalWarehouse(root)
+    assert names.location("t") == root / "spark_catalog" / "default" / "t"
+    assert names.location("mlops.t") == root / "spark_catalog" / "mlops" / "t"
+    assert names.location("main.mlops.t") == root / "main" / "mlops" / "t"
+    assert names.location("spark_catalog.default.t") == names.location("t")  # Spark's own defaults
+    assert names.identifier("main.mlops.t") == f"delta.`{root}/main/mlops/t`"
+    assert LocalWarehouse(tmp_path / "a`b").identifier("t").startswith(f"delta.`{tmp_path}/a``b/")
+    with pytest.raises(ConfigError, match="is not a valid name"):
+        names.location("../../etc")
+
+
+def test_tables_for_picks_the_local_warehouse_or_unity_catalog(spark, tmp_path, monkeypatch):
+    settings = build_settings(state_dir=str(tmp_path / "state"), job_run_id="77", git_commit="abc")
+    local = tables_for(spark, settings)
+    assert local.names == LocalWarehouse(tmp_path / "state" / "warehouse")
+    assert local.provenance == {"job_run_id": "77", "git_commit": "abc"}
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "18.0")
+    assert tables_for(spark, settings).names == UnityCatalogNames()
+
+
+# ---------------------------------------------------------------- Delta behaviour
+
+
+def test_replace_overwrites_the_whole_table_and_earlier_versions_stay_readable(spark, tables, warehouse):
+    assert not tables.exists("mlops.t") and tables.version("mlops.t") is None
+    tables.replace("mlops.t", frame(spark, "a", "b", "c"))
+    tables.replace("mlops.t", spark.createDataFrame([(1, "x")], "n int, other string"))
+    assert [tuple(r) for r in tables.read("mlops.t").collect()] == [(1, "x")]  # columns replaced too
+    assert tables.version("mlops.t") == "1"
+    assert sorted(r["tag"] for r in tables.read("mlops.t", version=0).collect()) == ["a", "b", "c"]  # time travel
+    history = tables.history("mlops.t")
+    assert [r["version"] for r in history] == [1, 0]
+    assert [metadata(r) for r in history] == [{"job_run_id": "run-1"}] * 2
+    assert warehouse.names() == ["spark_catalog.mlops.t"]
+
+
+def test_a_batch_write_replaces_its_own_rows_only(spark, tables, warehouse):
+    tables.replace_partition("d.out", frame(spark, "x", "y", "z"), "batch_id", "b1")
+    tables.replace_partition("d.out", frame(spark, "p", "q"), "batch_id", "b2")
+    tables.replace_partition("d.out", frame(spark, "again"), "batch_id", "b1")
+    assert by_batch(tables, "d.out") == {"b1": ["again"], "b2": ["p", "q"]}
+    history = tables.history("d.out")
+    assert [metadata(r)["batch_id"] for r in history] == ["b1", "b2", "b1"]  # newest first
+    assert {metadata(r)["job_run_id"] for r in history} == {"run-1"}
+    assert history[0]["operationParameters"]["predicate"] == "`batch_id` = 'b1'"  # replaceWhere
+    detail = spark.sql(f"DESCRIBE DETAIL {warehouse.identifier('d.out')}").first()
+    assert detail["partitionColumns"] == ["batch_id"] and detail["format"] == "delta"
+
+
+def test_deleting_a_batch_removes_its_rows_only_and_an_absent_table_stays_absent(spark, tables):
+    tables.delete_partition("d.rej", "batch_id", "b1")
+    assert not tables.exists("d.rej")
+    tables.replace_partition("d.rej", frame(spark, "x"), "batch_id", "b1")
+    tables.replace_partition("d.rej", frame(spark, "y"), "batch_id", "b2")
+    tables.delete_partition("d.rej", "batch_id", "b1")
+    assert by_batch(tables, "d.rej") == {"b2": ["y"]}
+    last = tables.history("d.rej", 1)[0]
+    assert last["operation"] == "DELETE" and metadata(last) == {"job_run_id": "run-1", "batch_id": "b1"}
+    assert spark.conf.get(USER_METADATA_CONF, None) is None  # the session setting is put back
+    tables.delete_partition("d.rej", "batch_id", "b1")
+    assert tables.version("d.rej") == "2"  # nothing matched: no commit
+    tables.delete_partition("d.rej", "batch_id", "b2")
+    assert tables.read("d.rej").count() == 0 and tables.read("d.rej").columns == ["tag", "batch_id"]
+
+
+def test_a_batch_with_other_columns_is_refused_in_one_line_and_the_table_is_unchanged(spark, tables):
+    tables.replace_partition("d.out", frame(spark, "x"), "batch_id", "b1")
+    with pytest.raises(MlopsError) as err:
+        tables.replace_partition("d.out", spark.createDataFrame([(1,)], "tag int"), "batch_id", "b2")
+    assert str(err.value) == ("table d.out: the new batch's columns ['tag int', 'batch_id string'] do not match the "
+                              "table's ['tag string', 'batch_id string']; write to another table or drop this one")
+    assert tables.version("d.out") == "0"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("partition", ["", "b1"], ids=["whole-tables", "partitions"])
-@pytest.mark.parametrize("step", COMMIT_STEPS)
-def test_a_write_killed_at_any_step_leaves_the_old_or_the_new_set_and_the_next_write_cleans_up(
-    spark, tmp_path, step, partition
-):
-    warehouse = tmp_path / "state" / "warehouse"
-    write(warehouse, "old", partition=partition)
-    if partition:
-        write(warehouse, "other", partition="b0")  # a second batch that must survive every write
-    proc = start_write_and_pause(warehouse, "new", partition=partition, pause=step)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+def test_a_table_is_found_by_name_from_another_process(spark, tmp_path):
+    """No metastore: another process (its own JVM) finds the table by name in the same state
+    folder, adds a batch, and this process reads it."""
+    settings = build_settings(state_dir=str(tmp_path / "state"))
+    tables = tables_for(spark, settings)
+    tables.replace_partition("mlops.shared", frame(spark, "here"), "batch_id", "b1")
+    other = textwrap.dedent("""
+        import sys
+        from spark_mlops.config import build_settings
+        from spark_mlops.spark import get_spark
+        from spark_mlops.tables import tables_for
+        settings = build_settings(state_dir=sys.argv[1], job_run_id="other")
+        spark = get_spark(settings)
+        tables = tables_for(spark, settings)
+        print(tables.read("mlops.shared").count())
+        tables.replace_partition("mlops.shared", spark.createDataFrame([("there",)], "tag string"), "batch_id", "b2")
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO_ROOT / "src"), str(REPO_ROOT / "devtools" / "src"), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", other, str(settings.state_dir)], env=env, capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1"]
+    assert by_batch(tables, "mlops.shared") == {"b1": ["here"], "b2": ["there"]}
+    assert metadata(tables.history("mlops.shared", 1)[0]).items() >= {"job_run_id": "other", "batch_id": "b2"}.items()
 
-    tables = LocalParquetTables(spark, tmp_path / "state")
-    expected = "new" if step == "after-commit" else "old"
-    manifest = json.loads((warehouse / "_manifest.json").read_text())["tables"]
-    assert manifest["d.clean"]["version"] == manifest["d.quarantine"]["version"]  # one commit, both tables
-    found = tags(tables)
-    for name in TABLES:
-        assert found[(name, partition)] == {expected}, f"after a kill at {step}: {found}"
-        if partition:
-            assert found[(name, "b0")] == {"other"}
-    referenced = {e[v] for e in manifest.values() for v in ("version", "previous") if e.get(v)}
-    leftovers = [p.name for p in warehouse.glob("d.db/*/*") if p.name not in referenced]
-    if step != "after-commit":
-        assert leftovers, "the killed write left nothing behind: the test did not stop it mid-write"
 
-    write(warehouse, "next", partition=partition)
-    found = tags(tables)
-    for name in TABLES:
-        assert found[(name, partition)] == {"next"}
-        children = sorted(p.name for p in (warehouse / "d.db" / name.split(".")[1]).iterdir())
-        assert not [c for c in children if c.startswith("_staging-")], children
-        assert len(children) == 2, children  # the current version and the previous one, nothing else
-    assert not list(warehouse.glob("_manifest.json.tmp-*"))
+# ---------------------------------------------------------------- names and paths that are refused
 
 
 @pytest.mark.parametrize("name", ["x./abs/dir", "../../x", "a/b", "a..b", "a.b.c.d", "", "a b", "a`b", "a\\b"])
@@ -142,35 +217,3 @@ def test_sql_quoting():
     assert quote_identifier("main.ml.t") == "`main`.`ml`.`t`"
     assert quote_identifier("a`b") == "`a``b`"
     assert sql_string("it's \\ here") == "'it\\'s \\\\ here'"
-
-
-def test_committed_tables_can_be_registered_and_queried_by_name(spark, tmp_path):
-    warehouse = tmp_path / "state" / "warehouse"
-    write(warehouse, "one", partition="b0")
-    write(warehouse, "two", partition="b1")
-    tables = LocalParquetTables(spark, tmp_path / "state")
-    assert tables.register_existing() == ["d.clean", "d.quarantine"]
-    rows = spark.sql("SELECT batch_id, tag FROM d.clean").collect()
-    assert sorted({(r["batch_id"], r["tag"]) for r in rows}) == [("b0", "one"), ("b1", "two")]
-
-
-def test_a_partition_write_can_be_skipped_and_then_clears_only_that_partition(spark, tmp_path):
-    """write_if: a table whose test is false is not created when absent, and when present loses
-    only the rows of this partition, in the same commit as the tables that were written."""
-    tables = LocalParquetTables(spark, tmp_path / "state")
-    frame = spark.createDataFrame([("x",)], "tag string")
-
-    def write(batch, rejects):
-        tables.replace_partitions({"d.out": frame, "d.rej": frame}, "batch_id", batch,
-                                  write_if={"d.rej": lambda: rejects})
-
-    write("b1", rejects=False)
-    assert tables.exists("d.out") and not tables.exists("d.rej")
-    write("b1", rejects=True)
-    write("b2", rejects=True)
-    write("b1", rejects=False)
-    assert [r["batch_id"] for r in tables.read("d.rej").collect()] == ["b2"]
-    assert sorted(r["batch_id"] for r in tables.read("d.out").collect()) == ["b1", "b2"]
-    assert tables.version("d.out") == tables.version("d.rej")
-    write("b2", rejects=False)
-    assert tables.read("d.rej").count() == 0 and tables.read("d.rej").columns == ["tag", "batch_id"]

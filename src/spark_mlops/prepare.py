@@ -404,8 +404,12 @@ def _write_clean_and_quarantine(
     quarantine = (df.limit(0) if rejected == 0 else df.where(~valid)).select(
         *columns, dc.REASON_COLUMN, F.lit(conf.input).alias("source"), F.current_timestamp().alias("rejected_at")
     )
-    # Both tables in one commit: readers never see a clean table without its quarantine.
-    tables_for(spark, settings).replace({clean_name: clean, quarantine_name: quarantine})
+    # One Delta commit per table, and none across tables: the quarantine first, the clean table
+    # (what train reads) last. A crash between the two leaves the new quarantine beside the old
+    # clean table; rerunning prepare on the same input overwrites both.
+    tables = tables_for(spark, settings)
+    tables.replace(quarantine_name, quarantine)
+    tables.replace(clean_name, clean)
     return PrepareResult(
         rows_in=checked.rows,
         rows_clean=rows_clean,

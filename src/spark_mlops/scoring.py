@@ -2,8 +2,9 @@
 
 The alias is resolved to a version number once, and that number is both what is loaded and
 what every output row records. Each batch id is one partition of the output table and of the
-rejects table, both replaced in one commit, so rerunning a batch replaces it and duplicates
-nothing. Without ``--batch-id`` the id names the input itself (see :func:`default_batch_id`).
+rejects table, each replaced by its own Delta commit (``replaceWhere``), so rerunning a batch
+replaces it and duplicates nothing. Without ``--batch-id`` the id names the input itself (see
+:func:`default_batch_id`).
 """
 
 from __future__ import annotations
@@ -25,22 +26,21 @@ from spark_mlops.config import CHAMPION_ALIAS, ScoreConfig, Settings, redact
 from spark_mlops.errors import ConfigError, DataContractError, NoChampion
 from spark_mlops.prepare import INPUT_SUFFIX, read_checked
 from spark_mlops.spark import get_spark
-from spark_mlops.tables import Tables, check_partition_value, is_path, local_path, tables_for
+from spark_mlops.tables import DeltaTables, check_partition_value, is_path, local_path, tables_for
 from spark_mlops.timing import span
 
 BATCH_COLUMN = "batch_id"
 _DIGEST_CHARS = 12
 
 
-def default_batch_id(source: str, settings: Settings | None = None, tables: Tables | None = None) -> str:
+def default_batch_id(source: str, settings: Settings | None = None, tables: DeltaTables | None = None) -> str:
     """An id that names the input itself: ``<name>-<digest>``.
 
     - A local file or folder (``/Volumes/…`` included): the digest is SHA-256 over the absolute
       path and the bytes of every data file in it. ``/in/a/latest.csv`` and ``/in/b/latest.csv``
       never collide; re-running the same unchanged input gives the same id (and replaces exactly
       its own batch); new content at the same path is a new batch.
-    - A table: the digest covers the qualified name and the table's current version (the local
-      commit id, or the Delta version on Databricks).
+    - A table: the digest covers the qualified name and the table's current Delta version.
     - A remote URI (``abfss:``, ``s3:``, ``dbfs:``): only the URI is digested, since its content
       cannot be read without Spark; pass ``--batch-id`` to tell versions apart.
     ``<name>`` is the file (or table) name, for people reading the table; the digest makes it unique.
@@ -200,17 +200,23 @@ def run(settings: Settings, conf: ScoreConfig) -> ScoreResult:
         *dict.fromkeys([*identity, *contract.feature_names, *pass_through]), dc.REASON_COLUMN,
         F.lit(scored_at).alias("rejected_at"))
 
-    # One commit for both tables: the batch's predictions and rejects appear together. The rejects
-    # are written only when some rows were not scored (a rerun without rejects clears the old ones).
+    # One Delta commit per table, none across them: the rejects first, the predictions last, so
+    # a batch's predictions never appear before its rejects. A crash in between leaves this batch's
+    # new rejects beside its old predictions (or none); rerunning the batch replaces both, and other
+    # batches are never touched. Rejects are written only when some rows were not scored; a rerun
+    # without rejects deletes the batch's old ones.
     # Rows out come from read_checked's one counting pass. Not DataFrame.observe: once a score had
     # observed its write, later Spark jobs over cached data in the same session failed with
     # "Task not serializable: ObservationManager" (Spark 4.1.4, seen when the local runner's next
     # task trained and evaluated in the same process).
     with span("score.write"):
-        tables.replace_partitions({output: predictions, rejected_table: rejected}, BATCH_COLUMN, batch_id,
-                                  write_if={rejected_table: lambda: bool(checked.rejected)})
+        if checked.rejected:
+            tables.replace_partition(rejected_table, rejected, BATCH_COLUMN, batch_id)
+        else:
+            tables.delete_partition(rejected_table, BATCH_COLUMN, batch_id)
+        tables.replace_partition(output, predictions, BATCH_COLUMN, batch_id)
     rows_out = checked.rows - int(checked.rejected or 0)
-    # The positive rate from what was written: parquet footers and one column, not the input again.
+    # The positive rate from what was written: one column of one partition, not the input again.
     rate = tables.read(output).where(F.col(BATCH_COLUMN) == batch_id).agg(F.avg("prediction")).first()[0]
     result = ScoreResult(batch_id, str(version), checked.rows, rows_out, checked.rows - rows_out,
                          float(rate or 0.0), output)

@@ -7,7 +7,9 @@ The JDK can write the classes a run loaded into an archive when the JVM exits
 folder (:func:`cache_dir`) and hands :mod:`spark_mlops.spark` the java options for it.
 
 - **Key**: the java binary Spark's launcher will run (its real path, size and modification
-  time), pyspark's version and the names of its jars. Another JDK or Spark is another archive.
+  time), pyspark's version, the names of its jars and the jars put before them on the class path
+  (Delta Lake's: path, size and modification time). Another JDK, Spark or Delta is another
+  archive; a JVM only maps an archive made with the class path it starts with.
 - **Making it**: the first local session with no archive for its key takes a lock file and asks
   its JVM to write the archive at exit into a file of its own. When Python exits, :func:`_finish`
   closes the JVM's stdin (its signal to exit, pyspark ``java_gateway.launch_gateway``), waits for
@@ -31,7 +33,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,21 +75,24 @@ def java_binary() -> Path | None:
     return Path(found).resolve() if found and os.path.exists(found) else None
 
 
-def archive_key(java: Path, spark_home: Path, spark_version: str) -> str:
+def archive_key(java: Path, spark_home: Path, spark_version: str, extra_class_path: Sequence[Path] = ()) -> str:
     stat = java.stat()
     jars = sorted(os.listdir(spark_home / "jars")) if (spark_home / "jars").is_dir() else []
+    extra = [f"{jar}:{jar.stat().st_size}:{jar.stat().st_mtime_ns}" for jar in extra_class_path]
     digest = hashlib.sha256("\0".join([str(java), str(stat.st_size), str(stat.st_mtime_ns), spark_version,
-                                       *jars]).encode())
+                                       *jars, *extra]).encode())
     return f"spark-{spark_version}-{digest.hexdigest()[:16]}"
 
 
-def plan(folder: Path | None, java: Path | None, spark_home: Path, spark_version: str) -> ArchivePlan:
-    """Use the archive for this JDK and Spark if there is one; else make it, if no other process is."""
+def plan(folder: Path | None, java: Path | None, spark_home: Path, spark_version: str,
+         extra_class_path: Sequence[Path] = ()) -> ArchivePlan:
+    """Use the archive for this JDK, Spark and class path if there is one; else make it, if no
+    other process is. ``extra_class_path``: the jars the JVM gets before Spark's own."""
     if folder is None or java is None:
         return ArchivePlan()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        key = archive_key(java, spark_home, spark_version)
+        key = archive_key(java, spark_home, spark_version, extra_class_path)
         archive = folder / f"{key}.jsa"
         if archive.is_file():
             if _whole(archive):

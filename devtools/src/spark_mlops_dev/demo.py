@@ -62,17 +62,19 @@ def run(settings: Settings, runs: int = 1, *, process_per_task: bool = False) ->
 def _report(settings: Settings, prod: Bundle) -> None:
     from spark_mlops import registry
     from spark_mlops.spark import get_spark
-    from spark_mlops.tables import LocalParquetTables
+    from spark_mlops.tables import LocalWarehouse, tables_for
 
     view = job_settings(settings, prod)
     print("\n" + registry.status_table(view))
     spark = get_spark(view)
-    names = LocalParquetTables(spark, view.state_dir).register_existing()
+    tables = tables_for(spark, view)
+    warehouse = LocalWarehouse(view.state_dir / "warehouse")
     score = next(t for t in prod.jobs["batch_inference"]["tasks"] if t["task_key"] == "score")
     output = view.table_name(score["python_wheel_task"]["named_parameters"]["output-table"])
-    db, table = LocalParquetTables.local_name(output)
-    print(f"\nLocal tables (parquet under {view.state_dir / 'warehouse'}): {', '.join(names)}")
-    print(f"Predictions: {output} -> spark.table('{db}.{table}')")
-    predictions = spark.table(f"{db}.{table}")
+    print(f"\nLocal Delta tables under {warehouse.root}: {', '.join(warehouse.names())}")
+    print(f"Predictions: {output} -> spark.table({warehouse.identifier(output)!r}) (docs/tables.md)")
+    predictions = tables.read(output)
     predictions.orderBy("batch_id", predictions.columns[0]).show(5, truncate=False)
+    last = tables.history(output, 1)[0]
+    print(f"Its last commit: version {last['version']}, {last['operation']}, userMetadata {last['userMetadata']}")
     print("The registry as data: spark-mlops status -t prod --json")
