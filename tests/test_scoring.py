@@ -6,6 +6,7 @@ One registry per module (trained on the keyless fixtures); each test scores into
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import uuid
 
@@ -36,6 +37,9 @@ def test_default_batch_id_names_the_input_path_and_content(tmp_path):
     assert scoring.default_batch_id(str(a)) == id_a  # same input, same batch: a rerun replaces it
     a.write_text(a.read_text() + "1,100,70,20,80,30,0.5,40\n")
     assert scoring.default_batch_id(str(a)) != id_a  # new content at the same path: a new batch
+    written = scoring.default_batch_id(str(a))
+    os.utime(a, ns=(a.stat().st_atime_ns, a.stat().st_mtime_ns + 1_000_000))
+    assert scoring.default_batch_id(str(a)) != written  # written again (a new mtime), same size: a new batch
     folder = scoring.default_batch_id(str(tmp_path / "a"))
     assert folder.startswith("a-") and folder != scoring.default_batch_id(str(tmp_path / "b"))
 

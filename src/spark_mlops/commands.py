@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-table", default=D.PREDICTIONS_TABLE)
     p.add_argument("--rejected-table", default=D.SCORING_REJECTED_TABLE)
     p.add_argument("--batch-id", help="rerunning a batch id replaces that batch (default or empty: "
-                                      "<input name>-<digest of the input's path and content>)")
+                                      "<input name>-<digest of the input's path, sizes and modification times>)")
 
     p = command("monitor", "drift and data quality of a scored batch against the baseline of the version "
                 "that scored it; writes the monitoring table, MLflow metrics, a drift chart and version tags")
