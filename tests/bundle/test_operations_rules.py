@@ -126,9 +126,9 @@ def test_oncall_group_may_run_rollback_and_status_in_staging_and_prod(repo_root,
 
 
 def test_operations_nobody_can_run_are_refused(bundle_copy, schema_source):
-    data = bundle_copy.load("resources/operations.job.yml")
+    data = bundle_copy.load("resources/rollback.job.yml")
     del data["targets"]["prod"]["resources"]["jobs"]["rollback"]
-    bundle_copy.dump("resources/operations.job.yml", data)
+    bundle_copy.dump("resources/rollback.job.yml", data)
     problems = problems_of(bundle_copy.root, schema_source, ["prod"])
     assert_problem(problems, "resources.jobs.rollback.permissions: [target prod] nobody but the service principal "
                    "can run 'rollback'")

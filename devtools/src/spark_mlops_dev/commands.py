@@ -38,6 +38,13 @@ def add_commands(sub: argparse._SubParsersAction, command: CommandFactory) -> No
                    help="allow a non-loopback --host: the UI has no authentication (a warning is printed)")
     p.set_defaults(handler=run_ui)
 
+    p = command("show", "print a table's rows (or its Delta history) by its name, as the jobs name it")
+    p.add_argument("table", help="table name: unqualified names use the target's (or --catalog/--schema's) schema")
+    p.add_argument("--limit", type=int, default=20, help="rows to print")
+    p.add_argument("--version", type=int, default=None, help="the table as it was at this Delta version (time travel)")
+    p.add_argument("--history", action="store_true", help="the table's Delta commits instead: which run wrote what")
+    p.set_defaults(handler=run_show)
+
     p = command("demo", "the main job: the bundle's jobs run locally, staging to prod")
     p.add_argument("--runs", type=int, default=1, help="run the whole sequence this many times")
     p.add_argument("--process-per-task", action="store_true",
@@ -72,6 +79,16 @@ def run_generate(args: argparse.Namespace) -> int:
         args.output, rows=args.rows, seed=args.seed, fmt=args.format, with_label=not args.no_label,
         shifts=synthetic.parse_shifts(args.shift), nulls=args.null,
     )
+    return EXIT_OK
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from spark_mlops.cli import settings_from_args
+    from spark_mlops_dev import show
+
+    settings = settings_from_args(args)
+    print(show.history(settings, args.table, args.limit) if args.history
+          else show.rows(settings, args.table, args.limit, version=args.version))
     return EXIT_OK
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from spark_mlops.config import Settings
+from spark_mlops.config import DEFAULT_STATE_DIR, Settings
 from spark_mlops.tables import local_path
 from spark_mlops_dev.bundle import targets
 from spark_mlops_dev.bundle.loader import Bundle
@@ -59,22 +59,28 @@ def run(settings: Settings, runs: int = 1, *, process_per_task: bool = False) ->
     return 0
 
 
+# What to look at next, printed at the end and runnable as printed (tests/test_readme.py runs them).
+NEXT = (
+    ("source .venv/bin/activate", "spark-mlops on your PATH (or prefix commands with .venv/bin/)"),
+    ("spark-mlops status -t prod", "versions, aliases, verdicts, lineage, last monitored batch"),
+    ("spark-mlops show -t prod predictions --limit 5", "the scored rows, each with the version that scored it"),
+    ("spark-mlops show -t prod predictions --history", "the Delta commits: which job run wrote which batch"),
+    ("spark-mlops ui -t prod", "the MLflow UI on prod's runs and the shared registry (Ctrl-C stops it)"),
+)
+
+
 def _report(settings: Settings, prod: Bundle) -> None:
     from spark_mlops import registry
-    from spark_mlops.spark import get_spark
-    from spark_mlops.tables import LocalWarehouse, tables_for
 
     view = job_settings(settings, prod)
     print("\n" + registry.status_table(view))
-    spark = get_spark(view)
-    tables = tables_for(spark, view)
-    warehouse = LocalWarehouse(view.state_dir / "warehouse")
-    score = next(t for t in prod.jobs["batch_inference"]["tasks"] if t["task_key"] == "score")
-    output = view.table_name(score["python_wheel_task"]["named_parameters"]["output-table"])
-    print(f"\nLocal Delta tables under {warehouse.root}: {', '.join(warehouse.names())}")
-    print(f"Predictions: {output} -> spark.table({warehouse.identifier(output)!r}) (docs/tables.md)")
-    predictions = tables.read(output)
-    predictions.orderBy("batch_id", predictions.columns[0]).show(5, truncate=False)
-    last = tables.history(output, 1)[0]
-    print(f"Its last commit: version {last['version']}, {last['operation']}, userMetadata {last['userMetadata']}")
-    print("The registry as data: spark-mlops status -t prod --json")
+    print("\nNext:")
+    print("\n".join(next_commands(settings.state_dir)))
+
+
+def next_commands(state_dir: Path) -> list[str]:
+    """:data:`NEXT` as lines to print; a state folder other than the default is passed along."""
+    extra = "" if state_dir == Path(DEFAULT_STATE_DIR).resolve() else f" --state-dir {state_dir}"
+    commands = [(c + extra if c.startswith("spark-mlops ") else c, why) for c, why in NEXT]
+    width = max(len(c) for c, _ in commands)
+    return [f"  {c.ljust(width)}  # {why}" for c, why in commands]

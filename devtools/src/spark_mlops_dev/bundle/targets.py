@@ -20,7 +20,7 @@ from spark_mlops_dev.bundle.loader import Bundle
 def bundle_root(start: Path | None = None) -> Path:
     """The folder with databricks.yml: the current one or a parent, else this source checkout."""
     here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents, Path(__file__).resolve().parents[3]):
+    for folder in (here, *here.parents, *Path(__file__).resolve().parents):
         if (folder / "databricks.yml").is_file():
             return folder
     raise ConfigError("no databricks.yml found in this folder, its parents, or the source checkout")
