@@ -8,6 +8,7 @@ The commands the main job prints at its end are run as printed, too.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -54,6 +55,12 @@ def fresh_copy(destination: Path) -> Path:
         if source.is_file():
             (destination / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, destination / rel)
+    # The copy's bootstrap must find the shared .venv current: a stale one would be reinstalled
+    # from the copy, and this checkout's editable install would then point into a temp folder.
+    stamp = hashlib.sha256(b"".join((REPO_ROOT / f).read_bytes() for f in ("pyproject.toml", "devtools/pyproject.toml")))
+    installed = REPO_ROOT / ".venv" / ".installed"
+    if not installed.is_file() or installed.read_text().strip() != stamp.hexdigest():
+        pytest.fail(".venv is older than pyproject.toml: run the tests through scripts/test.sh, which bootstraps first")
     (destination / ".venv").symlink_to(REPO_ROOT / ".venv")
     return destination
 

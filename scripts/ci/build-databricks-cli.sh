@@ -50,9 +50,10 @@ else
   trap 'rm -rf "$work"' EXIT
   started=$SECONDS
   # -mod=readonly: every module must match go.sum; GOTOOLCHAIN=local: never fetch another Go;
-  # -trimpath: no local paths in the binaries (and one cache entry whatever the checkout folder).
+  # -trimpath: no local paths in the binaries (and one cache entry whatever the checkout folder);
+  # -s -w: no symbol table or DWARF (a 73 MB binary instead of 103 MB, and a shorter link).
   (cd "$mod_dir" && GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath \
-      -ldflags "-X github.com/databricks/cli/internal/build.buildVersion=$version" \
+      -ldflags "-s -w -X github.com/databricks/cli/internal/build.buildVersion=$version" \
       -o "$work/" . github.com/databricks/cli) >&2 \
     || ci_die "go build of github.com/databricks/cli v$version failed (output above)"
   mv "$work/cli" "$work/databricks"
