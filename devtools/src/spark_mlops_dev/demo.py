@@ -20,6 +20,7 @@ from pathlib import Path
 
 from spark_mlops.config import DEFAULT_STATE_DIR, Settings
 from spark_mlops.tables import local_path
+from spark_mlops.timing import span
 from spark_mlops_dev.bundle import targets
 from spark_mlops_dev.bundle.loader import Bundle
 from spark_mlops_dev.bundle.runner import run_job
@@ -50,8 +51,9 @@ def run(settings: Settings, runs: int = 1, *, process_per_task: bool = False) ->
         for target, jobs in STORY:
             for job in jobs:
                 print(f"\n=== demo run {attempt}/{runs}: job {job} (target {target}) ===", flush=True)
-                result = run_job(bundles[target], job, state_dir=settings.state_dir,
-                                 process_per_task=process_per_task)
+                with span(f"job.{job}"):
+                    result = run_job(bundles[target], job, state_dir=settings.state_dir,
+                                     process_per_task=process_per_task)
                 if not result.ok:
                     print(f"demo: job {job} on target {target} ended {result.state}; stopping")
                     return result.exit_code or 1
