@@ -24,6 +24,7 @@ from spark_mlops.config import PrepareConfig, Settings
 from spark_mlops.errors import ConfigError, DataContractError
 from spark_mlops.spark import get_spark
 from spark_mlops.tables import is_path, local_path, tables_for
+from spark_mlops.timing import span
 
 _CORRUPT = "_corrupt_record"
 INPUT_SUFFIX = "__input"  # a copy of a column as read, before "not measured" markers become null
@@ -355,8 +356,9 @@ def run(settings: Settings, conf: PrepareConfig) -> PrepareResult:
         raise ConfigError(f"--clean-table and --quarantine-table are the same table {clean_name}")
     spark = get_spark(settings)
     contract = dc.load_contract(settings.contract)
-    checked = read_checked(spark, settings, conf.input, contract, with_label=True, count_duplicate_keys=True,
-                           count_rejected=True)
+    with span("prepare.check"):  # the contract's one counting pass over the input
+        checked = read_checked(spark, settings, conf.input, contract, with_label=True, count_duplicate_keys=True,
+                               count_rejected=True)
     check_duplicate_keys(checked, conf.input)
     # An all-missing feature cannot be imputed (no median): refuse it here, not in train.
     empty = [name for name, n in checked.missing.items() if n == checked.rows]
@@ -368,7 +370,9 @@ def run(settings: Settings, conf: PrepareConfig) -> PrepareResult:
     # Cached only when two writes scan it (clean and quarantine); without rejects only one does.
     df = checked.df.cache() if checked.rejected else checked.df
     try:
-        result = _write_clean_and_quarantine(spark, settings, conf, contract, checked, df, clean_name, quarantine_name)
+        with span("prepare.write"):  # two Delta commits: quarantine, then clean
+            result = _write_clean_and_quarantine(spark, settings, conf, contract, checked, df, clean_name,
+                                                 quarantine_name)
     finally:
         if checked.rejected:
             df.unpersist()

@@ -180,8 +180,10 @@ def run(settings: Settings, conf: ScoreConfig) -> ScoreResult:
                                 "yet, so there is nothing to score with: run the release (or, in prod, the "
                                 "model_deployment) job first" + registry.other_models_hint(settings)))
     pass_through_hint = contract.pass_through_columns or contract.feature_names
-    checked = read_checked(spark, settings, conf.input, contract, with_label=False, count_missing=False,
-                           count_rejected=True, keep_input=tuple(c for c in pass_through_hint if c in contract.feature_names))
+    with span("score.check"):  # the contract's one counting pass over the batch
+        checked = read_checked(spark, settings, conf.input, contract, with_label=False, count_missing=False,
+                               count_rejected=True,
+                               keep_input=tuple(c for c in pass_through_hint if c in contract.feature_names))
     identity = checked.identity
     pass_through = contract.pass_through(identity)
     absent = [c for c in pass_through if c not in checked.df.columns]
@@ -221,11 +223,12 @@ def run(settings: Settings, conf: ScoreConfig) -> ScoreResult:
         tables.replace_partition(output, predictions, BATCH_COLUMN, batch_id)
     rows_out = checked.rows - int(checked.rejected or 0)
     # The positive rate from what was written: one column of one partition, not the input again.
-    rate = tables.read(output).where(F.col(BATCH_COLUMN) == batch_id).agg(F.avg("prediction")).first()[0]
+    with span("score.positive_rate"):
+        rate = tables.read(output).where(F.col(BATCH_COLUMN) == batch_id).agg(F.avg("prediction")).first()[0]
     result = ScoreResult(batch_id, str(version), checked.rows, rows_out, checked.rows - rows_out,
                          float(rate or 0.0), output)
 
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"score-{batch_id}",
+    with span("score.log_run"), mlflow.start_run(experiment_id=experiment_id, run_name=f"score-{batch_id}",
                           tags=tracking.safe({**settings.run_tags(), "step": "score",
                                               "model_version": result.model_version})):
         tracking.log_params({"model_name": settings.model_name, "model_version": result.model_version,

@@ -150,7 +150,8 @@ def _evaluate_version(settings: Settings, version: str, holdout: DataFrame, cont
         fitted, signature = registry.load_spark_model(settings, version)
     predictions = fitted.transform(holdout).cache()
     try:
-        result = evaluation.evaluate(predictions, contract.label, contract.positive_label)
+        with span("validate.evaluate"):
+            result = evaluation.evaluate(predictions, contract.label, contract.positive_label)
         columns = predictions.columns
     finally:
         predictions.unpersist()
