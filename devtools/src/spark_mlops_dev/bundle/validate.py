@@ -307,6 +307,8 @@ def _split_where(where: str) -> tuple[str, str]:
     return file, path
 
 
+# Each rule below says where it breaks: `bundle validate --strict` (databricks/cli v1.12.1) refuses only those
+# marked "also refused by databricks/cli"; the rest pass the CLI and break at deploy or run, or are ours.
 def _check_tasks(bundle: Bundle, job: dict, jpath: tuple, file: str, report: Report,
                  wheel_entry_points: dict[str, str] | None,
                  subcommands: dict[str, argparse.ArgumentParser]) -> None:
@@ -323,20 +325,24 @@ def _check_tasks(bundle: Bundle, job: dict, jpath: tuple, file: str, report: Rep
         task_graph[task.get("task_key")] = []
         for j, dep in enumerate(task.get("depends_on") or []):
             dkey = dep.get("task_key") if isinstance(dep, dict) else None
+            # the Jobs API rejects it at deploy ("Invalid dependency graph"): apache/airflow#47983
             if dkey not in by_key:
                 report.add(file, (*tpath, "depends_on", j, "task_key"),
                            f"depends on {dkey!r}, which is not a task of this job; expected one of: "
                            f"{', '.join(k for k in keys if k != task.get('task_key'))}")
                 continue
             task_graph[task.get("task_key")].append(dkey)
+            # the Jobs API: outcome "can only be specified on condition task dependencies": docs: api/jobs
             if "outcome" in dep and "condition_task" not in by_key[dkey]:
                 report.add(file, (*tpath, "depends_on", j, "outcome"),
                            f"outcome set, but {dkey!r} is not a condition_task")
         jck = task.get("job_cluster_key")
+        # also refused by databricks/cli bundle/config/validate/job_cluster_key_defined.go (warning; --strict)
         if jck is not None and jck not in clusters:
             report.add(file, (*tpath, "job_cluster_key"),
                        f"{jck!r} is not a job_clusters entry; expected one of: {', '.join(sorted(clusters))}")
 
+    # the Jobs API rejects it at deploy ("Invalid dependency graph"): apache/airflow#47983
     cycle = graph.find_cycle(task_graph)
     if cycle:
         first = keys.index(cycle[0])
@@ -354,26 +360,31 @@ def _check_tasks(bundle: Bundle, job: dict, jpath: tuple, file: str, report: Rep
         pwt = task.get("python_wheel_task")
         if isinstance(pwt, dict):
             _check_wheel_task(pwt, (*tpath, "python_wheel_task"), file, report, wheel_entry_points, subcommands)
+            # runs, then fails (the package is not installed): docs: jobs/python-wheel
             if not task.get("libraries") and not task.get("environment_key"):
                 report.add(file, tpath, "python_wheel_task without the wheel; expected libraries: "
                            "[{whl: ../dist/*.whl}] or an environment_key")
         # dynamic references in every string of the task
         for spath, text in _strings(task, tpath):
+            # a bad one is an error or passed on as text: docs: jobs/dynamic-value-references
             for ref in _DYNAMIC.findall(text):
                 if not _KNOWN_DYNAMIC.match(ref):
                     report.add(file, spath, f"unknown dynamic value reference {{{{{ref}}}}}")
+            # resolves only to a defined job parameter: docs: jobs/job-parameters
             for pname in _JOB_PARAM_REF.findall(text):
                 if pname not in params:
                     report.add(file, spath, f"{{{{job.parameters.{pname}}}}} is not a job parameter; "
                                f"expected one of: {', '.join(sorted(p for p in params if p)) or 'none'}")
             for src, value in _TASK_VALUE_REF.findall(text):
                 where = f"{{{{tasks.{src}.values.{value}}}}}"
-                if src not in by_key:
+                if src not in by_key:  # docs: jobs/dynamic-value-references
                     report.add(file, spath, f"{where}: no task {src!r} in this job")
                     continue
+                # a task value is read by subsequent tasks only: docs: jobs/task-values
                 if src not in upstream.get(key, set()):
                     report.add(file, spath, f"{where}: task {src!r} is not upstream of {key!r}; expected "
                                f"{key!r} to depend on it (directly or transitively)")
+                # runs, then never resolves: only Python notebooks set task values: docs: jobs/task-values
                 if "notebook_task" not in by_key[src]:
                     kind = next((k for k in by_key[src] if k.endswith("_task")), "task")
                     report.add(file, spath, f"{where}: task {src!r} is a {kind}; only Python notebook tasks "
@@ -385,33 +396,36 @@ def _check_wheel_task(pwt: dict, path: tuple, file: str, report: Report,
                       wheel_entry_points: dict[str, str] | None,
                       subcommands: dict[str, argparse.ArgumentParser]) -> None:
     pkg = pwt.get("package_name")
+    # missing: also refused by databricks/cli bundle/config/validate/required.go; wrong: docs: jobs/python-wheel
     if pkg != PACKAGE_NAME:
         report.add(file, (*path, "package_name"), f"expected {PACKAGE_NAME!r}, found {pkg!r}")
     ep = pwt.get("entry_point")
+    # missing: also refused by databricks/cli bundle/config/validate/required.go; unknown: docs: jobs/python-wheel
     if wheel_entry_points is not None and ep not in wheel_entry_points:
         report.add(file, (*path, "entry_point"),
                    f"{ep!r} is not an entry point in [project.entry-points.\"{ENTRY_POINT_GROUP}\"] of "
                    f"pyproject.toml; expected one of: {', '.join(sorted(wheel_entry_points))}")
         return
     sub = subcommands.get(ep)
-    if sub is None:
+    if sub is None:  # ours: every entry point of the wheel is a spark-mlops subcommand
         report.add(file, (*path, "entry_point"), f"{ep!r} is not a spark-mlops subcommand; expected one of: "
                    f"{', '.join(sorted(subcommands))}")
         return
     options, required = commands.long_options(sub)
     named = pwt.get("named_parameters") or {}
+    # ours: job parameters are pushed down only into keyword-argument wheel tasks (docs: jobs/task-parameters)
     if pwt.get("parameters"):
         report.add(file, (*path, "parameters"), "positional parameters; expected named_parameters (--key=value)")
-    for name in named:
+    for name in named:  # ours: the wheel's CLI would exit 2 (EXIT_CONFIG, argparse) at run time
         if f"--{name}" not in options:
             report.add(file, (*path, "named_parameters", name),
                        f"`spark-mlops {ep}` has no option --{name}; expected one of: "
                        f"{', '.join(sorted(o[2:] for o in options if o != '--help'))}")
-    for opt in sorted(required):
+    for opt in sorted(required):  # ours: the wheel's CLI would exit 2 (argparse) at run time
         if opt[2:] not in named:
             report.add(file, (*path, "named_parameters"), f"`spark-mlops {ep}` requires {opt}; not passed")
     if "report-only" in named and str(named["report-only"]).strip().lower() not in ("false", "0", "no", "off", ""):
-        # The gate is validate's exit code (promote depends on it): report-only exits 0 on a rejection.
+        # ours: the gate is validate's exit code (promote depends on it): report-only exits 0 on a rejection.
         report.add(file, (*path, "named_parameters", "report-only"),
                    "report-only makes validate exit 0 when it rejects, so promote would run on a rejected "
                    "model; expected no report-only in a job")
