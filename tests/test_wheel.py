@@ -14,7 +14,7 @@ from tests.conftest import REPO_ROOT
 
 # What only a developer's machine or CI needs: it lives in devtools/ (spark_mlops_dev).
 LOCAL_TOOLING = ("bundle/", "demo.py", "synthetic.py", "ui.py", "class_archive.py")
-DEVELOPMENT_ONLY_REQUIREMENTS = ("jsonschema", "regex", "pytest", "ruff")
+DEVELOPMENT_ONLY_REQUIREMENTS = ("jsonschema", "regex", "databricks-bundles", "pytest", "ruff")
 
 
 @pytest.fixture(scope="module")
