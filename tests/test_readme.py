@@ -90,9 +90,12 @@ def test_the_readme_works_as_pasted_in_a_fresh_copy(tmp_path):
 
     printed = printed_next_commands(ran.stdout)
     assert printed, ran.stdout[-2000:]
-    again = _run("source .venv/bin/activate\n" + "\n".join(c for c in printed if not c.startswith("spark-mlops ui")),
-                 clone)
-    assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
-    assert "Traceback" not in again.stdout + again.stderr
+    # What the main job prints and the README already ran (after it, in order) has just worked as
+    # printed; the rest runs now, except the UI server.
+    rest = [c for c in printed if c not in commands and not c.startswith("spark-mlops ui")]
+    if rest:
+        again = _run("source .venv/bin/activate\n" + "\n".join(rest), clone)
+        assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
+        assert "Traceback" not in again.stdout + again.stderr
 
     assert {p.name for p in clone.iterdir()} == before | {".mlops"}  # nothing written outside the state folder

@@ -4,7 +4,11 @@ batch, and on-call operates the prod registry through the `status` and `rollback
 
 Staging and prod are separate workspaces (a tracking store each) sharing one registry: while
 prod's jobs run, staging's whole workspace folder is moved away, so anything prod tried to read
-from staging's runs or artifacts would fail."""
+from staging's runs or artifacts would fail. The story runs every task in a process of its own
+(``process_per_task``), as job clusters do: nothing one task leaves in memory (loaded models,
+MLflow settings, environment variables, the Spark session) can carry a later task. CI runs it
+with the slow tests; the in-process runner runs the same jobs in the README test and
+tests/bundle/test_jobs_local.py."""
 
 from __future__ import annotations
 
@@ -26,8 +30,9 @@ from spark_mlops_dev.bundle.runner import run_job
 from tests.conftest import REPO_ROOT, run_cli
 
 
-def _run(bundles, state, target, job, **parameters):
-    return run_job(bundles[target], job, parameters=parameters or None, state_dir=state, out=None)
+def _run(bundles, state, target, job, *, process_per_task=False, **parameters):
+    return run_job(bundles[target], job, parameters=parameters or None, state_dir=state, out=None,
+                   process_per_task=process_per_task)
 
 
 @contextlib.contextmanager
@@ -56,15 +61,16 @@ def story(spark, tmp_path_factory):
     state = tmp_path_factory.mktemp("story") / "state"
     _, bundles, views = _story(state)
     for target, job in (("staging", "training"), ("staging", "release")):
-        result = _run(bundles, state, target, job)
+        result = _run(bundles, state, target, job, process_per_task=True)
         assert result.ok, result.summary()
     with workspace_away(state, "staging"):
         for job in ("model_deployment", "batch_inference"):
-            result = _run(bundles, state, "prod", job)
+            result = _run(bundles, state, "prod", job, process_per_task=True)
             assert result.ok, result.summary()
     return bundles, state, views
 
 
+@pytest.mark.slow
 def test_prod_monitors_its_batch_with_a_tracking_store_of_its_own(story):
     bundles, state, views = story
     prod = views["prod"]
@@ -79,10 +85,12 @@ def test_prod_monitors_its_batch_with_a_tracking_store_of_its_own(story):
     assert MlflowClient(tracking_uri=views["staging"].tracking_uri).get_run(staging_run).data.tags["step"] == "train"
     prod_runs = MlflowClient(tracking_uri=prod.tracking_uri).search_runs(
         [e.experiment_id for e in MlflowClient(tracking_uri=prod.tracking_uri).search_experiments()])
-    assert {r.data.tags.get("step") for r in prod_runs} >= {"validate", "promote", "score", "monitor"}
+    steps = {r.data.tags.get("step") for r in prod_runs}
+    assert steps >= {"validate", "promote", "score", "monitor"} and "train" not in steps
     assert staging_run not in {r.info.run_id for r in prod_runs}
 
 
+@pytest.mark.slow
 def test_prod_champion_is_a_copy_of_staging_champion_with_lineage(story, capsys):
     bundles, state, views = story
     capsys.readouterr()
@@ -98,6 +106,7 @@ def test_prod_champion_is_a_copy_of_staging_champion_with_lineage(story, capsys)
     assert registry.alias_version(views["staging"], "champion") == "1"
 
 
+@pytest.mark.slow
 def test_status_and_rollback_run_as_jobs(story):
     bundles, state, views = story
     status = _run(bundles, state, "prod", "status")
