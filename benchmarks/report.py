@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from benchmarks.measure import OTHER_CPU_SHARE
 
-PIECES = ("imports", "scoring", "scoring_slow", "score_process", "monitoring", "training", "demo", "tests")
 
 def _spread(s: dict | None, unit: str = "", digits: int = 2) -> str:
     if not s or s.get("median") is None:

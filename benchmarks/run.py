@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     pieces = [x for x in PIECES if x in {y.strip() for y in chosen.split(",")}]
     unknown = sorted({y.strip() for y in chosen.split(",") if y.strip()} - set(PIECES))
     if unknown:
-        parser.error(f"--only: unknown piece(s) {unknown}; choose from {PIECES}")
+        parser.error(f"--only/--with: unknown piece(s) {unknown}; choose from {PIECES}")
     p = plan(args)
     workdir = Path(args.workdir).resolve()
     (workdir / "logs").mkdir(parents=True, exist_ok=True)

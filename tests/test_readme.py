@@ -57,6 +57,7 @@ def fresh_copy(destination: Path) -> Path:
             shutil.copy2(source, destination / rel)
     # The copy's bootstrap must find the shared .venv current: a stale one would be reinstalled
     # from the copy, and this checkout's editable install would then point into a temp folder.
+    # The stamp is scripts/bootstrap.sh's stamp_of: sha256 of the two pyproject files, concatenated.
     stamp = hashlib.sha256(b"".join((REPO_ROOT / f).read_bytes() for f in ("pyproject.toml", "devtools/pyproject.toml")))
     installed = REPO_ROOT / ".venv" / ".installed"
     if not installed.is_file() or installed.read_text().strip() != stamp.hexdigest():
