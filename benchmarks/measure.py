@@ -229,6 +229,26 @@ class PeakSampler(threading.Thread):
         self._stop_event.set()
         self.join()
 
+    def sample_cpu(self) -> None:
+        """One more reading of the tree's CPU ticks, taken while the exited root is still a zombie:
+        a zombie's /proc/<pid>/stat keeps its final utime and stime, which the periodic samples
+        miss for the time since the last one."""
+        table = _process_table()
+        for pid in _descendants(self.pid, table):
+            _, started, ticks = table[pid]
+            self.cpu_ticks[(pid, started)] = max(ticks, self.cpu_ticks.get((pid, started), 0))
+
+
+def _wait_unreaped(proc: subprocess.Popen, timeout: float) -> None:
+    """Block until ``proc`` exits without reaping it (waitid's WNOWAIT), so that its /proc entry can
+    still be read; a timer kills it after ``timeout`` seconds."""
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    try:
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+    finally:
+        timer.cancel()
+
 
 def run_measured(argv: list[str], *, cwd: str | Path | None = None, env: dict | None = None,
                  timeout: float = 1800, log: Path | None = None) -> dict:
@@ -240,13 +260,11 @@ def run_measured(argv: list[str], *, cwd: str | Path | None = None, env: dict | 
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     sampler = PeakSampler(proc.pid)
     sampler.start()
-    try:
-        rc = proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        rc = proc.wait()
+    _wait_unreaped(proc, timeout)
     wall = time.perf_counter() - start
     sampler.stop()
+    sampler.sample_cpu()
+    rc = proc.wait()
     _measured_trees_cpu_seconds += sampler.cpu_seconds
     if log:
         log_file.close()
