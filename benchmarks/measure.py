@@ -184,19 +184,33 @@ def _descendants(root: int, table: dict[int, tuple[int, int, int]]) -> list[int]
     return found
 
 
-def _rss_bytes(pid: int) -> int:
+def _memory(pid: int) -> tuple[str, int, int]:
+    """(executable, VmSize, VmRSS in bytes) of ``pid``; empty when it is gone."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return 0
+        exe = os.readlink(f"/proc/{pid}/exe")
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                      if line.startswith(("VmSize:", "VmRSS:")))
+        return exe, int(fields["VmSize"].split()[0]) * 1024, int(fields["VmRSS"].split()[0]) * 1024
+    except (OSError, ValueError, KeyError):
+        return "", 0, 0
 
 
-def tree_rss(root: int) -> int:
-    """Summed resident memory of ``root`` and all its descendants, in bytes."""
-    return sum(_rss_bytes(pid) for pid in _descendants(root, _process_table()))
+def tree_rss(pids: list[int], table: dict[int, tuple[int, int, int]]) -> int:
+    """Summed resident memory of ``pids``, in bytes, each process's pages once.
+
+    A child that still has its parent's executable and address-space size has not run anything
+    of its own yet: it is the moment between fork (or the JVM's posix_spawn, whose child shares
+    the JVM's memory until it executes jspawnhelper) and exec, and its resident pages are its
+    parent's. Summing it would count the parent twice: a JVM of 700 MB momentarily read as 1.4 GB.
+    """
+    memory = {pid: _memory(pid) for pid in pids}
+    total = 0
+    for pid, (exe, size, rss) in memory.items():
+        parent = memory.get(table[pid][0])
+        if parent and exe and (exe, size) == parent[:2]:
+            continue
+        total += rss
+    return total
 
 
 class PeakSampler(threading.Thread):
@@ -214,7 +228,7 @@ class PeakSampler(threading.Thread):
         while not self._stop_event.is_set():
             table = _process_table()
             pids = _descendants(self.pid, table)
-            self.peak = max(self.peak, sum(_rss_bytes(pid) for pid in pids))
+            self.peak = max(self.peak, tree_rss(pids, table))
             for pid in pids:
                 _, started, ticks = table[pid]
                 self.cpu_ticks[(pid, started)] = ticks

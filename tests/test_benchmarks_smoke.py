@@ -97,6 +97,16 @@ def test_run_measured_samples_the_process_tree_and_reads_spans(tmp_path):
     assert [s["name"] for s in recorded] == ["step.child"] and recorded[0]["seconds"] >= 0.6
 
 
+def test_a_forked_child_that_has_not_exec_d_is_not_counted_twice(tmp_path):
+    """Between fork (or the JVM's posix_spawn) and exec a child's resident pages are its parent's;
+    summing both read a 700 MB JVM as 1.4 GB whenever a sample fell in that moment."""
+    script = ("import os, time\nheld = b'x' * (128 * 1024 * 1024)\npid = os.fork()\ntime.sleep(1.0)\n"
+              "if pid == 0:\n    os._exit(0)\nos.waitpid(pid, 0)\n")
+    m = measure.run_measured([sys.executable, "-c", script], log=tmp_path / "log.txt")
+    assert m["returncode"] == 0
+    assert 128 < m["peak_rss_mb"] < 200, m  # once, not twice (256+)
+
+
 def test_conditions_counts_only_other_processes_cpu():
     # The benchmark on both cores for 10 s (load average 2.4 by itself), others 0.1 of a core: not loaded.
     own_work = measure.conditions(_counters(0, 100, 10), _counters(10, 121, 30, load=2.4), 2)
