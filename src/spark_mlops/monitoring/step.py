@@ -104,7 +104,7 @@ def run(settings, conf: MonitorConfig) -> list[BatchVerdict]:
     from spark_mlops import contract as dc
     from spark_mlops import evaluation, registry, tracking
     from spark_mlops.scoring import BATCH_COLUMN
-    from spark_mlops.spark import get_spark
+    from spark_mlops.spark import frame_of_rows, get_spark
     from spark_mlops.tables import tables_for
 
     t = conf.thresholds.check()
@@ -149,9 +149,7 @@ def run(settings, conf: MonitorConfig) -> list[BatchVerdict]:
         verdicts.append(v)
 
     rows = [r for v in verdicts for r in verdict_rows(v, settings.job_run_id)]
-    frame = spark.createDataFrame(
-        [(*r[:9], datetime.fromisoformat(r[9]), *r[10:]) for r in rows], MONITORING_SCHEMA
-    )
+    frame = frame_of_rows(spark, [(*r[:9], datetime.fromisoformat(r[9]), *r[10:]) for r in rows], MONITORING_SCHEMA)
     tables.replace_partition(monitoring_table, frame, BATCH_COLUMN, batch_id)
     for v in verdicts:
         registry.set_tags(settings, v.model_version, {rt.MONITORING_LAST_BATCH: batch_id,
