@@ -37,6 +37,11 @@ def forms(host: str) -> dict[str, str]:
     return {
         "user:password": f"http://alice:{SECRET}@{host}",
         "password with @": f"http://alice:p@{SECRET}@{host}",
+        # SQLAlchemy takes any character but @ in a password; each of these ended the old pattern.
+        "password with /": f"http://alice:p/{SECRET}@{host}",
+        "password with quotes": f"http://alice:p'{SECRET}\"@{host}",
+        "password with <>": f"http://alice:<{SECRET}>@{host}",
+        "password with whitespace": f"http://alice:p {SECRET}\tx@{host}",
         "api_key": f"http://{host}/?api_key={SECRET}",
         "client_secret": f"http://{host}/?tenant=t&client_secret={SECRET}",
         "private_token": f"http://{host}/?private_token={SECRET}&page=1",
@@ -48,6 +53,9 @@ def forms(host: str) -> dict[str, str]:
 
 
 FORMS = list(forms("h"))
+# requests reads the user-info of these as urllib3 does (up to the last @ before the host); with a
+# / in the password it reads a host "alice" and a port "p...": an invalid URL, tested on its own.
+HTTP_FORMS = [f for f in FORMS if f != "password with /"]
 
 
 # ---------------------------------------------------------------- redact itself
@@ -89,7 +97,7 @@ def fast_retries(monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0")
 
 
-@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("form", HTTP_FORMS)
 def test_unreachable_registry_is_one_redacted_line_and_exit_4(form, fast_retries, tmp_path, capsys, caplog):
     port = closed_port()
     uri = forms(f"127.0.0.1:{port}")[form]
@@ -103,6 +111,19 @@ def test_unreachable_registry_is_one_redacted_line_and_exit_4(form, fast_retries
     assert f"127.0.0.1:{port}" in line and "connection refused after 4 retries" in line
     # Bounded: the default number of retries, each logged by urllib3, then no more.
     assert sum("Retrying" in r.getMessage() for r in caplog.records) == D.HTTP_MAX_RETRIES
+
+
+def test_a_password_with_a_slash_is_redacted_from_the_invalid_url_line(fast_retries, tmp_path, capsys, caplog):
+    port = closed_port()
+    uri = forms(f"127.0.0.1:{port}")["password with /"]
+    with caplog.at_level(logging.WARNING, logger="urllib3"):
+        code = cli.main(["status", "--state-dir", str(tmp_path), "--tracking-uri", uri, "--registry-uri", uri])
+    out, err = capsys.readouterr()
+    assert code == EXIT_REGISTRY
+    assert SECRET not in out + err + caplog.text
+    (line,) = err.strip().splitlines()
+    assert line.startswith("spark-mlops status: error: listing versions of ")
+    assert f"in http://***@127.0.0.1:{port} failed: Invalid url: http://***@127.0.0.1:{port}/api/" in line
 
 
 def test_retry_count_and_timeout_are_configurable(monkeypatch, tmp_path, capsys, caplog):

@@ -69,10 +69,44 @@ def on_databricks() -> bool:
     return "DATABRICKS_RUNTIME_VERSION" in os.environ
 
 
-# The user-info of any scheme:// URI, up to the LAST @ before the path: a password may hold an @
-# (alice:p@ss@host). Over-redacting a rare query with an @ in it (?mail=a@b) is the safe side.
-# Not in Azure storage URIs, where it is the container: abfss://<container>@<account>.dfs.core...
-_USERINFO = re.compile(r"(?P<scheme>\b(?!(?:abfss?|wasbs?)://)[A-Za-z][A-Za-z0-9+.-]*://)[^/\s'\"<>]*@")
+# A URI in a text: scheme:// (RFC 3986 scheme characters). Its user-info is everything from the
+# :// to the LAST @ before the host, found by reading the URI, not by guessing which characters a
+# password holds: SQLAlchemy takes any character but @ in a password (/, quotes, <, >, spaces),
+# urllib3 any but / ? # (so an @ too: alice:p@ss@host). Redaction covers both readers.
+_SCHEME = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*)://")
+# Where user-info cannot be: in Azure storage URIs the part before @ is the container
+# (abfss://<container>@<account>.dfs.core.windows.net/...).
+_NO_USERINFO = frozenset({"abfs", "abfss", "wasb", "wasbs"})
+# What may stand right before a URI that starts a new one (a space, a quote, "input=", "(").
+# Anything else (alice:p://x@host) is a password that happens to hold "://".
+_BEFORE_URI = frozenset(" \t'\"<>()[]{},;=|")
+
+
+def _hide_userinfo(text: str) -> str:
+    """Each ``scheme://user:password@host`` in ``text`` as ``scheme://***@host``.
+
+    A URI reaches to the end of its line or to the next URI, and its user-info to the last @
+    within that reach. A password may hold any character but a line break, so an @ later on the
+    same line (``... mail ops@example.com``) is taken as the end of the user-info: over-redacting
+    is the safe side. ``scheme:///path`` (sqlite:////tmp/x, file:///a@b) has no user-info."""
+    found = list(_SCHEME.finditer(text))
+    next_uris = [m.start() for m in found if m.start() == 0 or text[m.start() - 1] in _BEFORE_URI]
+    out, done = [], 0
+    for m in found:
+        authority = m.end()
+        if m.start() < done or m.group(1).lower() in _NO_USERINFO or text.startswith("/", authority):
+            continue
+        next_uri = next((k for k in next_uris if k > authority), len(text))
+        line_end = [k for k in (text.find("\n", authority), text.find("\r", authority)) if k >= 0]
+        reach = min([next_uri, *line_end])
+        at = text.rfind("@", authority, reach)
+        if at < 0:
+            continue
+        out += [text[done:authority], "***"]
+        done = at
+    return "".join([*out, text[done:]])
+
+
 # Query, fragment or matrix parameters whose name says it is a secret: api_key=, client_secret=,
 # private_token=, X-Amz-Signature=, X-Amz-Credential=, sig= (Azure SAS), #access_token=, ...
 _SECRET_PARAM = re.compile(
@@ -90,7 +124,7 @@ def redact(text: object) -> str:
     The one redaction of the project: the CLI's error lines and tracebacks, the local runner's
     output, MLflow params and tags (:func:`spark_mlops.tracking.safe`) and registry tags go
     through it."""
-    text = _USERINFO.sub(r"\g<scheme>***@", str(text))
+    text = _hide_userinfo(str(text))
     text = _SECRET_PARAM.sub(r"\g<key>***", text)
     return _AUTH_HEADER.sub(r"\g<key>***", text)
 
@@ -315,6 +349,31 @@ def parse_number(value: str, what: str) -> float | int:
     except ValueError as exc:
         raise ConfigError(f"{what}: {value!r} is not a number") from exc
 
+
+_VERSION_NUMBER = re.compile(r"[0-9]+")
+
+
+def parse_version(value: str | None, what: str = "--version") -> str | None:
+    """A model version a person typed (``--version``, a job parameter): its number in the registry's
+    own spelling (``"01"`` -> ``"1"``), or None when empty. Registries number versions 1, 2, ...;
+    anything else is refused here, before a lock is taken or an alias read, so that no later step
+    compares ``"01"`` with ``"1"`` as text."""
+    text = "" if value is None else str(value).strip()
+    if not text:
+        return None
+    if not _VERSION_NUMBER.fullmatch(text) or int(text) < 1:
+        raise ConfigError(f"{what} {value!r}: a model version is a positive whole number (1, 2, ...)")
+    return str(int(text))
+
+
+
+def same_version(a: object, b: object) -> bool:
+    """Two version numbers compared as numbers (stores disagree on int or string, a tag or param may
+    hold "01"); anything that is not a number only equals itself."""
+    def number(v: object) -> object:
+        text = str(v).strip() if v is not None else None
+        return int(text) if text and _VERSION_NUMBER.fullmatch(text) else text
+    return number(a) == number(b)
 
 def gate_thresholds(minimums: str | None, stricter: str | None) -> dict[str, float]:
     """The thresholds a candidate must meet: the fixed minimums, raised (never lowered) per run.

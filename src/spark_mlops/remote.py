@@ -30,7 +30,8 @@ RETRY_ENV = {
 # Exceptions of requests / urllib3 that mean "no answer from the server" (not an HTTP error status).
 _CONNECTION_ERRORS = {"ConnectionError", "ConnectTimeout", "NewConnectionError", "MaxRetryError",
                       "ConnectTimeoutError", "NameResolutionError", "ProtocolError", "ReadTimeout"}
-_URL = re.compile(r"\b(https?://[^\s/'\"]+)")
+# The server of a redacted URL: scheme, ***@ when it had user-info, host and port.
+_SERVER = re.compile(r"\b(https?://(?:\*\*\*@)?[^\s/?#'\"<>@]+)")
 
 
 def bound_retries() -> dict[str, str]:
@@ -67,7 +68,8 @@ def unreachable(exc: BaseException) -> RegistryError | None:
     for e in chain:
         request = getattr(e, "request", None)
         url = getattr(request, "url", None) if request is not None else None
-        m = _URL.search(str(url or "")) or _URL.search(str(e))
+        # Redacted before the server is cut out: a password may hold any character a host cannot.
+        m = _SERVER.search(redact(str(url or ""))) or _SERVER.search(redact(str(e)))
         if m:
             server = m.group(1)
             break
