@@ -98,7 +98,7 @@ def _run_validate(args: argparse.Namespace) -> int:
         primary_metric=args.primary_metric,
         tolerance=cfg.gate_tolerance(args.max_tolerance, args.tolerance),
         report_only=args.report_only,
-        version=args.version,
+        version=cfg.parse_version(args.version),
     )
     validation.run(settings_from_args(args), conf)  # raises ValidationFailed (exit 6) unless report_only
     return EXIT_OK
@@ -107,7 +107,7 @@ def _run_validate(args: argparse.Namespace) -> int:
 def _run_promote(args: argparse.Namespace) -> int:
     from spark_mlops import promotion
 
-    conf = cfg.PromoteConfig(version=args.version, reason=args.reason, stages=args.stages,
+    conf = cfg.PromoteConfig(version=cfg.parse_version(args.version), reason=args.reason, stages=args.stages,
                              min_thresholds=cfg.gate_thresholds(args.min_thresholds, ""))
     promotion.promote(settings_from_args(args), conf)
     return EXIT_OK
@@ -116,14 +116,15 @@ def _run_promote(args: argparse.Namespace) -> int:
 def _run_record_rejection(args: argparse.Namespace) -> int:
     from spark_mlops import promotion
 
-    promotion.record_rejection(settings_from_args(args), version=args.version)
+    promotion.record_rejection(settings_from_args(args), version=cfg.parse_version(args.version))
     return EXIT_OK
 
 
 def _run_rollback(args: argparse.Namespace) -> int:
     from spark_mlops import promotion
 
-    promotion.rollback(settings_from_args(args), reason=args.reason, version=args.version or None, stages=args.stages)
+    promotion.rollback(settings_from_args(args), reason=args.reason, version=cfg.parse_version(args.version),
+                       stages=args.stages)
     return EXIT_OK
 
 

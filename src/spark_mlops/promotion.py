@@ -31,7 +31,7 @@ from mlflow.exceptions import MlflowException
 
 from spark_mlops import alias_lock, registry, tracking
 from spark_mlops import registry_tags as rt
-from spark_mlops.config import PromoteConfig, Settings, redact
+from spark_mlops.config import PromoteConfig, Settings, parse_version, redact, same_version
 from spark_mlops.errors import ConfigError, MlopsError, PromotionRefused, RegistryError
 from spark_mlops.identity import actor
 
@@ -92,7 +92,7 @@ def check_promotable(settings: Settings, tags: dict[str, str], version: str, cur
         # e.g. a version copied from another registered model arrives with that model's verdict.
         raise PromotionRefused(f"version {version}'s verdict was reached for model {validated_as or 'unknown'}, "
                                f"not {settings.model_name}; validate it under {settings.model_name} first")
-    if params.get(rt.RUN_MODEL_VERSION) != str(version):
+    if not same_version(params.get(rt.RUN_MODEL_VERSION), version):
         raise PromotionRefused(f"validation run {run_id} validated version {params.get(rt.RUN_MODEL_VERSION, '?')}, "
                                f"not version {version}; validate version {version} itself")
     if run_tags.get(rt.RUN_VERDICT) != rt.PASSED:
@@ -108,7 +108,7 @@ def check_promotable(settings: Settings, tags: dict[str, str], version: str, cur
         raise PromotionRefused(f"version {version}'s validated metrics do not meet the fixed minimums: {detail}")
     validated_against = params.get(rt.RUN_CHAMPION_VERSION, NO_CHAMPION)
     now = current_champion or NO_CHAMPION
-    if validated_against != now:
+    if not same_version(validated_against, now):
         raise PromotionRefused(
             f"version {version} was validated against @{CHAMPION} {validated_against}, but "
             f"@{CHAMPION} is now {now}; validate it again against the current champion"
@@ -131,24 +131,24 @@ def _refuse_stages_on_unity_catalog(settings: Settings, stages: bool) -> None:
 
 def _move_champion(settings: Settings, version: str, expected_current: str | None) -> None:
     """Inside the alias lock: ``@champion`` from ``expected_current`` to ``version``, then read back."""
-    if registry.alias_version(settings, CHAMPION) != expected_current:
+    if not same_version(registry.alias_version(settings, CHAMPION), expected_current):
         raise PromotionRefused(f"@{CHAMPION} moved while this command ran (expected "
                                f"{expected_current or NO_CHAMPION}); nothing was changed, run it again")
     registry.set_alias(settings, CHAMPION, version)
     after = registry.alias_version(settings, CHAMPION)
-    if after != str(version):
+    if not same_version(after, version):
         raise PromotionRefused(f"@{CHAMPION} is v{after} right after it was set to v{version}: it was moved by hand "
                                "outside spark-mlops at the same moment; check `spark-mlops status`")
 
 
 def promote(settings: Settings, conf: PromoteConfig) -> str:
     _refuse_stages_on_unity_catalog(settings, conf.stages)
-    version = str(conf.version or registry.require_alias(settings, CHALLENGER, "run train first"))
+    version = parse_version(conf.version) or registry.require_alias(settings, CHALLENGER, "run train first")
     who = actor()
     with alias_lock.held(settings, "promote"):
         tags = dict(registry.get_version(settings, version).tags or {})
         current = registry.alias_version(settings, CHAMPION)
-        if current == version:
+        if same_version(current, version):
             print(f"promote: {settings.model_name} v{version} is already @{CHAMPION}; nothing to do")
             return version
         if rt.ROLLED_BACK_AT in tags and not conf.version:
@@ -188,8 +188,8 @@ def rollback(settings: Settings, *, reason: str = "", version: str | None = None
                     "promote a validated version instead"
                 )
         else:
-            target = str(version)
-            if target == current:
+            target = parse_version(version)
+            if same_version(target, current):
                 raise PromotionRefused(f"v{target} is already @{CHAMPION}; nothing to roll back")
         tags = dict(registry.get_version(settings, target).tags or {})
         if rt.PROMOTED_AT not in tags and rt.RESTORED_AT not in tags:
@@ -222,7 +222,7 @@ def record_rejection(settings: Settings, *, version: str | None = None) -> str:
     ``promote`` did not run. No such verdict means validate crashed before deciding: that is an
     error of its own (exit 1), so the two cases show as different task states.
     """
-    version = version or registry.require_alias(settings, CHALLENGER, "run train first")
+    version = parse_version(version) or registry.require_alias(settings, CHALLENGER, "run train first")
     tags = dict(registry.get_version(settings, version).tags or {})
     status, run_of_verdict = tags.get(rt.VALIDATION_STATUS), tags.get(rt.VALIDATION_JOB_RUN_ID)
     if settings.job_run_id and run_of_verdict != settings.job_run_id:

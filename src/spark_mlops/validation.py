@@ -33,7 +33,7 @@ from pyspark.sql import functions as F
 from spark_mlops import contract as dc
 from spark_mlops import evaluation, registry, text, tracking
 from spark_mlops import registry_tags as rt
-from spark_mlops.config import Settings, ValidateConfig
+from spark_mlops.config import Settings, ValidateConfig, parse_version, same_version
 from spark_mlops.errors import ConfigError, DataContractError, ValidationFailed
 from spark_mlops.spark import get_spark
 from spark_mlops.tables import tables_for
@@ -166,7 +166,7 @@ def run(settings: Settings, conf: ValidateConfig) -> ValidationReport:
     spark = get_spark(settings)
     contract = dc.load_contract(settings.contract)
     experiment_id = tracking.configure(settings)
-    version = conf.version or registry.require_alias(settings, CHALLENGER_ALIAS, "run train first")
+    version = parse_version(conf.version) or registry.require_alias(settings, CHALLENGER_ALIAS, "run train first")
     registry.get_version(settings, version)  # clear error for an unknown --version
     champion = registry.alias_version(settings, CHAMPION_ALIAS)
 
@@ -179,7 +179,7 @@ def run(settings: Settings, conf: ValidateConfig) -> ValidationReport:
         report = ValidationReport(settings.model_name, str(version), champion, result.metrics, None)
         report.checks += contract_checks(signature, contract, result, columns)
         report.checks += threshold_checks(result.metrics, conf.thresholds)
-        if champion is not None and champion != str(version):
+        if champion is not None and not same_version(champion, version):
             champion_result, _, _ = _evaluate_version(settings, champion, holdout, contract)
             report.champion_metrics = champion_result.metrics
             report.checks.append(champion_check(result.metrics, champion_result.metrics,
