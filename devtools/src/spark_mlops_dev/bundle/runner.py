@@ -992,6 +992,8 @@ def main(
     options = RunOptions.from_env(process_per_task=process_per_task, max_parallel=max_parallel,
                                   max_retry_wait_s=max_retry_wait_s)
     if repair is None:
+        if not job:
+            raise ConfigError("spark-mlops run: name a job (or --repair RUN_ID)")
         result = run_bundle_job(root, job, target, variables, parameters, state_dir=state_dir, options=options)
         return result.exit_code
     from spark_mlops_dev.bundle.databricks_cli import resolve_bundle
