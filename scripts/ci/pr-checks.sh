@@ -78,7 +78,7 @@ local_jobs() {
   ci_section "spark-mlops run release"
   spark-mlops run release --state-dir "$state"
   ci_section "spark-mlops run batch_inference"
-  spark-mlops run batch_inference --state-dir "$state" --param "input=$state/data/scoring.csv"
+  spark-mlops run batch_inference --state-dir "$state" --param "scoring_input=$state/data/scoring.csv"
 }
 
 cmd="${1:-all}"; [ $# -gt 0 ] && shift

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 
@@ -25,7 +26,7 @@ def _log(name: str) -> dict[str, str]:
     args = _args()
     if args.get("log"):
         with Path(args["log"]).open("a", encoding="utf-8") as fh:
-            entry = {"task": args.get("name", name), "argv": sys.argv,
+            entry = {"task": args.get("name", name), "argv": sys.argv, "pid": os.getpid(), "time": time.time(),
                      "state_dir": os.environ.get("SPARK_MLOPS_STATE_DIR")}
             fh.write(json.dumps(entry) + "\n")
     return args
@@ -63,11 +64,30 @@ def fail_with() -> None:
 
 
 def sleep() -> None:
-    """Sleeps ``--seconds`` (a task that outlasts a small timeout_seconds), then succeeds."""
-    import time
-
+    """Sleeps ``--seconds`` (a task that outlasts a small timeout_seconds), then succeeds; logs
+    ``<name>.done`` when it ends and ``<name>.finally`` from its ``finally`` block."""
     args = _log("sleep")
+    try:
+        time.sleep(float(args.get("seconds", "0")))
+        _log_event(args, "done")
+    finally:
+        _log_event(args, "finally")
+
+
+def stubborn() -> None:
+    """Ignores SIGTERM (a task that will not stop when asked), then sleeps ``--seconds``."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    args = _log("stubborn")
     time.sleep(float(args.get("seconds", "0")))
+    _log_event(args, "done")
+
+
+def _log_event(args: dict[str, str], event: str) -> None:
+    if args.get("log"):
+        with Path(args["log"]).open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"task": f"{args.get('name', 'sleep')}.{event}", "time": time.time()}) + "\n")
 
 
 _REMEMBERED: list[str] = []

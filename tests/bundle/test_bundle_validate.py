@@ -195,7 +195,7 @@ def test_named_parameter_the_subcommand_does_not_accept(bundle_copy, schema_sour
 
 def test_required_option_not_passed(bundle_copy, schema_source):
     bundle_copy.replace("resources/batch_inference.job.yml",
-                        "              input: \"{{job.parameters.input}}\"\n\n", "\n")
+                        "              input: \"{{job.parameters.scoring_input}}\"\n\n", "\n")
     problems = run_check(bundle_copy.root, schema_source, ["dev"])
     assert_problem(problems, "resources/batch_inference.job.yml: resources.jobs.batch_inference.tasks[0]"
                    ".python_wheel_task.named_parameters: `spark-mlops check-batch` requires --input; not passed")
@@ -267,7 +267,7 @@ def test_undeclared_job_parameter(bundle_copy, schema_source):
     problems = run_check(bundle_copy.root, schema_source, ["dev"])
     assert_problem(problems, "resources/batch_inference.job.yml: resources.jobs.batch_inference.tasks[1]."
                    "python_wheel_task.named_parameters.batch-id: {{job.parameters.batch}} is not a job parameter; "
-                   "expected one of: batch_id, input")
+                   "expected one of: batch_id, scoring_input")
 
 
 def test_duplicate_task_key(bundle_copy, schema_source):

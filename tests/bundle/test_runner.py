@@ -89,6 +89,7 @@ class Job:
         self.write()
         bundle = load_bundle(self.root, None, local=True)
         kwargs.setdefault("out", io.StringIO())
+        kwargs.setdefault("state_dir", self.root / "state")
         return runner.run_job(bundle, self.key, parameters, **kwargs)
 
     def calls(self) -> list[dict]:
@@ -165,13 +166,29 @@ def test_task_failing_once_succeeds_on_retry(job: Job, tmp_path: Path):
     assert result.ok
 
 
-def test_retry_wait_is_capped_locally(job: Job):
-    task = job.wheel("a")
-    task["max_retries"] = 3
+def test_a_retry_waits_min_retry_interval_millis(job: Job, tmp_path: Path):
+    # docs: jobs/configure-task "Retries": the minimum interval between the start of the failed
+    # run and the retry; the runner used to cap it at 1 s.
+    task = job.wheel("flaky", "fail_once", counter=str(tmp_path / "count"))
+    task["max_retries"] = 1
+    task["min_retry_interval_millis"] = 2500
+    out = io.StringIO()
+    result = job.run(out=out)
+    first, second = (c["time"] for c in job.calls())
+    assert result.tasks["flaky"].attempts == 2 and result.ok
+    assert second - first >= 2.5
+    assert "retrying in 2.5s (retry 1 of 1)" in out.getvalue()
+
+
+def test_a_setting_shortens_retry_waits_locally_and_says_so(job: Job, tmp_path: Path):
+    task = job.wheel("flaky", "fail_once", counter=str(tmp_path / "count"))
+    task["max_retries"] = 1
     task["min_retry_interval_millis"] = 600_000
-    plan = runner.plan_job(load_bundle(job.write(), local=True), "demo")
-    assert plan.tasks["a"].retry_wait_s == runner.MAX_RETRY_WAIT_S == 1.0
-    assert plan.tasks["a"].max_retries == 3
+    out = io.StringIO()
+    result = job.run(out=out, options=runner.RunOptions(max_retry_wait_s=0.1))
+    assert result.tasks["flaky"].attempts == 2 and result.ok
+    assert ("retrying in 0.1s (retry 1 of 1; min_retry_interval_millis 600000 shortened locally by "
+            "SPARK_MLOPS_MAX_RETRY_WAIT_S=0.1)") in out.getvalue()
 
 
 def test_always_failing_task_stops_its_dependants_and_fails_the_job(job: Job):

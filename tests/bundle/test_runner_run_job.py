@@ -171,3 +171,72 @@ def test_a_second_trigger_while_retraining_runs_is_skipped_not_queued(tmp_path):
     (active / "retraining--1.pid").write_text(dead.stdout.strip())
     assert run(tmp_path, "batch", {"retrain_on_drift": "true"}).tasks["retrain"].status is runner.TaskStatus.SUCCESS
     assert not any(p.name.startswith("retraining--") and p.name != "retraining--1.pid" for p in active.iterdir())
+
+
+# ---------------------------------------------------------------- job parameter pushdown
+
+
+def test_job_parameters_are_pushed_down_into_run_job_tasks_and_win(tmp_path):
+    # docs: jobs/job-parameters "Job parameter pushdown": Run Job is a key-value task, and a job
+    # parameter wins over a task parameter of the same key; undeclared ones become the child
+    # run's parameters too (databricks/cli libs/testserver/jobs.go runJobParameters).
+    log = tmp_path / "calls.jsonl"
+    child = {"name": "child", "parameters": [{"name": "input", "default": "child default"}],
+             "tasks": [wheel("child_task", log, input="{{job.parameters.input}}")]}
+    parent = {"name": "parent", "parameters": [{"name": "input", "default": "the parent's batch"},
+                                               {"name": "batch_id", "default": "b7"}],
+              "tasks": [{"task_key": "go", "run_job_task": {"job_id": "${resources.jobs.child.id}",
+                                                            "job_parameters": {"input": "the task's value"}}}]}
+    write_bundle(tmp_path, {"parent": parent, "child": child})
+    result = run(tmp_path, "parent")
+    run_of_child = result.tasks["go"].child
+    assert run_of_child.parameters == {"input": "the parent's batch", "batch_id": "b7"}
+    (call,) = calls(log)
+    assert call["args"]["input"] == "the parent's batch" and call["args"]["batch_id"] == "b7"
+
+
+def _stand_in_tasks(config: dict, log: Path, failing: dict[str, int]) -> None:
+    """Every wheel task of every job becomes a sample task that logs its argv (``failing``: task
+    key -> exit code), keeping its named parameters: the real job graph, no Spark."""
+    for job in config["resources"]["jobs"].values():
+        for task in job["tasks"]:
+            wheel_task = task.get("python_wheel_task")
+            if wheel_task is None:
+                continue
+            key = task["task_key"]
+            named = {**(wheel_task.get("named_parameters") or {}), "name": key, "log": str(log)}
+            if key in failing:
+                named["code"] = str(failing[key])
+            task["python_wheel_task"] = {"package_name": "run_job_sample", "named_parameters": named,
+                                         "entry_point": "exit_with" if key in failing else "record"}
+
+
+def test_a_scoring_batch_does_not_become_the_training_input_of_a_retraining(tmp_path):
+    """batch_inference -> retrain (Run Job) -> retraining -> train (Run Job) -> training: with
+    pushdown, batch_inference's job parameters reach every job below it; none may set what
+    training reads (issue 26)."""
+    import copy
+
+    from spark_mlops_dev.bundle.loader import Bundle
+    from tests.conftest import REPO_ROOT
+
+    real = load_bundle(REPO_ROOT, "staging", {"retrain_on_drift": "true", "model_source": "train"}, local=True)
+    config = copy.deepcopy(real.config)
+    log = tmp_path / "calls.jsonl"
+    _stand_in_tasks(config, log, failing={"drift_check": 7})  # drift: the gate starts a retraining
+    (tmp_path / "pyproject.toml").write_text(PYPROJECT)
+    bundle = Bundle(root=tmp_path, target="staging", config=config, variables=real.variables, origins=real.origins)
+    scoring_batch = str(tmp_path / "tonight.csv")
+    declared = [p["name"] for p in config["resources"]["jobs"]["batch_inference"]["parameters"]]
+    batch_input = next(n for n in declared if "input" in n)
+    result = runner.run_job(bundle, "batch_inference", {batch_input: scoring_batch, "batch_id": "tonight"},
+                            out=io.StringIO(), state_dir=tmp_path / "state")
+    assert result.tasks["retrain"].status is runner.TaskStatus.SUCCESS, result.summary()
+    prepare = [c for c in calls(log) if c["task"] == "prepare"]
+    assert len(prepare) == 1, "the retraining did not train"
+    assert prepare[0]["args"]["input"] == real.variables["training_input"]
+    # The batch still travels down (pushdown), under a name no task below batch_inference reads:
+    # wheel tasks ignore job parameters they do not use (spark_mlops.cli.main, ignore_unknown).
+    below = [c for c in calls(log) if c["task"] in ("prepare", "train", "validate", "promote")]
+    assert below and {k for c in below for k, v in c["args"].items() if v == scoring_batch} == {batch_input}
+    assert batch_input not in ("input", "batch-id")

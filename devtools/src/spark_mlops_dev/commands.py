@@ -60,15 +60,27 @@ def add_commands(sub: argparse._SubParsersAction, command: CommandFactory) -> No
     p.add_argument("--show", action="store_true", help="print the resolved view per target")
     bundle.set_defaults(handler=run_bundle)
 
-    p = sub.add_parser("run", help="run one of the bundle's jobs locally")
-    p.add_argument("job", help="job resource key, e.g. training")
+    p = sub.add_parser("run", help="run one of the bundle's jobs locally, or repair a run (--repair)")
+    p.add_argument("job", nargs="?", default="", help="job resource key, e.g. training (optional with --repair)")
     p.add_argument("-t", "--target", dest="bundle_target", default=None, help="bundle target (default: dev)")
     p.add_argument("--var", action="append", default=[], help="override a bundle variable: k=v")
     p.add_argument("--param", action="append", default=[], help="override a job parameter: k=v")
     p.add_argument("--root", default=".", help="bundle root folder")
     p.add_argument("--state-dir", help="local state folder [$SPARK_MLOPS_STATE_DIR, default .mlops]")
     p.add_argument("--process-per-task", action="store_true",
-                   help="run every task in a process of its own with only its arguments, as a job cluster does")
+                   help="run every task in a process of its own with only its arguments, as a job cluster does; "
+                        "tasks then run in parallel and are stopped at their timeouts")
+    p.add_argument("--max-parallel", type=int, default=None, metavar="N",
+                   help="tasks at once with --process-per-task [$SPARK_MLOPS_MAX_PARALLEL_TASKS, default 2]")
+    p.add_argument("--max-retry-wait", type=float, default=None, metavar="SECONDS",
+                   help="wait at most this long between retries, whatever min_retry_interval_millis says "
+                        "[$SPARK_MLOPS_MAX_RETRY_WAIT_S]")
+    p.add_argument("--repair", metavar="RUN_ID", default=None,
+                   help="repair that run: re-run its failed tasks (or --rerun's), keeping the others' results")
+    p.add_argument("--rerun", action="append", default=[], metavar="TASK",
+                   help="with --repair: re-run this task (repeatable) instead of every failed one")
+    p.add_argument("--rerun-dependent", action="store_true",
+                   help="with --repair: also re-run every task downstream of the re-run ones")
     p.set_defaults(handler=run_job)
 
 
@@ -116,6 +128,11 @@ def run_job(args: argparse.Namespace) -> int:
         parameters=dict(_split_assignment(v, "--param") for v in args.param),
         state_dir=args.state_dir,
         process_per_task=args.process_per_task,
+        repair=args.repair,
+        rerun_tasks=args.rerun,
+        rerun_dependent=args.rerun_dependent,
+        max_parallel=args.max_parallel,
+        max_retry_wait_s=args.max_retry_wait,
     )
 
 

@@ -85,14 +85,13 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import json
 import os
 import re
 import sys
+import threading
 import time
 import traceback
-import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -102,17 +101,18 @@ from typing import Any, TextIO
 from spark_mlops import text
 from spark_mlops.config import redact
 from spark_mlops.errors import ConfigError
-from spark_mlops.processes import alive
-from spark_mlops_dev.bundle import entry_points, graph
+from spark_mlops_dev.bundle import concurrency, entry_points, graph, run_state, scheduling, task_process
+from spark_mlops_dev.bundle.references import Context, RefError, as_text, reference_fields
 
-MAX_RETRY_WAIT_S = 1.0
 UNLIMITED_RETRIES_CAP = 5
+DEFAULT_MAX_PARALLEL = 2  # ready tasks at once (process-per-task): the machines this runs on have 2 cores
+MAX_PARALLEL_ENV = "SPARK_MLOPS_MAX_PARALLEL_TASKS"
+MAX_RETRY_WAIT_ENV = "SPARK_MLOPS_MAX_RETRY_WAIT_S"  # unset: min_retry_interval_millis is waited in full
 DEBUG_ENV = "SPARK_MLOPS_DEBUG"
 STATE_DIR_ENV = "SPARK_MLOPS_STATE_DIR"
 STDOUT = "stdout"  # `out=` default: the sys.stdout of the moment of printing
 
 SUPPORTED_TYPES = ("python_wheel_task", "condition_task", "run_job_task")
-ACTIVE_RUNS_DIR = ("runs", "active")  # under the state folder: one file per active local job run
 # docs: "Pass job_id: ${resources.jobs.<job_key>.id}" (bundles: job task types / run_job_task)
 _SAME_BUNDLE_JOB = re.compile(r"^\$\{resources\.jobs\.([A-Za-z0-9_-]+)\.id\}$")
 _RUN_JOB_FIELDS = ("job_id", "job_parameters")
@@ -127,8 +127,8 @@ class TaskStatus(enum.StrEnum):
     FAILED = "FAILED"
     UPSTREAM_FAILED = "UPSTREAM_FAILED"
     EXCLUDED = "EXCLUDED"  # skipped: unmet condition outcome or failure-handling run_if
-    TIMEDOUT = "TIMEDOUT"  # ran past its timeout_seconds
-    CANCELED = "CANCELED"  # not started: the run had timed out
+    TIMEDOUT = "TIMEDOUT"  # stopped at its timeout_seconds, or when the run timed out
+    CANCELED = "CANCELED"  # not started: the run had timed out or was canceled
     PENDING = "PENDING"
 
 
@@ -137,6 +137,7 @@ class RunState(enum.StrEnum):
     SUCCESS_WITH_FAILURES = "SUCCESS_WITH_FAILURES"
     FAILED = "FAILED"
     TIMEDOUT = "TIMEDOUT"  # the run lasted longer than the job's timeout_seconds
+    CANCELED = "CANCELED"  # a child run canceled by its Run Job task's timeout or its parent's
     MAXIMUM_CONCURRENT_RUNS_REACHED = "MAXIMUM_CONCURRENT_RUNS_REACHED"  # skipped: nothing ran
 
 
@@ -152,6 +153,7 @@ class TaskResult:
     argv: list[str] = field(default_factory=list)  # wheel tasks: sys.argv of the last attempt
     detail: str = ""  # condition tasks: the evaluated expression
     child: JobRunResult | None = None  # run_job_task: the run it started
+    kept: bool = False  # a repair kept this result from the run it repaired
 
     @property
     def ok(self) -> bool:
@@ -170,6 +172,17 @@ class JobRunResult:
     start_time: datetime
     duration: float
     notes: list[str] = field(default_factory=list)
+    repair_count: int = 0
+
+    @property
+    def life_cycle_state(self) -> str:
+        """As runs/get reports it: SKIPPED for a run skipped at the concurrency limit, else TERMINATED."""
+        return "SKIPPED" if self.state is RunState.MAXIMUM_CONCURRENT_RUNS_REACHED else "TERMINATED"
+
+    def api_state(self) -> dict[str, str]:
+        """The run's ``state`` as the Jobs API's runs/get reports it (RunState in databricks-sdk-py)."""
+        return {"life_cycle_state": self.life_cycle_state, "result_state": str(self.state),
+                "state_message": "; ".join(self.notes)}
 
     @property
     def ok(self) -> bool:
@@ -245,19 +258,10 @@ def _task_type(key: str, spec: dict) -> str:
     return kind
 
 
-def _as_text(value: Any) -> str:
-    """A YAML value as the string Databricks would pass (booleans as true/false, JSON for the rest)."""
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return ""
-    return json.dumps(value)
-
-
 def _outcome(value: Any) -> str | None:
     if value is None:
         return None
-    text = _as_text(value).strip().lower()
+    text = as_text(value).strip().lower()
     if text not in ("true", "false"):
         raise ValueError(text)
     return text
@@ -288,7 +292,7 @@ def _parse_tasks(job_key: str, job: dict) -> dict[str, _Task]:
         retries = int(spec.get("max_retries") or 0)
         if retries < 0:
             retries = UNLIMITED_RETRIES_CAP
-        wait = min(float(spec.get("min_retry_interval_millis") or 0) / 1000.0, MAX_RETRY_WAIT_S)
+        wait = float(spec.get("min_retry_interval_millis") or 0) / 1000.0
         tasks[key] = _Task(key, kind, spec, deps, run_if, retries, wait)
 
     for t in tasks.values():
@@ -349,176 +353,6 @@ def _order(tasks: dict[str, _Task]) -> list[str]:
     return order
 
 
-def _ancestors(tasks: dict[str, _Task], key: str) -> set[str]:
-    return graph.ancestors(_graph(tasks), key)
-
-
-# ---------------------------------------------------------------- entry points
-
-
-# ---------------------------------------------------------------- references
-
-_REF = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
-_KNOWN_NAMESPACES = ("job", "task", "tasks", "workspace")
-_TIME_ARGS = ("iso_date", "iso_datetime", "iso_weekday", "is_weekday", "year", "month", "day", "hour",
-              "minute", "second", "timestamp_ms")
-
-
-class _RefError(Exception):
-    """A reference that cannot be resolved (message names the reason)."""
-
-
-_SEGMENT = r"(?:`[^`]+`|[A-Za-z0-9_\-]+)"
-_PATH = re.compile(rf"{_SEGMENT}(?:\.{_SEGMENT})*")
-
-
-def _split_path(text: str) -> list[str] | None:
-    """``tasks.`my task`.values.x`` -> ``["tasks", "my task", "values", "x"]``; None if not a path."""
-    if not _PATH.fullmatch(text):
-        return None
-    return [m.group(0).strip("`") for m in re.finditer(_SEGMENT, text)]
-
-
-def _time_value(moment: datetime, arg: str) -> str:
-    return {
-        "iso_date": moment.date().isoformat(),
-        "iso_datetime": moment.isoformat(timespec="milliseconds").replace("+00:00", ""),
-        "iso_weekday": str(moment.isoweekday()),
-        "is_weekday": "true" if moment.isoweekday() <= 5 else "false",
-        "year": str(moment.year),
-        "month": str(moment.month),
-        "day": str(moment.day),
-        "hour": str(moment.hour),
-        "minute": str(moment.minute),
-        "second": str(moment.second),
-        "timestamp_ms": str(int(moment.timestamp() * 1000)),
-    }[arg]
-
-
-class _Context:
-    """What dynamic value references can see during one job run."""
-
-    def __init__(self, *, job_key: str, job: dict, run_id: str, start: datetime, parameters: dict[str, str],
-                 tasks: dict[str, _Task], results: dict[str, TaskResult]):
-        self.job_key = job_key
-        self.job = job
-        self.run_id = run_id
-        self.job_id = str(zlib.crc32(job_key.encode()) or 1)
-        self.start = start
-        self.parameters = parameters
-        self.tasks = tasks
-        self.results = results
-        self.task_index = {k: i + 1 for i, k in enumerate(tasks)}
-        self.process_per_task = False  # run each wheel task in a process of its own
-
-    def task_run_id(self, key: str) -> str:
-        return f"{self.run_id}{self.task_index[key]:03d}" if self.run_id.isdigit() else \
-            f"{self.run_id}-{self.task_index[key]}"
-
-    # check=True: validate the shape only (before the run), value lookups are not done
-    def lookup(self, parts: list[str], task_key: str | None, *, check: bool = False) -> str:
-        head, rest = parts[0], parts[1:]
-        if head == "job":
-            return self._job(rest)
-        if head == "workspace":
-            if rest == ["id"]:
-                return "0"
-            if rest == ["url"]:
-                return "http://localhost"
-            raise _RefError("unknown workspace field (workspace.id and workspace.url exist)")
-        if head == "task":
-            if task_key is None:
-                raise _RefError("task references exist only in task fields")
-            return self._task(task_key, rest, check=check)
-        if head == "tasks":
-            if len(rest) < 2:
-                raise _RefError("expected tasks.<task_key>.<field>")
-            return self._tasks(task_key, rest[0], rest[1:], check=check)
-        raise _RefError(f"unknown namespace {head!r}")
-
-    def _job(self, rest: list[str]) -> str:
-        if rest == ["id"]:
-            return self.job_id
-        if rest == ["name"]:
-            return str(self.job.get("name") or self.job_key)
-        if rest == ["run_id"]:
-            return self.run_id
-        if rest == ["repair_count"]:
-            return "0"
-        if rest == ["trigger", "type"]:
-            return "one_time"
-        if len(rest) == 2 and rest[0] == "parameters":
-            if rest[1] not in self.parameters:
-                raise _RefError(f"no job parameter {rest[1]!r} "
-                                      f"(job parameters: {', '.join(self.parameters) or 'none'})")
-            return self.parameters[rest[1]]
-        if len(rest) == 2 and rest[0] == "start_time" or len(rest) == 3 and rest[:2] == ["trigger", "time"]:
-            arg = rest[-1]
-            if arg not in _TIME_ARGS:
-                raise _RefError(f"unknown time field {arg!r} (one of {', '.join(_TIME_ARGS)})")
-            return _time_value(self.start, arg)
-        raise _RefError("unknown job field")
-
-    def _task(self, key: str, rest: list[str], *, check: bool) -> str:
-        if rest == ["name"]:
-            return key
-        if rest == ["run_id"]:
-            return self.task_run_id(key)
-        if rest == ["execution_count"]:
-            return "1" if check else str(max(1, self.results[key].attempts))
-        raise _RefError("unknown task field (name, run_id, execution_count)")
-
-    def _tasks(self, task_key: str | None, other: str, rest: list[str], *, check: bool) -> str:
-        if other not in self.tasks:
-            raise _RefError(f"no task {other!r} in this job (tasks: {', '.join(self.tasks)})")
-        if task_key is not None and other not in _ancestors(self.tasks, task_key):
-            raise _RefError(f"task {other!r} is not upstream of {task_key!r} (add it to depends_on)")
-        if len(rest) == 2 and rest[0] == "values":
-            # Only notebook tasks can set task values (docs: jobs/task-values), and the local
-            # runner runs no notebook tasks: such a reference could never resolve here.
-            raise _RefError(f"{{{{tasks.{other}.values.{rest[1]}}}}}: task {other!r} is a "
-                            f"{self.tasks[other].type}; task values can only be set from Python notebook "
-                            "tasks (dbutils.jobs.taskValues, docs: jobs/task-values), so this would never "
-                            "resolve in a workspace; gate on exit codes, run_if or a condition on a literal")
-        if rest == ["run_id"]:
-            return self.task_run_id(other)
-        if rest == ["result_state"]:
-            return "" if check else str(self.results[other].status)
-        if rest == ["execution_count"]:
-            return "" if check else str(self.results[other].attempts)
-        raise _RefError("unknown field (values.<name>, run_id, result_state, execution_count)")
-
-    def resolve(self, text: str, task_key: str | None, *, check: bool = False) -> str:
-        def repl(m: re.Match) -> str:
-            parts = _split_path(m.group(1))
-            if not parts or parts[0] not in _KNOWN_NAMESPACES:
-                return m.group(0)  # like Databricks: not a reference of a known namespace = literal
-            try:
-                return self.lookup(parts, task_key, check=check)
-            except _RefError as exc:
-                where = f"task {task_key!r}" if task_key else f"job {self.job_key!r}"
-                raise _RefError(f"{where}: cannot resolve {m.group(0)}: {exc}") from None
-
-        return _REF.sub(repl, text)
-
-
-def _reference_fields(t: _Task) -> list[tuple[str, Any]]:
-    """(field path, value) of the task fields the runner resolves references in."""
-    out: list[tuple[str, Any]] = []
-    if t.type == "python_wheel_task":
-        wheel = t.spec["python_wheel_task"]
-        for name, value in (wheel.get("named_parameters") or {}).items():
-            out.append((f"named_parameters.{name}", value))
-        for i, value in enumerate(wheel.get("parameters") or []):
-            out.append((f"parameters[{i}]", value))
-    elif t.type == "run_job_task":
-        for name, value in (t.spec["run_job_task"].get("job_parameters") or {}).items():
-            out.append((f"job_parameters.{name}", value))
-    else:
-        cond = t.spec["condition_task"]
-        out.extend((side, cond.get(side)) for side in ("left", "right"))
-    return out
-
 
 # ---------------------------------------------------------------- plan
 
@@ -540,9 +374,15 @@ class JobPlan:
 
 
 def plan_job(bundle: Any, job_key: str, parameters: Mapping[str, Any] | None = None,
-             _callers: tuple[str, ...] = ()) -> JobPlan:
+             _callers: tuple[str, ...] = (), *, _undeclared_ok: bool = False) -> JobPlan:
     """Check a job of a loaded bundle; raise :class:`ConfigError` on anything that would stop it.
-    Jobs started by its run_job_tasks are checked too (with their declared parameters)."""
+    Jobs started by its run_job_tasks are checked too (with their declared parameters).
+
+    ``parameters`` the job does not declare are an error (a typo on the command line), except for
+    a run started by a Run Job task (``_undeclared_ok``): parameters pushed down from the parent
+    become the child run's job parameters whether the child declares them or not, as a run's
+    parameters are the job's with the run's overrides on top (databricks/cli
+    ``libs/testserver/jobs.go`` ``runJobParameters``), and are pushed down again from there."""
     if job_key in _callers:
         raise ConfigError(f"run_job_task cycle: {' -> '.join((*_callers, job_key))}")
     job = _job(bundle, job_key)
@@ -551,12 +391,12 @@ def plan_job(bundle: Any, job_key: str, parameters: Mapping[str, Any] | None = N
     for i, p in enumerate(job.get("parameters") or []):
         if not isinstance(p, dict) or not p.get("name"):
             raise ConfigError(f"job {job_key!r}: parameters[{i}] has no name")
-        declared[str(p["name"])] = _as_text(p.get("default", ""))
+        declared[str(p["name"])] = as_text(p.get("default", ""))
     for name, value in (parameters or {}).items():
-        if name not in declared:
+        if name not in declared and not _undeclared_ok:
             raise ConfigError(f"job {job_key!r} has no parameter {name!r} "
                               f"(parameters: {', '.join(declared) or 'none'})")
-        declared[name] = _as_text(value)
+        declared[name] = as_text(value)
     root = Path(bundle.root)
     for t in tasks.values():
         if t.type == "python_wheel_task":
@@ -582,7 +422,7 @@ def plan_job(bundle: Any, job_key: str, parameters: Mapping[str, Any] | None = N
 
 
 def _check_references(plan: JobPlan) -> None:
-    ctx = _Context(job_key=plan.job_key, job=plan.job, run_id="0", start=datetime.now(UTC),
+    ctx = Context(job_key=plan.job_key, job=plan.job, run_id="0", start=datetime.now(UTC),
                    parameters=plan.parameters, tasks=plan.tasks, results={})
     problems: list[str] = []
     for name, value in plan.parameters.items():
@@ -592,13 +432,13 @@ def _check_references(plan: JobPlan) -> None:
             continue
         try:
             ctx.resolve(value, None, check=True)
-        except _RefError as exc:
+        except RefError as exc:
             problems.append(f"parameter {name!r}: {exc}")
     for t in plan.tasks.values():
-        for where, value in _reference_fields(t):
+        for where, value in reference_fields(t):
             try:
-                ctx.resolve(_as_text(value), t.key, check=True)
-            except _RefError as exc:
+                ctx.resolve(as_text(value), t.key, check=True)
+            except RefError as exc:
                 problems.append(f"{exc} (in {t.type}.{where})")
     if problems:
         raise ConfigError("invalid dynamic value references:\n  " + "\n  ".join(problems))
@@ -607,13 +447,53 @@ def _check_references(plan: JobPlan) -> None:
 # ---------------------------------------------------------------- running
 
 _last_run_id = 0
+_run_id_lock = threading.Lock()
 
 
 def new_run_id() -> str:
     """An increasing, timestamp-based local run id (milliseconds since the epoch)."""
     global _last_run_id
-    _last_run_id = max(_last_run_id + 1, int(time.time() * 1000))
-    return str(_last_run_id)
+    with _run_id_lock:
+        _last_run_id = max(_last_run_id + 1, int(time.time() * 1000))
+        return str(_last_run_id)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How the runner runs tasks locally (none of this changes what a task is given)."""
+
+    process_per_task: bool = False  # each wheel task in a process of its own (task_process.py)
+    max_parallel: int = DEFAULT_MAX_PARALLEL  # ready tasks at once; process-per-task only
+    max_retry_wait_s: float | None = None  # shortens min_retry_interval_millis locally (stated in the output)
+    kill_grace_s: float = task_process.KILL_GRACE_S  # SIGTERM, then SIGKILL this much later
+
+    @classmethod
+    def from_env(cls, *, process_per_task: bool = False, max_parallel: int | None = None,
+                 max_retry_wait_s: float | None = None) -> RunOptions:
+        """Options with ``SPARK_MLOPS_MAX_PARALLEL_TASKS`` / ``SPARK_MLOPS_MAX_RETRY_WAIT_S`` read
+        where an argument is None."""
+        if max_parallel is None:
+            max_parallel = _env_number(MAX_PARALLEL_ENV, int) or DEFAULT_MAX_PARALLEL
+        if max_retry_wait_s is None:
+            max_retry_wait_s = _env_number(MAX_RETRY_WAIT_ENV, float)
+        if max_parallel < 1:
+            raise ConfigError(f"max parallel tasks must be at least 1, found {max_parallel}")
+        return cls(process_per_task=process_per_task, max_parallel=max_parallel, max_retry_wait_s=max_retry_wait_s)
+
+    @property
+    def parallel(self) -> int:
+        # In-process tasks share sys.argv, the environment and one Spark session: one at a time.
+        return self.max_parallel if self.process_per_task else 1
+
+
+def _env_number(name: str, kind: type) -> Any:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r}: expected a number") from None
 
 
 @contextlib.contextmanager
@@ -630,42 +510,6 @@ def _patched_env(name: str, value: str | None) -> Iterator[None]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = previous
-
-
-def _decide(t: _Task, results: dict[str, TaskResult], tasks: dict[str, _Task]) -> tuple[bool, TaskStatus, str]:
-    """(run?, status when not run, why) from the dependencies' results and run_if."""
-    if not t.deps:
-        return True, TaskStatus.PENDING, ""
-    edges: list[str] = []  # "success" | "failed" | "excluded"
-    for dep, outcome in t.deps:
-        r = results[dep]
-        if r.status is TaskStatus.EXCLUDED:
-            edges.append("excluded")
-        elif r.status is not TaskStatus.SUCCESS:
-            edges.append("failed")
-        elif outcome is not None and (r.outcome is True) != (outcome == "true"):
-            edges.append("excluded")
-        else:
-            edges.append("success")
-    live = [e for e in edges if e != "excluded"]
-    if not live:
-        return False, TaskStatus.EXCLUDED, "all dependencies were excluded"
-    ok, failed = live.count("success"), live.count("failed")
-    rule = t.run_if
-    if rule == "ALL_DONE":
-        return True, TaskStatus.PENDING, ""
-    met = {
-        "ALL_SUCCESS": failed == 0,
-        "AT_LEAST_ONE_SUCCESS": ok > 0,
-        "NONE_FAILED": failed == 0,
-        "AT_LEAST_ONE_FAILED": failed > 0,
-        "ALL_FAILED": ok == 0,
-    }[rule]
-    if met:
-        return True, TaskStatus.PENDING, ""
-    status = TaskStatus.EXCLUDED if rule in ("AT_LEAST_ONE_FAILED", "ALL_FAILED") else TaskStatus.UPSTREAM_FAILED
-    upstream = ", ".join(f"{dep} {results[dep].status}" for dep, _ in t.deps)
-    return False, status, f"run_if {rule} not met: {upstream}"
 
 
 def _number(text: str) -> Decimal:
@@ -689,19 +533,30 @@ def evaluate_condition(op: str, left: str, right: str) -> bool:
             "LESS_THAN_OR_EQUAL": a <= b}[op]
 
 
-def _wheel_args(t: _Task, ctx: _Context) -> list[str]:
+def _wheel_args(t: _Task, ctx: Context) -> list[str]:
     wheel = t.spec["python_wheel_task"]
     named = wheel.get("named_parameters")
     if named:
-        values = {str(k): ctx.resolve(_as_text(v), t.key) for k, v in named.items()}
-        for name, value in ctx.parameters.items():  # job parameter push-down; the job's value wins
+        values = {str(k): ctx.resolve(as_text(v), t.key) for k, v in named.items()}
+        for name, value in ctx.parameters.items():  # job parameter pushdown; the job's value wins
             values[name] = value
         return [f"--{k}={v}" for k, v in values.items()]
-    return [ctx.resolve(_as_text(v), t.key) for v in wheel.get("parameters") or []]
+    return [ctx.resolve(as_text(v), t.key) for v in wheel.get("parameters") or []]
+
+
+def _run_job_parameters(t: _Task, ctx: Context) -> dict[str, str]:
+    """The child run's job parameters: the task's ``job_parameters``, then the parent's job
+    parameters pushed down over them. Run Job is a key-value task, and "a job parameter takes
+    precedence over a task parameter with the same key" (docs: jobs/job-parameters, "Job
+    parameter pushdown"; jobs/task-parameters)."""
+    params = {str(k): ctx.resolve(as_text(v), t.key)
+              for k, v in (t.spec["run_job_task"].get("job_parameters") or {}).items()}
+    params.update(ctx.parameters)
+    return params
 
 
 def _call_entry(t: _Task, argv: list[str]) -> str | None:
-    """Run one attempt; None on success, else the failure message."""
+    """Run one attempt in this process; None on success, else the failure message."""
     package = str(t.spec["python_wheel_task"]["package_name"])
     saved = sys.argv
     sys.argv = [package, *argv]
@@ -722,155 +577,19 @@ def _call_entry(t: _Task, argv: list[str]) -> str | None:
         sys.argv = saved
 
 
-def _call_entry_process(t: _Task, argv: list[str]) -> str | None:
-    """Run one attempt in a process of its own; None on success, else the failure message."""
-    from spark_mlops_dev.bundle import task_process
-
-    code = task_process.run(t.entry or "", str(t.spec["python_wheel_task"]["package_name"]), argv)
-    return None if code == 0 else f"exited with code {code}"
-
-
 class _Printer:
     """Everything the runner prints (progress, task errors, the summary) goes through the
     project's one redaction: a parameter or an error may quote a URI with a password in it."""
 
     def __init__(self, out: TextIO | None | str):
         self.out = out
+        self.lock = threading.Lock()
 
     def __call__(self, text: str) -> None:
         if self.out is None:
             return
-        print(redact(text), file=sys.stdout if self.out == STDOUT else self.out, flush=True)
-
-
-def run_job(
-    bundle: Any,
-    job_key: str,
-    parameters: Mapping[str, Any] | None = None,
-    run_id: str | int | None = None,
-    *,
-    state_dir: str | os.PathLike | None = None,
-    out: TextIO | None | str = STDOUT,
-    process_per_task: bool = False,
-) -> JobRunResult:
-    """Run ``job_key`` of a loaded bundle (``load_bundle(..., local=True)``) in this process, or
-    with ``process_per_task`` each wheel task in a process of its own (see task_process.py).
-
-    ``parameters`` override the job's parameter defaults (unknown names are an error);
-    ``state_dir`` is exported as ``SPARK_MLOPS_STATE_DIR`` for the run; progress and the summary
-    go to ``out`` (a text stream; None = silent; default: sys.stdout). Raises :class:`ConfigError` before running anything when the
-    job cannot run; task failures are reported in the result, never raised.
-    """
-    plan = plan_job(bundle, job_key, parameters)
-    run_id = str(run_id) if run_id is not None else new_run_id()
-    state = str(Path(state_dir).resolve()) if state_dir is not None else None
-    with _patched_env(STATE_DIR_ENV, state), _active_run(plan.job, job_key, run_id) as admitted:
-        if not admitted:
-            return _skipped(bundle, plan, job_key, run_id, _Printer(out))
-        return _run_plan(bundle, plan, job_key, run_id, _Printer(out), process_per_task)
-
-
-def _run_plan(bundle: Any, plan: JobPlan, job_key: str, run_id: str, say: _Printer,
-              process_per_task: bool = False) -> JobRunResult:
-    start = datetime.now(UTC)
-    clock = time.monotonic()
-    results: dict[str, TaskResult] = {}
-    ctx = _Context(job_key=job_key, job=plan.job, run_id=run_id, start=start, parameters={},
-                   tasks=plan.tasks, results=results)
-    ctx.process_per_task = process_per_task
-    try:
-        ctx.parameters = {k: ctx.resolve(v, None) for k, v in plan.parameters.items()}
-    except _RefError as exc:
-        raise ConfigError(str(exc)) from None
-    name = str(plan.job.get("name") or job_key)
-    say(f"job {job_key} ({name}) run {run_id}, target {bundle.target}: {len(plan.order)} tasks")
-    if ctx.parameters:
-        say("parameters: " + ", ".join(f"{k}={v}" for k, v in ctx.parameters.items()))
-
-    limit = _seconds(plan.job.get("timeout_seconds"))
-    timed_out = False
-    for key in plan.order:
-        t = plan.tasks[key]
-        result = results[key] = TaskResult(key=key, type=t.type)
-        if limit and time.monotonic() - clock > limit:
-            timed_out = True
-            result.status = TaskStatus.CANCELED
-            result.error = f"the run timed out: it lasted {time.monotonic() - clock:.1f} s, over the job's timeout_seconds {limit}"
-            say(f"-- {key}: {result.status} ({result.error})")
-            continue
-        run, status, why = _decide(t, results, plan.tasks)
-        if not run:
-            result.status, result.error = status, why
-            say(f"-- {key}: {status} ({why})")
-            continue
-        _run_task(t, result, ctx, say, bundle)
-
-    timed_out = timed_out or bool(limit and time.monotonic() - clock > limit)
-    state_ = RunState.TIMEDOUT if timed_out else _job_state(plan.tasks, results)
-    notes = []
-    if any(plan.job.get("timeout_seconds") or t.spec.get("timeout_seconds") for t in plan.tasks.values()):
-        notes.append("timeouts are checked when a task ends: a local task is never interrupted")
-    result = JobRunResult(
-        job_key=job_key, job_name=name, target=bundle.target, run_id=run_id, parameters=ctx.parameters,
-        tasks=results, state=state_, start_time=start,
-        duration=time.monotonic() - clock, notes=notes,
-    )
-    say("")
-    say(result.summary())
-    return result
-
-
-def _run_task(t: _Task, result: TaskResult, ctx: _Context, say: _Printer, bundle: Any) -> None:
-    clock = time.monotonic()
-    say(f"-> {t.key}: started ({t.type})")
-    try:
-        if t.type == "condition_task":
-            _run_condition(t, result, ctx)
-        elif t.type == "run_job_task":
-            _run_job_task(t, result, ctx, say, bundle)
-        else:
-            _run_wheel(t, result, ctx, say)
-    finally:
-        result.duration = time.monotonic() - clock
-    extra = f" -> {'true' if result.outcome else 'false'}" if result.outcome is not None else ""
-    tail = f": {result.error}" if result.status is TaskStatus.FAILED and result.error else ""
-    say(f"<- {t.key}: {result.status}{extra} ({result.attempts} attempt"
-        f"{'s' if result.attempts != 1 else ''}, {result.duration:.2f}s){tail}")
-
-
-def _run_job_task(t: _Task, result: TaskResult, ctx: _Context, say: _Printer, bundle: Any) -> None:
-    result.attempts = 1
-    try:
-        params = {str(k): ctx.resolve(_as_text(v), t.key)
-                  for k, v in (t.spec["run_job_task"].get("job_parameters") or {}).items()}
-    except _RefError as exc:
-        result.status, result.error = TaskStatus.FAILED, str(exc)
-        return
-    try:
-        child = _run_child(bundle, str(t.job_key), params, _Indented(say), ctx.process_per_task)
-    except ConfigError as exc:
-        result.status, result.error = TaskStatus.FAILED, str(exc)
-        return
-    result.child = child
-    result.detail = f"job {t.job_key} run {child.run_id}: {child.state}"
-    limit = _seconds(t.spec.get("timeout_seconds"))
-    if limit and child.duration > limit:  # the task waits for its run (docs: jobs/run-job)
-        result.status = TaskStatus.TIMEDOUT
-        result.error = f"waited {child.duration:.1f} s for {result.detail}, over its timeout_seconds {limit}"
-    elif child.ok:
-        result.status = TaskStatus.SUCCESS
-    else:
-        result.status, result.error = TaskStatus.FAILED, result.detail
-
-
-def _run_child(bundle: Any, job_key: str, params: dict[str, str], say: _Printer,
-               process_per_task: bool) -> JobRunResult:
-    plan = plan_job(bundle, job_key, params)
-    run_id = new_run_id()
-    with _active_run(plan.job, job_key, run_id) as admitted:
-        if not admitted:
-            return _skipped(bundle, plan, job_key, run_id, say)
-        return _run_plan(bundle, plan, job_key, run_id, say, process_per_task)
+        with self.lock:
+            print(redact(text), file=sys.stdout if self.out == STDOUT else self.out, flush=True)
 
 
 class _Indented(_Printer):
@@ -882,120 +601,343 @@ class _Indented(_Printer):
         self.parent("\n".join(f"   | {line}" for line in text.split("\n")))
 
 
-# ---------------------------------------------------------------- concurrency
+def run_job(
+    bundle: Any,
+    job_key: str,
+    parameters: Mapping[str, Any] | None = None,
+    run_id: str | int | None = None,
+    *,
+    state_dir: str | os.PathLike | None = None,
+    out: TextIO | None | str = STDOUT,
+    process_per_task: bool = False,
+    options: RunOptions | None = None,
+) -> JobRunResult:
+    """Run ``job_key`` of ``bundle`` (see the module docstring: anything with ``root``, ``target``
+    and ``jobs``) and record the run under the state folder for a later :func:`repair_run`.
 
-_active_in_process: dict[str, int] = {}
+    ``parameters`` override the job's parameter defaults (unknown names are an error);
+    ``state_dir`` is exported as ``SPARK_MLOPS_STATE_DIR`` for the run; progress and the summary
+    go to ``out`` (a text stream; None = silent; default: sys.stdout). Raises :class:`ConfigError`
+    before running anything when the job cannot run; task failures are reported in the result,
+    never raised."""
+    options = options or RunOptions.from_env(process_per_task=process_per_task)
+    plan = plan_job(bundle, job_key, parameters)
+    run_id = str(run_id) if run_id is not None else new_run_id()
+    state = str(Path(state_dir).resolve()) if state_dir is not None else None
+    with _patched_env(STATE_DIR_ENV, state):
+        return _Run(bundle, plan, run_id, _Printer(out), options).start()
 
 
-def _active_dir() -> Path:
-    return Path(os.environ.get(STATE_DIR_ENV) or ".mlops").joinpath(*ACTIVE_RUNS_DIR)
+def repair_run(
+    bundle: Any,
+    run_id: str | int,
+    *,
+    rerun_tasks: list[str] | None = None,
+    rerun_all_failed: bool = False,
+    rerun_dependent: bool = False,
+    job_parameters: Mapping[str, Any] | None = None,
+    latest_repair_id: str | None = None,
+    state_dir: str | os.PathLike | None = None,
+    out: TextIO | None | str = STDOUT,
+    process_per_task: bool = False,
+    options: RunOptions | None = None,
+) -> JobRunResult:
+    """Repair a recorded run as ``POST /api/2.2/jobs/runs/repair`` does: re-run ``rerun_tasks``
+    (or, with ``rerun_all_failed``, every task that did not succeed), with ``rerun_dependent``
+    also every task downstream of them, "as part of the original job run", with "the current job
+    and task settings" (the job as ``bundle`` has it now); the other tasks keep their results.
+    ``job_parameters`` override the run's; ``{{job.repair_count}}`` is one more than before
+    (docs: jobs/repair-job-failures; the Jobs API's runs/repair)."""
+    options = options or RunOptions.from_env(process_per_task=process_per_task)
+    state = Path(state_dir).resolve() if state_dir is not None else concurrency.state_dir().resolve()
+    record = run_state.load(state, str(run_id))
+    parameters = {**record.parameters, **{k: as_text(v) for k, v in (job_parameters or {}).items()}}
+    plan = plan_job(bundle, record.job_key, parameters, _undeclared_ok=True)
+    rerun = run_state.repair_plan(record, _graph(plan.tasks), rerun_tasks=rerun_tasks,
+                                  rerun_all_failed=rerun_all_failed, rerun_dependent=rerun_dependent,
+                                  latest_repair_id=latest_repair_id)
+    kept = {k: _result_from_record(k, plan.tasks[k].type, record.tasks[k])
+            for k in plan.order if k not in rerun and k in record.tasks}
+    with _patched_env(STATE_DIR_ENV, str(state)):
+        run = _Run(bundle, plan, record.run_id, _Printer(out), options, kept=kept,
+                   repair_count=record.repair_count + 1, repair_ids=record.repair_ids,
+                   start=datetime.fromisoformat(record.start_time))
+        return run.start()
 
 
-def active_runs(job_key: str) -> int:
-    """Active local runs of ``job_key``: this process's, plus other live processes' files."""
-    others = 0
-    folder = _active_dir()
-    for marker in folder.glob(f"{job_key}--*.pid") if folder.is_dir() else []:
+def _result_from_record(key: str, kind: str, saved: dict) -> TaskResult:
+    return TaskResult(key=key, type=kind, status=TaskStatus(saved["status"]), attempts=int(saved.get("attempts", 0)),
+                      duration=float(saved.get("duration", 0.0)), error=saved.get("error"),
+                      outcome=saved.get("outcome"), detail=saved.get("detail", ""), kept=True)
+
+
+class _Run:
+    """One run (or one repair) of a planned job."""
+
+    def __init__(self, bundle: Any, plan: JobPlan, run_id: str, say: _Printer, options: RunOptions, *,
+                 kept: dict[str, TaskResult] | None = None, repair_count: int = 0,
+                 repair_ids: list[str] | None = None, start: datetime | None = None):
+        self.bundle, self.plan, self.run_id, self.say, self.options = bundle, plan, run_id, say, options
+        self.kept = kept or {}
+        self.repair_count = repair_count
+        self.repair_ids = list(repair_ids or [])
+        self.start_time = start or datetime.now(UTC)
+        self.cancel = threading.Event()  # set: stop the running tasks (the run timed out or was canceled)
+        self.children: list[threading.Event] = []  # the cancel events of child runs in progress
+        self.results: dict[str, TaskResult] = {}
+        self.ctx = Context(job_key=plan.job_key, job=plan.job, run_id=run_id, start=self.start_time,
+                           parameters={}, tasks=plan.tasks, results=self.results, repair_count=repair_count)
+
+    @property
+    def name(self) -> str:
+        return str(self.plan.job.get("name") or self.plan.job_key)
+
+    def start(self) -> JobRunResult:
+        job, key = self.plan.job, self.plan.job_key
+        with concurrency.admitted(job, key, self.run_id, self._queued) as admitted:
+            if not admitted:
+                return self._skipped()
+            return self._execute()
+
+    def _queued(self, active: int, limit: int) -> None:
+        self.say(f"job {self.plan.job_key} run {self.run_id}: QUEUED ({active} run(s) active, "
+                 f"max_concurrent_runs {limit}); it starts when one ends")
+
+    def _skipped(self) -> JobRunResult:
+        key = self.plan.job_key
+        note = (f"skipped: {concurrency.active_runs(key)} run(s) of {key} already active, max_concurrent_runs "
+                f"{self.plan.job.get('max_concurrent_runs')}, queue not enabled")
+        self.say(f"job {key} run {self.run_id}: {RunState.MAXIMUM_CONCURRENT_RUNS_REACHED} ({note})")
+        return JobRunResult(job_key=key, job_name=self.name, target=self.bundle.target, run_id=self.run_id,
+                            parameters=dict(self.plan.parameters), tasks={},
+                            state=RunState.MAXIMUM_CONCURRENT_RUNS_REACHED, start_time=datetime.now(UTC),
+                            duration=0.0, notes=[note])
+
+    def _execute(self) -> JobRunResult:
+        plan, say = self.plan, self.say
+        clock = time.monotonic()
         try:
-            pid = int(marker.read_text().strip() or 0)
-        except (OSError, ValueError):
-            continue
-        if pid != os.getpid() and alive(pid):
-            others += 1
-    return _active_in_process.get(job_key, 0) + others
+            self.ctx.parameters = {k: self.ctx.resolve(v, None) for k, v in plan.parameters.items()}
+        except RefError as exc:
+            raise ConfigError(str(exc)) from None
+        for key in plan.order:
+            self.results[key] = self.kept.get(key) or TaskResult(key=key, type=plan.tasks[key].type)
+        what = f"repair {self.repair_count} of run" if self.repair_count else "run"
+        say(f"job {plan.job_key} ({self.name}) {what} {self.run_id}, target {self.bundle.target}: "
+            f"{len(plan.order)} tasks" + (f", {len(self.kept)} kept from before" if self.kept else ""))
+        if self.ctx.parameters:
+            say("parameters: " + ", ".join(f"{k}={v}" for k, v in self.ctx.parameters.items()))
+        limit = _seconds(plan.job.get("timeout_seconds"))
+        timed_out = scheduling.execute(
+            plan.order, _graph(plan.tasks), start=self._start_task, max_parallel=self.options.parallel,
+            deadline=clock + limit if limit else None, on_deadline=self._deadline,
+            inline=not self.options.process_per_task)
+        if timed_out:
+            state = RunState.TIMEDOUT
+        elif self.cancel.is_set():
+            state = RunState.CANCELED
+        else:
+            state = _job_state(plan.tasks, self.results)
+        notes = []
+        if not self.options.process_per_task and any(
+                plan.job.get("timeout_seconds") or t.spec.get("timeout_seconds") for t in plan.tasks.values()):
+            notes.append("in-process tasks are not stopped at a timeout, only judged when they end "
+                         "(--process-per-task stops them)")
+        result = JobRunResult(
+            job_key=plan.job_key, job_name=self.name, target=self.bundle.target, run_id=self.run_id,
+            parameters=self.ctx.parameters, tasks=self.results, state=state, start_time=self.start_time,
+            duration=time.monotonic() - clock, notes=notes, repair_count=self.repair_count)
+        self._record(result)
+        say("")
+        say(result.summary())
+        return result
 
+    def _deadline(self) -> None:
+        limit = _seconds(self.plan.job.get("timeout_seconds"))
+        self.say(f"-- job {self.plan.job_key} run {self.run_id}: TIMEDOUT after its timeout_seconds {limit}: "
+                 "stopping running tasks; only tasks whose run_if handles failure start now")
+        self._stop()
 
-@contextlib.contextmanager
-def _active_run(job: dict, job_key: str, run_id: str) -> Iterator[bool]:
-    """Count this run as active while it runs; yield False (do not run) when the job's
-    ``max_concurrent_runs`` is reached and its queue is disabled."""
-    limit = job.get("max_concurrent_runs")
-    queue_disabled = isinstance(job.get("queue"), dict) and job["queue"].get("enabled") is False
-    if limit is not None and queue_disabled and active_runs(job_key) >= int(limit):
-        yield False
-        return
-    folder = _active_dir()
-    marker = folder / f"{job_key}--{run_id}.pid"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        marker.write_text(str(os.getpid()))
-    except OSError:
-        marker = None  # a read-only state folder: only this process's count applies
-    _active_in_process[job_key] = _active_in_process.get(job_key, 0) + 1
-    try:
-        yield True
-    finally:
-        _active_in_process[job_key] -= 1
-        if marker is not None:
-            marker.unlink(missing_ok=True)
+    def _stop(self) -> None:
+        self.cancel.set()
+        for child in list(self.children):
+            child.set()
 
+    def _start_task(self, key: str, after_deadline: bool) -> Callable[[], None] | None:
+        t, result = self.plan.tasks[key], self.results[key]
+        if key in self.kept:
+            self.say(f"-- {key}: {result.status} (kept from the run being repaired)")
+            return None
+        if (after_deadline or self.cancel.is_set()) and t.run_if not in scheduling.HANDLES_FAILURE:
+            result.status = TaskStatus.CANCELED
+            limit = _seconds(self.plan.job.get("timeout_seconds"))
+            result.error = (f"the run timed out before this task started: over the job's timeout_seconds {limit}"
+                            if after_deadline else "the run was canceled before this task started")
+            self.say(f"-- {key}: {result.status} ({result.error})")
+            return None
+        ended = {d: scheduling.Ended(str(self.results[d].status), self.results[d].outcome) for d, _ in t.deps}
+        run, status, why = scheduling.decide(t.run_if, [scheduling.Edge(d, o) for d, o in t.deps], ended)
+        if not run:
+            result.status, result.error = TaskStatus(status), why
+            self.say(f"-- {key}: {status} ({why})")
+            return None
+        return lambda: self._run_task(t, result)
 
-def _skipped(bundle: Any, plan: JobPlan, job_key: str, run_id: str, say: _Printer) -> JobRunResult:
-    limit = plan.job.get("max_concurrent_runs")
-    note = (f"skipped: {active_runs(job_key)} run(s) of {job_key} already active, max_concurrent_runs {limit}, "
-            "queue disabled")
-    say(f"job {job_key} run {run_id}: {RunState.MAXIMUM_CONCURRENT_RUNS_REACHED} ({note})")
-    return JobRunResult(job_key=job_key, job_name=str(plan.job.get("name") or job_key), target=bundle.target,
-                        run_id=run_id, parameters=dict(plan.parameters), tasks={},
-                        state=RunState.MAXIMUM_CONCURRENT_RUNS_REACHED, start_time=datetime.now(UTC),
-                        duration=0.0, notes=[note])
+    def _run_task(self, t: _Task, result: TaskResult) -> None:
+        clock = time.monotonic()
+        self.say(f"-> {t.key}: started ({t.type})")
+        try:
+            if t.type == "condition_task":
+                self._run_condition(t, result)
+            elif t.type == "run_job_task":
+                self._run_job_task(t, result)
+            else:
+                self._run_wheel(t, result)
+        finally:
+            result.duration = time.monotonic() - clock
+        extra = f" -> {'true' if result.outcome else 'false'}" if result.outcome is not None else ""
+        tail = f": {result.error}" if result.status is not TaskStatus.SUCCESS and result.error else ""
+        self.say(f"<- {t.key}: {result.status}{extra} ({result.attempts} attempt"
+                 f"{'s' if result.attempts != 1 else ''}, {result.duration:.2f}s){tail}")
 
+    def _run_condition(self, t: _Task, result: TaskResult) -> None:
+        cond = t.spec["condition_task"]
+        result.attempts = 1
+        try:
+            left = self.ctx.resolve(as_text(cond.get("left")), t.key)
+            right = self.ctx.resolve(as_text(cond.get("right")), t.key)
+            result.detail = f"{left!r} {cond['op']} {right!r}"
+            result.outcome = evaluate_condition(cond["op"], left, right)
+            result.status = TaskStatus.SUCCESS
+        except (RefError, ValueError) as exc:
+            result.status, result.error = TaskStatus.FAILED, str(exc)
 
-def _run_condition(t: _Task, result: TaskResult, ctx: _Context) -> None:
-    cond = t.spec["condition_task"]
-    result.attempts = 1
-    try:
-        left = ctx.resolve(_as_text(cond.get("left")), t.key)
-        right = ctx.resolve(_as_text(cond.get("right")), t.key)
-        result.detail = f"{left!r} {cond['op']} {right!r}"
-        result.outcome = evaluate_condition(cond["op"], left, right)
-        result.status = TaskStatus.SUCCESS
-    except (_RefError, ValueError) as exc:
-        result.status, result.error = TaskStatus.FAILED, str(exc)
-
-
-def _run_wheel(t: _Task, result: TaskResult, ctx: _Context, say: _Printer) -> None:
-    try:
-        argv = _wheel_args(t, ctx)
-    except _RefError as exc:  # e.g. an upstream task set no such value: retrying cannot help
-        result.status, result.error = TaskStatus.FAILED, str(exc)
-        return
-    result.argv = argv
-    limit = _seconds(t.spec.get("timeout_seconds"))
-    retry_on_timeout = _as_text(t.spec.get("retry_on_timeout")).strip().lower() == "true"
-    for attempt in range(1, t.max_retries + 2):
-        result.attempts = attempt
-        started = time.monotonic()
-        error = _call_entry_process(t, argv) if ctx.process_per_task else _call_entry(t, argv)
-        took = time.monotonic() - started
-        if limit and took > limit:
+    def _run_job_task(self, t: _Task, result: TaskResult) -> None:
+        result.attempts = 1
+        try:
+            params = _run_job_parameters(t, self.ctx)
+            plan = plan_job(self.bundle, str(t.job_key), params, _undeclared_ok=True)
+        except (RefError, ConfigError) as exc:
+            result.status, result.error = TaskStatus.FAILED, str(exc)
+            return
+        child = _Run(self.bundle, plan, new_run_id(), _Indented(self.say), self.options)
+        self.children.append(child.cancel)
+        limit = _seconds(t.spec.get("timeout_seconds"))
+        # The task waits for its run (docs: jobs/run-job): at its timeout the run is canceled.
+        timer = threading.Timer(limit, child.cancel.set) if limit else None
+        if timer:
+            timer.daemon = True
+            timer.start()
+        try:
+            if self.cancel.is_set():
+                child.cancel.set()
+            run = child.start()
+        finally:
+            if timer:
+                timer.cancel()
+            self.children.remove(child.cancel)
+        result.child = run
+        result.detail = f"job {t.job_key} run {run.run_id}: {run.state}"
+        if limit and (run.state is RunState.CANCELED or run.duration > limit) and not self.cancel.is_set():
             result.status = TaskStatus.TIMEDOUT
-            result.error = (f"attempt {attempt} ran {took:.1f} s, over its timeout_seconds {limit} "
-                            "(Databricks would have stopped it)")
-            if attempt <= t.max_retries and retry_on_timeout:
-                say(f"   {t.key}: {result.error}; retrying (retry_on_timeout)")
-                time.sleep(t.retry_wait_s)
-                continue
+            result.error = f"waited {run.duration:.1f} s for {result.detail}, over its timeout_seconds {limit}"
+        elif self.cancel.is_set() and not run.ok:
+            result.status, result.error = TaskStatus.TIMEDOUT, f"the run timed out while waiting for {result.detail}"
+        elif run.ok:
+            result.status = TaskStatus.SUCCESS
+        else:
+            result.status, result.error = TaskStatus.FAILED, result.detail
+
+    def _run_wheel(self, t: _Task, result: TaskResult) -> None:
+        try:
+            argv = _wheel_args(t, self.ctx)
+        except RefError as exc:
+            result.status, result.error = TaskStatus.FAILED, str(exc)
             return
-        if error is None:
-            result.status, result.error = TaskStatus.SUCCESS, None
-            return
-        result.status, result.error = TaskStatus.FAILED, error
-        if attempt <= t.max_retries:
-            say(f"   {t.key}: attempt {attempt} failed: {error}; retrying in {t.retry_wait_s:.1f}s "
-                f"(retry {attempt} of {t.max_retries})")
-            time.sleep(t.retry_wait_s)
+        result.argv = argv
+        limit = _seconds(t.spec.get("timeout_seconds"))
+        retry_on_timeout = as_text(t.spec.get("retry_on_timeout")).strip().lower() == "true"
+        for attempt in range(1, t.max_retries + 2):
+            result.attempts = attempt
+            error, timed_out = self._attempt(t, argv, limit, attempt)
+            if self.cancel.is_set() and error is not None:
+                result.status, result.error = TaskStatus.TIMEDOUT, error
+                return
+            if timed_out:
+                result.status, result.error = TaskStatus.TIMEDOUT, error
+                if attempt <= t.max_retries and retry_on_timeout:
+                    self._retry_wait(t, f"{error}; retrying (retry_on_timeout)", attempt)
+                    if self.cancel.is_set():
+                        return
+                    continue
+                return
+            if error is None:
+                result.status, result.error = TaskStatus.SUCCESS, None
+                return
+            result.status, result.error = TaskStatus.FAILED, error
+            if attempt <= t.max_retries:
+                self._retry_wait(t, f"attempt {attempt} failed: {error}", attempt)
+                if self.cancel.is_set():
+                    return
+
+    def _attempt(self, t: _Task, argv: list[str], limit: int | None, attempt: int) -> tuple[str | None, bool]:
+        """(failure or None, timed out?) of one attempt."""
+        started = time.monotonic()
+        if not self.options.process_per_task:
+            error = _call_entry(t, argv)
+            took = time.monotonic() - started
+            if limit and took > limit:
+                return (f"attempt {attempt} ran {took:.1f} s, over its timeout_seconds {limit} "
+                        "(Databricks would have stopped it)"), True
+            return error, False
+        package = str(t.spec["python_wheel_task"]["package_name"])
+        ended = task_process.run(t.entry or "", package, argv, timeout=limit, cancel=self.cancel,
+                                 grace=self.options.kill_grace_s)
+        took = time.monotonic() - started
+        how = "SIGTERM, then SIGKILL" if ended.killed else "SIGTERM"
+        if ended.stopped == "timeout":
+            return f"attempt {attempt} stopped at its timeout_seconds {limit} ({how}, {took:.1f} s)", True
+        if ended.stopped == "canceled":
+            return f"attempt {attempt} stopped: the run timed out or was canceled ({how}, {took:.1f} s)", False
+        return (None if ended.code == 0 else f"exited with code {ended.code}"), False
+
+    def _retry_wait(self, t: _Task, why: str, attempt: int) -> None:
+        wait, cap = t.retry_wait_s, self.options.max_retry_wait_s
+        shortened = ""
+        if cap is not None and wait > cap:
+            shortened = (f"; min_retry_interval_millis {int(wait * 1000)} shortened locally by "
+                         f"{MAX_RETRY_WAIT_ENV}={cap:g}")
+            wait = cap
+        self.say(f"   {t.key}: {why}; retrying in {wait:.1f}s (retry {attempt} of {t.max_retries}{shortened})")
+        self.cancel.wait(wait)
+
+    def _record(self, result: JobRunResult) -> None:
+        if self.repair_count:
+            self.repair_ids.append(f"{self.run_id}-repair-{self.repair_count}")
+        record = run_state.RunRecord(
+            run_id=self.run_id, job_key=self.plan.job_key, target=self.bundle.target, root=str(self.bundle.root),
+            parameters=dict(result.parameters), state=str(result.state), start_time=self.start_time.isoformat(),
+            repair_count=self.repair_count, repair_ids=self.repair_ids,
+            tasks={k: {"status": str(r.status), "attempts": r.attempts, "duration": r.duration, "error": r.error,
+                       "outcome": r.outcome, "detail": r.detail,
+                       "child_run_id": r.child.run_id if r.child else None} for k, r in result.tasks.items()})
+        try:
+            run_state.save(concurrency.state_dir(), record)
+        except OSError as exc:  # a read-only state folder: the run stands, it cannot be repaired later
+            result.notes.append(f"run not recorded ({exc}): it cannot be repaired")
 
 
 def _seconds(value: Any) -> int | None:
     """A ``timeout_seconds`` as an int; None when unset or 0 (no timeout)."""
     try:
-        return int(_as_text(value)) or None
+        return int(as_text(value)) or None
     except ValueError:
         return None
 
 
 def _job_state(tasks: dict[str, _Task], results: dict[str, TaskResult]) -> RunState:
+    """Databricks' rule: FAILED when a leaf task did not succeed, SUCCESS_WITH_FAILURES when another
+    task did not, else SUCCESS (RunResultState, databricks-sdk-py ``databricks/sdk/service/jobs.py``)."""
     upstream = {d for t in tasks.values() for d, _ in t.deps}
     leaves = [k for k in tasks if k not in upstream]
     if any(not results[k].ok for k in leaves):
@@ -1019,13 +961,15 @@ def run_bundle_job(
     run_id: str | int | None = None,
     out: TextIO | None | str = STDOUT,
     process_per_task: bool = False,
+    options: RunOptions | None = None,
 ) -> JobRunResult:
     """Load the bundle at ``root`` for ``target`` and run ``job``: resolved by the Databricks CLI
     where it is on PATH, else offline with local workspace values (databricks_cli.resolve_bundle)."""
     from spark_mlops_dev.bundle.databricks_cli import resolve_bundle
 
     bundle = resolve_bundle(root, target, dict(variables or {}))
-    return run_job(bundle, job, parameters, run_id, state_dir=state_dir, out=out, process_per_task=process_per_task)
+    return run_job(bundle, job, parameters, run_id, state_dir=state_dir, out=out, process_per_task=process_per_task,
+                   options=options)
 
 
 def main(
@@ -1036,8 +980,30 @@ def main(
     parameters: Mapping[str, Any] | None = None,
     state_dir: str | os.PathLike | None = None,
     process_per_task: bool = False,
+    *,
+    repair: str | None = None,
+    rerun_tasks: list[str] | None = None,
+    rerun_dependent: bool = False,
+    max_parallel: int | None = None,
+    max_retry_wait_s: float | None = None,
 ) -> int:
-    """``spark-mlops run``: 0 when the job run succeeded (also with failures), 1 when it failed."""
-    result = run_bundle_job(root, job, target, variables, parameters, state_dir=state_dir,
-                            process_per_task=process_per_task)
+    """``spark-mlops run``: 0 when the job run succeeded (also with failures), 1 when it failed.
+    With ``repair`` (a run id), repairs that run instead: ``rerun_tasks``, else every failed task."""
+    options = RunOptions.from_env(process_per_task=process_per_task, max_parallel=max_parallel,
+                                  max_retry_wait_s=max_retry_wait_s)
+    if repair is None:
+        if not job:
+            raise ConfigError("spark-mlops run: name a job (or --repair RUN_ID)")
+        result = run_bundle_job(root, job, target, variables, parameters, state_dir=state_dir, options=options)
+        return result.exit_code
+    from spark_mlops_dev.bundle.databricks_cli import resolve_bundle
+
+    state = Path(state_dir) if state_dir is not None else concurrency.state_dir()
+    record = run_state.load(state, repair)
+    if job and job != record.job_key:
+        raise ConfigError(f"run {repair} is a run of job {record.job_key!r}, not {job!r}")
+    bundle = resolve_bundle(root, target or record.target, dict(variables or {}))
+    result = repair_run(bundle, repair, rerun_tasks=rerun_tasks or None, rerun_all_failed=not rerun_tasks,
+                        rerun_dependent=rerun_dependent, job_parameters=parameters, state_dir=state,
+                        options=options)
     return result.exit_code

@@ -12,21 +12,30 @@ machine's basics (:data:`MACHINE`: path, home, locale, temporary folder, Java, t
 plus the local stand-ins for the workspace (:data:`KIT`: the state folder, which holds the local
 workspaces and Unity Catalog, and the kit's own switches). No MLflow, Databricks or other
 ``SPARK_MLOPS_`` variable of the parent passes.
+
+A task past its ``timeout_seconds`` (or in a run that timed out or was canceled) is stopped:
+SIGTERM to its process group, SIGKILL after :data:`KILL_GRACE_S` (:func:`run`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TextIO
 
 MACHINE = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "JAVA_HOME", "PYTHONPATH",
            "VIRTUAL_ENV", "PYSPARK_PYTHON")
 MACHINE_PREFIXES = ("LC_",)
 KIT = ("SPARK_MLOPS_STATE_DIR", "SPARK_MLOPS_JVM_CACHE", "SPARK_MLOPS_VERBOSE", "SPARK_MLOPS_DEBUG")
+KILL_GRACE_S = 10.0  # SIGTERM, then SIGKILL this much later
+POLL_S = 0.05
 
 
 def task_environment(parent: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -38,23 +47,61 @@ def command(entry: str, package: str, argv: list[str]) -> list[str]:
     return [sys.executable, "-m", __name__, entry, package, *argv]
 
 
-def run(entry: str, package: str, argv: list[str]) -> int:
-    """Run the task in a new process; its output goes to this process's stdout and stderr as it comes."""
+@dataclass(frozen=True)
+class Outcome:
+    """How a task's process ended: its exit code, or why the runner stopped it."""
+
+    code: int | None  # None when it was stopped
+    stopped: str | None = None  # "timeout" | "canceled"
+    killed: bool = False  # it outlived SIGTERM by the grace period and got SIGKILL
+
+
+def run(entry: str, package: str, argv: list[str], *, timeout: float | None = None,
+        cancel: threading.Event | None = None, grace: float = KILL_GRACE_S) -> Outcome:
+    """Run the task in a new process; its output goes to this process's stdout and stderr as it comes.
+
+    After ``timeout`` seconds, or when ``cancel`` is set, the process group (the task and what it
+    started, a JVM included) gets SIGTERM, then SIGKILL ``grace`` seconds later: as Databricks ends
+    a task at its timeout_seconds, nothing the task would do after it (a ``finally``) is promised."""
     proc = subprocess.Popen(command(entry, package, argv), env=task_environment(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, bufsize=1)
+                            stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True)
     copies = [threading.Thread(target=_copy, args=(proc.stdout, "stdout"), daemon=True),
               threading.Thread(target=_copy, args=(proc.stderr, "stderr"), daemon=True)]
     for t in copies:
         t.start()
+    deadline = time.monotonic() + timeout if timeout else None
+    stopped: str | None = None
+    killed = False
     try:
-        code = proc.wait()
+        while proc.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                stopped = "timeout"
+            elif cancel is not None and cancel.is_set():
+                stopped = "canceled"
+            if stopped:
+                killed = _stop(proc, grace)
+                break
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=POLL_S)
     except BaseException:
-        proc.kill()
-        proc.wait()
+        _stop(proc, 0)
         raise
     for t in copies:
-        t.join()
-    return code
+        t.join(timeout=grace)
+    return Outcome(None if stopped else proc.returncode, stopped, killed)
+
+
+def _stop(proc: subprocess.Popen, grace: float) -> bool:
+    """SIGTERM to the task's process group, SIGKILL after ``grace`` s; True when SIGKILL was needed."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=wait)
+            return sig == signal.SIGKILL
+        except subprocess.TimeoutExpired:
+            continue
+    return True
 
 
 def _copy(stream: TextIO, name: str) -> None:
