@@ -35,6 +35,7 @@ always_fail = "tests.bundle.sample_tasks:always_fail"
 exit_with = "tests.bundle.sample_tasks:exit_with"
 remember = "tests.bundle.sample_tasks:remember"
 recall = "tests.bundle.sample_tasks:recall"
+sleep = "tests.bundle.sample_tasks:sleep"
 """
 
 
@@ -577,3 +578,48 @@ def test_a_failing_task_process_fails_the_attempt_with_its_exit_code(job: Job, m
     result = job.run(process_per_task=True)
     assert result.tasks["bad"].error == "exited with code 4"
     assert result.state == runner.RunState.FAILED
+
+
+# ---------------------------------------------------------------- parallel tasks
+
+
+def _spans(job: Job) -> dict[str, tuple[float, float]]:
+    """task -> (started, done) from the sleep tasks' log."""
+    times: dict[str, dict[str, float]] = {}
+    for c in job.calls():
+        name, _, event = c["task"].partition(".")
+        times.setdefault(name, {})[event or "start"] = c["time"]
+    return {k: (v["start"], v["done"]) for k, v in times.items() if "done" in v}
+
+
+def test_tasks_whose_dependencies_are_met_run_in_parallel(job: Job):
+    # docs: jobs/run-if: "Databricks runs upstream tasks before running downstream tasks, running
+    # as many of them in parallel as possible". The runner used to run one task at a time.
+    job.wheel("a", "sleep", seconds="1.5")
+    job.wheel("b", "sleep", seconds="1.5")
+    job.wheel("c", after=["a", "b"])
+    result = job.run(options=runner.RunOptions(process_per_task=True, max_parallel=2))
+    assert result.state is runner.RunState.SUCCESS
+    spans = _spans(job)
+    (a0, a1), (b0, b1) = spans["a"], spans["b"]
+    assert a0 < b1 and b0 < a1  # they overlapped
+    c_start = next(c["time"] for c in job.calls() if c["task"] == "c")
+    assert c_start >= max(a1, b1)  # c waited for both
+
+
+def test_parallel_tasks_are_bounded_by_the_setting(job: Job):
+    job.wheel("a", "sleep", seconds="0.5")
+    job.wheel("b", "sleep", seconds="0.5")
+    job.wheel("c", "sleep", seconds="0.5")
+    job.run(options=runner.RunOptions(process_per_task=True, max_parallel=1))
+    spans = sorted(_spans(job).values())
+    assert all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:], strict=False))
+
+
+def test_in_process_tasks_run_one_at_a_time_whatever_the_setting(job: Job):
+    # In-process tasks share sys.argv, the environment and one Spark session.
+    job.wheel("a", "sleep", seconds="0.3")
+    job.wheel("b", "sleep", seconds="0.3")
+    job.run(options=runner.RunOptions(process_per_task=False, max_parallel=4))
+    (a0, a1), (b0, b1) = sorted(_spans(job).values())
+    assert a1 <= b0

@@ -154,6 +154,43 @@ def test_drift_gate_shape(tmp_path, monitor_code, drift_code, enabled, retrained
     assert str(result.state) == state, result.summary()
 
 
+def test_with_the_queue_enabled_a_run_waits_in_queued_until_a_slot_frees(tmp_path):
+    # docs: jobs "queue": a queued run waits for a free slot (RunLifeCycleState QUEUED); the
+    # runner used to start it at once.
+    import threading
+
+    log = tmp_path / "calls.jsonl"
+    write_bundle(tmp_path, {"nightly": {"name": "nightly", "max_concurrent_runs": 1, "queue": {"enabled": True},
+                                        "tasks": [wheel("work", log)]}})
+    active = tmp_path / "state" / "runs" / "active"
+    active.mkdir(parents=True)
+    holder = active / "nightly--1.pid"
+    holder.write_text(str(os.getppid()))  # another live process holds the one slot
+    out = io.StringIO()
+    results: list[runner.JobRunResult] = []
+    waiter = threading.Thread(target=lambda: results.append(run(tmp_path, "nightly", out=out)))
+    waiter.start()
+    waiter.join(timeout=1.0)
+    assert waiter.is_alive() and calls(log) == []  # queued, not run, not skipped
+    assert "QUEUED (1 run(s) active, max_concurrent_runs 1)" in out.getvalue()
+    holder.unlink()  # the other run ends
+    waiter.join(timeout=30)
+    assert results and results[0].state is runner.RunState.SUCCESS
+    assert [c["task"] for c in calls(log)] == ["work"]
+
+
+def test_a_skipped_run_reports_the_api_states(tmp_path):
+    log = tmp_path / "calls.jsonl"
+    write_bundle(tmp_path, {"nightly": {"name": "nightly", "max_concurrent_runs": 1, "queue": {"enabled": False},
+                                        "tasks": [wheel("work", log)]}})
+    active = tmp_path / "state" / "runs" / "active"
+    active.mkdir(parents=True)
+    (active / "nightly--1.pid").write_text(str(os.getppid()))
+    result = run(tmp_path, "nightly")
+    assert result.api_state()["life_cycle_state"] == "SKIPPED"
+    assert result.api_state()["result_state"] == "MAXIMUM_CONCURRENT_RUNS_REACHED"
+
+
 def test_a_second_trigger_while_retraining_runs_is_skipped_not_queued(tmp_path):
     log = tmp_path / "calls.jsonl"
     drift_gate_bundle(tmp_path, log, monitor_code=0, drift_code=7)

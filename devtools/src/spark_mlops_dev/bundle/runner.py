@@ -684,6 +684,7 @@ class _Run:
         self.start_time = start or datetime.now(UTC)
         self.cancel = threading.Event()  # set: stop the running tasks (the run timed out or was canceled)
         self.children: list[threading.Event] = []  # the cancel events of child runs in progress
+        self.late: dict[str, threading.Event] = {}  # tasks started after the run timed out: their own stop
         self.results: dict[str, TaskResult] = {}
         self.ctx = Context(job_key=plan.job_key, job=plan.job, run_id=run_id, start=self.start_time,
                            parameters={}, tasks=plan.tasks, results=self.results, repair_count=repair_count)
@@ -781,7 +782,12 @@ class _Run:
             result.status, result.error = TaskStatus(status), why
             self.say(f"-- {key}: {status} ({why})")
             return None
+        if after_deadline or self.cancel.is_set():
+            self.late[key] = threading.Event()  # a failure-handling task: the run's stop does not apply
         return lambda: self._run_task(t, result)
+
+    def _stop_of(self, key: str) -> threading.Event:
+        return self.late.get(key, self.cancel)
 
     def _run_task(self, t: _Task, result: TaskResult) -> None:
         clock = time.monotonic()
@@ -829,7 +835,7 @@ class _Run:
             timer.daemon = True
             timer.start()
         try:
-            if self.cancel.is_set():
+            if self._stop_of(t.key).is_set():
                 child.cancel.set()
             run = child.start()
         finally:
@@ -838,10 +844,11 @@ class _Run:
             self.children.remove(child.cancel)
         result.child = run
         result.detail = f"job {t.job_key} run {run.run_id}: {run.state}"
-        if limit and (run.state is RunState.CANCELED or run.duration > limit) and not self.cancel.is_set():
+        stopped = self._stop_of(t.key).is_set()
+        if limit and (run.state is RunState.CANCELED or run.duration > limit) and not stopped:
             result.status = TaskStatus.TIMEDOUT
             result.error = f"waited {run.duration:.1f} s for {result.detail}, over its timeout_seconds {limit}"
-        elif self.cancel.is_set() and not run.ok:
+        elif stopped and not run.ok:
             result.status, result.error = TaskStatus.TIMEDOUT, f"the run timed out while waiting for {result.detail}"
         elif run.ok:
             result.status = TaskStatus.SUCCESS
@@ -855,19 +862,20 @@ class _Run:
             result.status, result.error = TaskStatus.FAILED, str(exc)
             return
         result.argv = argv
+        stop = self._stop_of(t.key)
         limit = _seconds(t.spec.get("timeout_seconds"))
         retry_on_timeout = as_text(t.spec.get("retry_on_timeout")).strip().lower() == "true"
         for attempt in range(1, t.max_retries + 2):
             result.attempts = attempt
             error, timed_out = self._attempt(t, argv, limit, attempt)
-            if self.cancel.is_set() and error is not None:
+            if stop.is_set() and error is not None:
                 result.status, result.error = TaskStatus.TIMEDOUT, error
                 return
             if timed_out:
                 result.status, result.error = TaskStatus.TIMEDOUT, error
                 if attempt <= t.max_retries and retry_on_timeout:
                     self._retry_wait(t, f"{error}; retrying (retry_on_timeout)", attempt)
-                    if self.cancel.is_set():
+                    if stop.is_set():
                         return
                     continue
                 return
@@ -877,7 +885,7 @@ class _Run:
             result.status, result.error = TaskStatus.FAILED, error
             if attempt <= t.max_retries:
                 self._retry_wait(t, f"attempt {attempt} failed: {error}", attempt)
-                if self.cancel.is_set():
+                if stop.is_set():
                     return
 
     def _attempt(self, t: _Task, argv: list[str], limit: int | None, attempt: int) -> tuple[str | None, bool]:
@@ -891,7 +899,7 @@ class _Run:
                         "(Databricks would have stopped it)"), True
             return error, False
         package = str(t.spec["python_wheel_task"]["package_name"])
-        ended = task_process.run(t.entry or "", package, argv, timeout=limit, cancel=self.cancel,
+        ended = task_process.run(t.entry or "", package, argv, timeout=limit, cancel=self._stop_of(t.key),
                                  grace=self.options.kill_grace_s)
         took = time.monotonic() - started
         how = "SIGTERM, then SIGKILL" if ended.killed else "SIGTERM"
@@ -909,7 +917,7 @@ class _Run:
                          f"{MAX_RETRY_WAIT_ENV}={cap:g}")
             wait = cap
         self.say(f"   {t.key}: {why}; retrying in {wait:.1f}s (retry {attempt} of {t.max_retries}{shortened})")
-        self.cancel.wait(wait)
+        self._stop_of(t.key).wait(wait)
 
     def _record(self, result: JobRunResult) -> None:
         if self.repair_count:
