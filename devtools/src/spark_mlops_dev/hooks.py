@@ -1,4 +1,5 @@
-"""What the kit adds to the lifecycle; ``spark_mlops.devkit.load()`` returns this module.
+"""What the kit adds to the lifecycle; ``spark_mlops.devkit.load()`` returns this module, found through
+the entry-point group ``spark_mlops.devkit`` (``devtools/pyproject.toml``).
 
 Kept to three functions so that the lifecycle's side of the boundary stays obvious.
 """
