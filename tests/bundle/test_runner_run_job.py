@@ -277,3 +277,23 @@ def test_a_scoring_batch_does_not_become_the_training_input_of_a_retraining(tmp_
     below = [c for c in calls(log) if c["task"] in ("prepare", "train", "validate", "promote")]
     assert below and {k for c in below for k, v in c["args"].items() if v == scoring_batch} == {batch_input}
     assert batch_input not in ("input", "batch-id")
+
+
+def test_jobs_as_deployed_run_and_repair_with_numeric_job_ids(tmp_path):
+    """The workspace's path: Jobs API JobSettings (a Run Job task names a deployed job id), a run
+    id and job parameters given by the caller, then a repair of that run."""
+    log = tmp_path / "calls.jsonl"
+    (tmp_path / "pyproject.toml").write_text(PYPROJECT)
+    jobs = runner.DeployedJobs(root=tmp_path, target="staging", job_ids={"1001": "child", "1002": "parent"}, jobs={
+        "child": {"name": "[staging] child", "tasks": [wheel("child_task", log)]},
+        "parent": {"name": "[staging] parent", "parameters": [{"name": "code", "default": "0"}], "tasks": [
+            {"task_key": "go", "run_job_task": {"job_id": 1001}},
+            wheel("check", log, "exit_with", after=["go"], code="{{job.parameters.code}}")]},
+    })
+    first = runner.run_job(jobs, "parent", {"code": "3"}, run_id=77, state_dir=tmp_path / "state", out=io.StringIO())
+    assert first.statuses() == {"go": "SUCCESS", "check": "FAILED"}
+    assert first.api_state() == {"life_cycle_state": "TERMINATED", "result_state": "FAILED", "state_message": ""}
+    repaired = runner.repair_run(jobs, 77, rerun_all_failed=True, job_parameters={"code": "0"},
+                                 state_dir=tmp_path / "state", out=io.StringIO())
+    assert repaired.ok and repaired.repair_count == 1
+    assert [c["task"] for c in calls(log)] == ["child_task", "check", "check"]

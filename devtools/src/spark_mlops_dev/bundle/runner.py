@@ -215,6 +215,21 @@ class JobRunResult:
         return "\n".join(lines)
 
 
+@dataclass
+class DeployedJobs:
+    """Job definitions as the Databricks CLI deployed them, for :func:`run_job` and :func:`repair_run`.
+
+    ``jobs`` maps a job key to its Jobs API ``JobSettings`` (the JSON ``jobs/get`` returns under
+    ``settings``, or a job of ``bundle validate -o json``); ``job_ids`` maps a deployed job id to
+    its key, so that a Run Job task's numeric ``job_id`` resolves; ``root`` is where wheel entry
+    points are looked up (a project's ``pyproject.toml``, else the installed distributions)."""
+
+    root: Path
+    target: str
+    jobs: dict[str, dict]
+    job_ids: dict[str, str] = field(default_factory=dict)
+
+
 # ---------------------------------------------------------------- job checks
 
 
@@ -267,7 +282,7 @@ def _outcome(value: Any) -> str | None:
     return text
 
 
-def _parse_tasks(job_key: str, job: dict) -> dict[str, _Task]:
+def _parse_tasks(job_key: str, job: dict, job_ids: Mapping[str, str]) -> dict[str, _Task]:
     tasks: dict[str, _Task] = {}
     for i, spec in enumerate(job["tasks"]):
         if not isinstance(spec, dict) or not spec.get("task_key"):
@@ -306,7 +321,7 @@ def _parse_tasks(job_key: str, job: dict) -> dict[str, _Task]:
                 raise ConfigError(f"task {t.key!r}: depends_on {dep} has an outcome, but {dep!r} "
                                   "is not a condition_task")
         if t.type == "run_job_task":
-            t.job_key = _run_job_target(t)
+            t.job_key = _run_job_target(t, job_ids)
         if t.type == "condition_task":
             cond = t.spec["condition_task"]
             if not isinstance(cond, dict) or cond.get("op") not in CONDITION_OPS:
@@ -319,8 +334,9 @@ def _parse_tasks(job_key: str, job: dict) -> dict[str, _Task]:
     return tasks
 
 
-def _run_job_target(t: _Task) -> str:
-    """The bundle job a run_job_task runs; anything but ``${resources.jobs.<key>.id}`` is refused."""
+def _run_job_target(t: _Task, job_ids: Mapping[str, str]) -> str:
+    """The job a run_job_task runs: ``${resources.jobs.<key>.id}``, or a deployed job id that
+    ``job_ids`` maps to a job key; anything else is refused."""
     spec = t.spec["run_job_task"]
     if not isinstance(spec, dict):
         raise ConfigError(f"task {t.key!r}: run_job_task must be a mapping")
@@ -328,7 +344,10 @@ def _run_job_target(t: _Task) -> str:
     if other:
         raise ConfigError(f"task {t.key!r}: run_job_task.{', run_job_task.'.join(other)} is not supported by the "
                           f"local runner (supported: {', '.join(_RUN_JOB_FIELDS)})")
-    m = _SAME_BUNDLE_JOB.match(str(spec.get("job_id", "")).strip())
+    job_id = str(spec.get("job_id", "")).strip()
+    m = _SAME_BUNDLE_JOB.match(job_id)
+    if not m and job_id in job_ids:
+        return job_ids[job_id]
     if not m:
         raise ConfigError(
             f"task {t.key!r}: run_job_task.job_id {spec.get('job_id')!r}: the local runner runs jobs of this "
@@ -386,7 +405,7 @@ def plan_job(bundle: Any, job_key: str, parameters: Mapping[str, Any] | None = N
     if job_key in _callers:
         raise ConfigError(f"run_job_task cycle: {' -> '.join((*_callers, job_key))}")
     job = _job(bundle, job_key)
-    tasks = _parse_tasks(job_key, job)
+    tasks = _parse_tasks(job_key, job, getattr(bundle, "job_ids", None) or {})
     declared: dict[str, str] = {}
     for i, p in enumerate(job.get("parameters") or []):
         if not isinstance(p, dict) or not p.get("name"):
