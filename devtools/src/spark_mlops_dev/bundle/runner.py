@@ -84,383 +84,40 @@ anything runs.
 from __future__ import annotations
 
 import contextlib
-import enum
 import os
-import re
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TextIO
 
-from spark_mlops import text
 from spark_mlops.config import redact
 from spark_mlops.errors import ConfigError
-from spark_mlops_dev.bundle import concurrency, entry_points, graph, run_state, scheduling, task_process
-from spark_mlops_dev.bundle.references import Context, RefError, as_text, reference_fields
+from spark_mlops_dev.bundle import concurrency, entry_points, run_state, scheduling, task_process
+from spark_mlops_dev.bundle.job_plan import (  # noqa: F401 (re-exported: the runner's public names)
+    CONDITION_OPS,
+    RUN_IF,
+    SUPPORTED_TYPES,
+    DeployedJobs,
+    JobPlan,
+    Task,
+    plan_job,
+    task_graph,
+)
+from spark_mlops_dev.bundle.references import Context, RefError, as_text
+from spark_mlops_dev.bundle.results import JobRunResult, RunState, TaskResult, TaskStatus  # noqa: F401
 
-UNLIMITED_RETRIES_CAP = 5
 DEFAULT_MAX_PARALLEL = 2  # ready tasks at once (process-per-task): the machines this runs on have 2 cores
 MAX_PARALLEL_ENV = "SPARK_MLOPS_MAX_PARALLEL_TASKS"
 MAX_RETRY_WAIT_ENV = "SPARK_MLOPS_MAX_RETRY_WAIT_S"  # unset: min_retry_interval_millis is waited in full
 DEBUG_ENV = "SPARK_MLOPS_DEBUG"
 STATE_DIR_ENV = "SPARK_MLOPS_STATE_DIR"
 STDOUT = "stdout"  # `out=` default: the sys.stdout of the moment of printing
-
-SUPPORTED_TYPES = ("python_wheel_task", "condition_task", "run_job_task")
-# docs: "Pass job_id: ${resources.jobs.<job_key>.id}" (bundles: job task types / run_job_task)
-_SAME_BUNDLE_JOB = re.compile(r"^\$\{resources\.jobs\.([A-Za-z0-9_-]+)\.id\}$")
-_RUN_JOB_FIELDS = ("job_id", "job_parameters")
-RUN_IF = ("ALL_SUCCESS", "AT_LEAST_ONE_SUCCESS", "NONE_FAILED", "ALL_DONE", "AT_LEAST_ONE_FAILED",
-          "ALL_FAILED")
-CONDITION_OPS = ("EQUAL_TO", "NOT_EQUAL", "GREATER_THAN", "GREATER_THAN_OR_EQUAL", "LESS_THAN",
-                 "LESS_THAN_OR_EQUAL")
-
-
-class TaskStatus(enum.StrEnum):
-    SUCCESS = "SUCCESS"
-    FAILED = "FAILED"
-    UPSTREAM_FAILED = "UPSTREAM_FAILED"
-    EXCLUDED = "EXCLUDED"  # skipped: unmet condition outcome or failure-handling run_if
-    TIMEDOUT = "TIMEDOUT"  # stopped at its timeout_seconds, or when the run timed out
-    CANCELED = "CANCELED"  # not started: the run had timed out or was canceled
-    PENDING = "PENDING"
-
-
-class RunState(enum.StrEnum):
-    SUCCESS = "SUCCESS"
-    SUCCESS_WITH_FAILURES = "SUCCESS_WITH_FAILURES"
-    FAILED = "FAILED"
-    TIMEDOUT = "TIMEDOUT"  # the run lasted longer than the job's timeout_seconds
-    CANCELED = "CANCELED"  # a child run canceled by its Run Job task's timeout or its parent's
-    MAXIMUM_CONCURRENT_RUNS_REACHED = "MAXIMUM_CONCURRENT_RUNS_REACHED"  # skipped: nothing ran
-
-
-@dataclass
-class TaskResult:
-    key: str
-    type: str  # "python_wheel_task" | "condition_task" | "run_job_task"
-    status: TaskStatus = TaskStatus.PENDING
-    attempts: int = 0
-    duration: float = 0.0  # seconds, all attempts and retry waits
-    error: str | None = None  # the last failure, or why the task was skipped
-    outcome: bool | None = None  # condition tasks: the evaluated result
-    argv: list[str] = field(default_factory=list)  # wheel tasks: sys.argv of the last attempt
-    detail: str = ""  # condition tasks: the evaluated expression
-    child: JobRunResult | None = None  # run_job_task: the run it started
-    kept: bool = False  # a repair kept this result from the run it repaired
-
-    @property
-    def ok(self) -> bool:
-        return self.status in (TaskStatus.SUCCESS, TaskStatus.EXCLUDED)
-
-
-@dataclass
-class JobRunResult:
-    job_key: str
-    job_name: str
-    target: str
-    run_id: str
-    parameters: dict[str, str]  # resolved job parameters
-    tasks: dict[str, TaskResult]  # in execution order
-    state: RunState
-    start_time: datetime
-    duration: float
-    notes: list[str] = field(default_factory=list)
-    repair_count: int = 0
-
-    @property
-    def life_cycle_state(self) -> str:
-        """As runs/get reports it: SKIPPED for a run skipped at the concurrency limit, else TERMINATED."""
-        return "SKIPPED" if self.state is RunState.MAXIMUM_CONCURRENT_RUNS_REACHED else "TERMINATED"
-
-    def api_state(self) -> dict[str, str]:
-        """The run's ``state`` as the Jobs API's runs/get reports it (RunState in databricks-sdk-py)."""
-        return {"life_cycle_state": self.life_cycle_state, "result_state": str(self.state),
-                "state_message": "; ".join(self.notes)}
-
-    @property
-    def ok(self) -> bool:
-        return self.state in (RunState.SUCCESS, RunState.SUCCESS_WITH_FAILURES)
-
-    @property
-    def exit_code(self) -> int:
-        return 0 if self.ok else 1
-
-    def statuses(self) -> dict[str, str]:
-        return {k: str(t.status) for k, t in self.tasks.items()}
-
-    def summary(self) -> str:
-        rows = []
-        for t in self.tasks.values():
-            status = str(t.status)
-            if t.outcome is not None and t.status is TaskStatus.SUCCESS:
-                status += f" ({'true' if t.outcome else 'false'})"
-            kind = {"python_wheel_task": "wheel", "condition_task": "condition",
-                    "run_job_task": "run job"}.get(t.type, t.type)
-            if t.child is not None:
-                status += f" (run {t.child.run_id}: {t.child.state})"
-            rows.append((t.key, kind, status, str(t.attempts), f"{t.duration:.2f}s"))
-        lines = text.table(("task", "type", "status", "attempts", "duration"), rows)
-        lines.append(
-            f"job {self.job_key} (target {self.target}, run {self.run_id}): {self.state} "
-            f"in {self.duration:.2f}s"
-        )
-        lines.extend(f"note: {n}" for n in self.notes)
-        return "\n".join(lines)
-
-
-@dataclass
-class DeployedJobs:
-    """Job definitions as the Databricks CLI deployed them, for :func:`run_job` and :func:`repair_run`.
-
-    ``jobs`` maps a job key to its Jobs API ``JobSettings`` (the JSON ``jobs/get`` returns under
-    ``settings``, or a job of ``bundle validate -o json``); ``job_ids`` maps a deployed job id to
-    its key, so that a Run Job task's numeric ``job_id`` resolves; ``root`` is where wheel entry
-    points are looked up (a project's ``pyproject.toml``, else the installed distributions)."""
-
-    root: Path
-    target: str
-    jobs: dict[str, dict]
-    job_ids: dict[str, str] = field(default_factory=dict)
-
-
-# ---------------------------------------------------------------- job checks
-
-
-@dataclass
-class _Task:
-    key: str
-    type: str
-    spec: dict
-    deps: list[tuple[str, str | None]]  # (task_key, outcome "true"/"false" or None)
-    run_if: str
-    max_retries: int
-    retry_wait_s: float
-    entry: str | None = None  # "module:attr" for wheel tasks
-    job_key: str | None = None  # run_job_task: the bundle job it runs
-
-
-def _job(bundle: Any, job_key: str) -> dict:
-    jobs = bundle.jobs
-    if job_key not in jobs:
-        raise ConfigError(
-            f"no job {job_key!r} in the bundle (target {bundle.target}); "
-            f"jobs: {', '.join(jobs) or 'none'}"
-        )
-    job = jobs[job_key]
-    if not isinstance(job, dict) or not isinstance(job.get("tasks"), list) or not job["tasks"]:
-        raise ConfigError(f"job {job_key!r}: has no tasks")
-    return job
-
-
-def _task_type(key: str, spec: dict) -> str:
-    kinds = [k for k in spec if k.endswith("_task") and spec[k] is not None]
-    if len(kinds) != 1:
-        found = ", ".join(kinds) or "none"
-        raise ConfigError(f"task {key!r}: expected exactly one task type, found {found}")
-    kind = kinds[0]
-    if kind not in SUPPORTED_TYPES:
-        raise ConfigError(
-            f"task {key!r}: {kind} is not supported by the local runner "
-            f"(supported: {', '.join(SUPPORTED_TYPES)})"
-        )
-    return kind
-
-
-def _outcome(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = as_text(value).strip().lower()
-    if text not in ("true", "false"):
-        raise ValueError(text)
-    return text
-
-
-def _parse_tasks(job_key: str, job: dict, job_ids: Mapping[str, str]) -> dict[str, _Task]:
-    tasks: dict[str, _Task] = {}
-    for i, spec in enumerate(job["tasks"]):
-        if not isinstance(spec, dict) or not spec.get("task_key"):
-            raise ConfigError(f"job {job_key!r}: tasks[{i}] has no task_key")
-        key = str(spec["task_key"])
-        if key in tasks:
-            raise ConfigError(f"job {job_key!r}: task_key {key!r} is used twice")
-        kind = _task_type(key, spec)
-        deps: list[tuple[str, str | None]] = []
-        for dep in spec.get("depends_on") or []:
-            if not isinstance(dep, dict) or not dep.get("task_key"):
-                raise ConfigError(f"task {key!r}: depends_on entries need a task_key")
-            try:
-                outcome = _outcome(dep.get("outcome"))
-            except ValueError as exc:
-                raise ConfigError(f"task {key!r}: depends_on {dep['task_key']}: outcome must be "
-                                  f"\"true\" or \"false\", found {exc}") from None
-            deps.append((str(dep["task_key"]), outcome))
-        run_if = str(spec.get("run_if") or "ALL_SUCCESS")
-        if run_if not in RUN_IF:
-            raise ConfigError(f"task {key!r}: run_if {run_if!r} is not one of {', '.join(RUN_IF)}")
-        retries = int(spec.get("max_retries") or 0)
-        if retries < 0:
-            retries = UNLIMITED_RETRIES_CAP
-        wait = float(spec.get("min_retry_interval_millis") or 0) / 1000.0
-        tasks[key] = _Task(key, kind, spec, deps, run_if, retries, wait)
-
-    for t in tasks.values():
-        for dep, outcome in t.deps:
-            if dep not in tasks:
-                raise ConfigError(f"task {t.key!r}: depends on unknown task {dep!r} "
-                                  f"(tasks: {', '.join(tasks)})")
-            if dep == t.key:
-                raise ConfigError(f"task {t.key!r}: depends on itself")
-            if outcome is not None and tasks[dep].type != "condition_task":
-                raise ConfigError(f"task {t.key!r}: depends_on {dep} has an outcome, but {dep!r} "
-                                  "is not a condition_task")
-        if t.type == "run_job_task":
-            t.job_key = _run_job_target(t, job_ids)
-        if t.type == "condition_task":
-            cond = t.spec["condition_task"]
-            if not isinstance(cond, dict) or cond.get("op") not in CONDITION_OPS:
-                raise ConfigError(f"task {t.key!r}: condition_task.op must be one of "
-                                  f"{', '.join(CONDITION_OPS)}")
-            for side in ("left", "right"):
-                if side not in cond:
-                    raise ConfigError(f"task {t.key!r}: condition_task.{side} is missing")
-    _order(tasks)  # raises on cycles
-    return tasks
-
-
-def _run_job_target(t: _Task, job_ids: Mapping[str, str]) -> str:
-    """The job a run_job_task runs: ``${resources.jobs.<key>.id}``, or a deployed job id that
-    ``job_ids`` maps to a job key; anything else is refused."""
-    spec = t.spec["run_job_task"]
-    if not isinstance(spec, dict):
-        raise ConfigError(f"task {t.key!r}: run_job_task must be a mapping")
-    other = sorted(k for k in spec if k not in _RUN_JOB_FIELDS)
-    if other:
-        raise ConfigError(f"task {t.key!r}: run_job_task.{', run_job_task.'.join(other)} is not supported by the "
-                          f"local runner (supported: {', '.join(_RUN_JOB_FIELDS)})")
-    job_id = str(spec.get("job_id", "")).strip()
-    m = _SAME_BUNDLE_JOB.match(job_id)
-    if not m and job_id in job_ids:
-        return job_ids[job_id]
-    if not m:
-        raise ConfigError(
-            f"task {t.key!r}: run_job_task.job_id {spec.get('job_id')!r}: the local runner runs jobs of this "
-            "bundle only, named as ${resources.jobs.<job_key>.id}"
-        )
-    params = spec.get("job_parameters")
-    if params is not None and not isinstance(params, dict):
-        raise ConfigError(f"task {t.key!r}: run_job_task.job_parameters must be a mapping")
-    return m.group(1)
-
-
-def _graph(tasks: dict[str, _Task]) -> dict[str, list[str]]:
-    return {k: [d for d, _ in t.deps] for k, t in tasks.items()}
-
-
-def _order(tasks: dict[str, _Task]) -> list[str]:
-    """Topological order; among ready tasks the YAML order wins."""
-    order = graph.topological_order(_graph(tasks))
-    if order is None:
-        cycle = graph.find_cycle(_graph(tasks)) or list(tasks)
-        raise ConfigError(f"circular depends_on among tasks: {' -> '.join(cycle)}")
-    return order
-
-
-
-# ---------------------------------------------------------------- plan
-
-
-@dataclass
-class JobPlan:
-    """A checked job: what :func:`run_job` will run (built before anything runs)."""
-
-    bundle: Any
-    job_key: str
-    job: dict
-    tasks: dict[str, _Task]
-    order: list[str]
-    parameters: dict[str, str]  # defaults + overrides, references not yet resolved
-
-    @property
-    def task_keys(self) -> list[str]:
-        return list(self.order)
-
-
-def plan_job(bundle: Any, job_key: str, parameters: Mapping[str, Any] | None = None,
-             _callers: tuple[str, ...] = (), *, _undeclared_ok: bool = False) -> JobPlan:
-    """Check a job of a loaded bundle; raise :class:`ConfigError` on anything that would stop it.
-    Jobs started by its run_job_tasks are checked too (with their declared parameters).
-
-    ``parameters`` the job does not declare are an error (a typo on the command line), except for
-    a run started by a Run Job task (``_undeclared_ok``): parameters pushed down from the parent
-    become the child run's job parameters whether the child declares them or not, as a run's
-    parameters are the job's with the run's overrides on top (databricks/cli
-    ``libs/testserver/jobs.go`` ``runJobParameters``), and are pushed down again from there."""
-    if job_key in _callers:
-        raise ConfigError(f"run_job_task cycle: {' -> '.join((*_callers, job_key))}")
-    job = _job(bundle, job_key)
-    tasks = _parse_tasks(job_key, job, getattr(bundle, "job_ids", None) or {})
-    declared: dict[str, str] = {}
-    for i, p in enumerate(job.get("parameters") or []):
-        if not isinstance(p, dict) or not p.get("name"):
-            raise ConfigError(f"job {job_key!r}: parameters[{i}] has no name")
-        declared[str(p["name"])] = as_text(p.get("default", ""))
-    for name, value in (parameters or {}).items():
-        if name not in declared and not _undeclared_ok:
-            raise ConfigError(f"job {job_key!r} has no parameter {name!r} "
-                              f"(parameters: {', '.join(declared) or 'none'})")
-        declared[name] = as_text(value)
-    root = Path(bundle.root)
-    for t in tasks.values():
-        if t.type == "python_wheel_task":
-            wheel = t.spec["python_wheel_task"]
-            if not isinstance(wheel, dict):
-                raise ConfigError(f"task {t.key!r}: python_wheel_task must be a mapping")
-            if wheel.get("named_parameters") and wheel.get("parameters"):
-                raise ConfigError(f"task {t.key!r}: python_wheel_task has both named_parameters and parameters")
-            t.entry = entry_points.resolve(root, wheel.get("package_name"), wheel.get("entry_point"),
-                                           where=f"task {t.key!r}")
-        elif t.type == "run_job_task":
-            if t.job_key not in bundle.jobs:
-                raise ConfigError(f"task {t.key!r}: run_job_task names job {t.job_key!r}, which is not in the "
-                                  f"bundle (target {bundle.target}); jobs: {', '.join(bundle.jobs) or 'none'}")
-            child = plan_job(bundle, t.job_key, None, (*_callers, job_key))
-            unknown = sorted(set(t.spec["run_job_task"].get("job_parameters") or {}) - set(child.parameters))
-            if unknown:
-                raise ConfigError(f"task {t.key!r}: job {t.job_key!r} has no parameter(s) {unknown} "
-                                  f"(parameters: {', '.join(child.parameters) or 'none'})")
-    plan = JobPlan(bundle, job_key, job, tasks, _order(tasks), declared)
-    _check_references(plan)
-    return plan
-
-
-def _check_references(plan: JobPlan) -> None:
-    ctx = Context(job_key=plan.job_key, job=plan.job, run_id="0", start=datetime.now(UTC),
-                   parameters=plan.parameters, tasks=plan.tasks, results={})
-    problems: list[str] = []
-    for name, value in plan.parameters.items():
-        if re.search(r"\{\{\s*(job\.parameters|tasks?)\.", value):
-            problems.append(f"job {plan.job_key!r}: parameter {name!r}: {value!r}: job parameters "
-                            "cannot reference other parameters or tasks")
-            continue
-        try:
-            ctx.resolve(value, None, check=True)
-        except RefError as exc:
-            problems.append(f"parameter {name!r}: {exc}")
-    for t in plan.tasks.values():
-        for where, value in reference_fields(t):
-            try:
-                ctx.resolve(as_text(value), t.key, check=True)
-            except RefError as exc:
-                problems.append(f"{exc} (in {t.type}.{where})")
-    if problems:
-        raise ConfigError("invalid dynamic value references:\n  " + "\n  ".join(problems))
 
 
 # ---------------------------------------------------------------- running
@@ -552,7 +209,7 @@ def evaluate_condition(op: str, left: str, right: str) -> bool:
             "LESS_THAN_OR_EQUAL": a <= b}[op]
 
 
-def _wheel_args(t: _Task, ctx: Context) -> list[str]:
+def _wheel_args(t: Task, ctx: Context) -> list[str]:
     wheel = t.spec["python_wheel_task"]
     named = wheel.get("named_parameters")
     if named:
@@ -563,7 +220,7 @@ def _wheel_args(t: _Task, ctx: Context) -> list[str]:
     return [ctx.resolve(as_text(v), t.key) for v in wheel.get("parameters") or []]
 
 
-def _run_job_parameters(t: _Task, ctx: Context) -> dict[str, str]:
+def _run_job_parameters(t: Task, ctx: Context) -> dict[str, str]:
     """The child run's job parameters: the task's ``job_parameters``, then the parent's job
     parameters pushed down over them. Run Job is a key-value task, and "a job parameter takes
     precedence over a task parameter with the same key" (docs: jobs/job-parameters, "Job
@@ -574,7 +231,7 @@ def _run_job_parameters(t: _Task, ctx: Context) -> dict[str, str]:
     return params
 
 
-def _call_entry(t: _Task, argv: list[str]) -> str | None:
+def _call_entry(t: Task, argv: list[str]) -> str | None:
     """Run one attempt in this process; None on success, else the failure message."""
     package = str(t.spec["python_wheel_task"]["package_name"])
     saved = sys.argv
@@ -672,7 +329,7 @@ def repair_run(
     record = run_state.load(state, str(run_id))
     parameters = {**record.parameters, **{k: as_text(v) for k, v in (job_parameters or {}).items()}}
     plan = plan_job(bundle, record.job_key, parameters, _undeclared_ok=True)
-    rerun = run_state.repair_plan(record, _graph(plan.tasks), rerun_tasks=rerun_tasks,
+    rerun = run_state.repair_plan(record, task_graph(plan.tasks), rerun_tasks=rerun_tasks,
                                   rerun_all_failed=rerun_all_failed, rerun_dependent=rerun_dependent,
                                   latest_repair_id=latest_repair_id)
     kept = {k: _result_from_record(k, plan.tasks[k].type, record.tasks[k])
@@ -749,7 +406,7 @@ class _Run:
             say("parameters: " + ", ".join(f"{k}={v}" for k, v in self.ctx.parameters.items()))
         limit = _seconds(plan.job.get("timeout_seconds"))
         timed_out = scheduling.execute(
-            plan.order, _graph(plan.tasks), start=self._start_task, max_parallel=self.options.parallel,
+            plan.order, task_graph(plan.tasks), start=self._start_task, max_parallel=self.options.parallel,
             deadline=clock + limit if limit else None, on_deadline=self._deadline,
             inline=not self.options.process_per_task)
         if timed_out:
@@ -808,7 +465,7 @@ class _Run:
     def _stop_of(self, key: str) -> threading.Event:
         return self.late.get(key, self.cancel)
 
-    def _run_task(self, t: _Task, result: TaskResult) -> None:
+    def _run_task(self, t: Task, result: TaskResult) -> None:
         clock = time.monotonic()
         self.say(f"-> {t.key}: started ({t.type})")
         try:
@@ -825,7 +482,7 @@ class _Run:
         self.say(f"<- {t.key}: {result.status}{extra} ({result.attempts} attempt"
                  f"{'s' if result.attempts != 1 else ''}, {result.duration:.2f}s){tail}")
 
-    def _run_condition(self, t: _Task, result: TaskResult) -> None:
+    def _run_condition(self, t: Task, result: TaskResult) -> None:
         cond = t.spec["condition_task"]
         result.attempts = 1
         try:
@@ -837,7 +494,7 @@ class _Run:
         except (RefError, ValueError) as exc:
             result.status, result.error = TaskStatus.FAILED, str(exc)
 
-    def _run_job_task(self, t: _Task, result: TaskResult) -> None:
+    def _run_job_task(self, t: Task, result: TaskResult) -> None:
         result.attempts = 1
         try:
             params = _run_job_parameters(t, self.ctx)
@@ -874,7 +531,7 @@ class _Run:
         else:
             result.status, result.error = TaskStatus.FAILED, result.detail
 
-    def _run_wheel(self, t: _Task, result: TaskResult) -> None:
+    def _run_wheel(self, t: Task, result: TaskResult) -> None:
         try:
             argv = _wheel_args(t, self.ctx)
         except RefError as exc:
@@ -907,7 +564,7 @@ class _Run:
                 if stop.is_set():
                     return
 
-    def _attempt(self, t: _Task, argv: list[str], limit: int | None, attempt: int) -> tuple[str | None, bool]:
+    def _attempt(self, t: Task, argv: list[str], limit: int | None, attempt: int) -> tuple[str | None, bool]:
         """(failure or None, timed out?) of one attempt."""
         started = time.monotonic()
         if not self.options.process_per_task:
@@ -928,7 +585,7 @@ class _Run:
             return f"attempt {attempt} stopped: the run timed out or was canceled ({how}, {took:.1f} s)", False
         return (None if ended.code == 0 else f"exited with code {ended.code}"), False
 
-    def _retry_wait(self, t: _Task, why: str, attempt: int) -> None:
+    def _retry_wait(self, t: Task, why: str, attempt: int) -> None:
         wait, cap = t.retry_wait_s, self.options.max_retry_wait_s
         shortened = ""
         if cap is not None and wait > cap:
@@ -962,7 +619,7 @@ def _seconds(value: Any) -> int | None:
         return None
 
 
-def _job_state(tasks: dict[str, _Task], results: dict[str, TaskResult]) -> RunState:
+def _job_state(tasks: dict[str, Task], results: dict[str, TaskResult]) -> RunState:
     """Databricks' rule: FAILED when a leaf task did not succeed, SUCCESS_WITH_FAILURES when another
     task did not, else SUCCESS (RunResultState, databricks-sdk-py ``databricks/sdk/service/jobs.py``)."""
     upstream = {d for t in tasks.values() for d, _ in t.deps}
