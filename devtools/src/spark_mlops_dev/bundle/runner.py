@@ -1,83 +1,64 @@
-"""Run one of the bundle's jobs locally, the way Databricks Jobs would run it.
+"""Run the bundle's jobs locally the way Databricks Workflows runs them, and repair their runs.
 
-``spark-mlops run JOB [-t TARGET] [--var k=v] [--param k=v]`` loads the bundle as the Databricks
-CLI resolves it (``databricks bundle validate -o json`` where the CLI is on PATH, else the offline
-loader with local workspace values: :func:`.databricks_cli.resolve_bundle`), checks the job,
-then runs its tasks one at a time in this process, so every task shares one Spark session; with
-``--process-per-task`` each wheel task runs in a fresh process with only its arguments and the
-machine's basics (task_process.py), as on a job cluster, so state one task leaves in memory cannot
-hide a bug in the next.
+``spark-mlops run JOB [-t TARGET] [--var k=v] [--param k=v] [--process-per-task]`` loads the bundle
+as the Databricks CLI resolves it (:func:`.databricks_cli.resolve_bundle`), checks the job before
+anything runs (job_plan.py), then runs it. ``spark-mlops run --repair RUN_ID [--rerun TASK]
+[--rerun-dependent] [--param k=v]`` repairs a recorded run.
 
-Supported, with Databricks semantics:
+Execution API (for callers that hold job definitions as deployed, e.g. a fake workspace):
 
-* ``python_wheel_task``: the ``entry_point`` is looked up by name in the bundle's
-  ``pyproject.toml`` (``[project.scripts]``, ``[project.gui-scripts]``, any
-  ``[project.entry-points.<group>]``) when its ``[project].name`` is the task's ``package_name``,
-  else in the installed distribution of that name; it is called with
-  ``sys.argv = [package_name, *args]``. ``named_parameters`` become ``--key=value`` (in YAML
-  order) and the job's parameters are pushed down to them as Databricks does (a job parameter
-  wins over a task parameter of the same name); a positional ``parameters`` list is passed as
-  given (no push-down). ``SystemExit`` with code 0/None is success; any other exit code or
-  exception fails the attempt.
-* ``condition_task``: ``EQUAL_TO`` / ``NOT_EQUAL`` compare the operands as strings ("12.0" is
-  not "12"); ``GREATER_THAN``, ``GREATER_THAN_OR_EQUAL``, ``LESS_THAN``, ``LESS_THAN_OR_EQUAL``
-  compare them as numbers (a non-numeric operand fails the task).
-* ``depends_on`` with ``outcome: "true" | "false"`` on condition tasks; ``run_if``:
-  ALL_SUCCESS (default), AT_LEAST_ONE_SUCCESS, NONE_FAILED, ALL_DONE, AT_LEAST_ONE_FAILED,
-  ALL_FAILED. A dependency edge is *excluded* when the dependency was excluded or when it is a
-  condition whose result differs from the edge's ``outcome``. A task whose dependencies are all
-  excluded is EXCLUDED whatever its ``run_if``; otherwise ``run_if`` is evaluated over the
-  non-excluded edges (an UPSTREAM_FAILED dependency counts as failed). An unmet ALL_SUCCESS,
-  AT_LEAST_ONE_SUCCESS or NONE_FAILED makes the task UPSTREAM_FAILED; an unmet
-  AT_LEAST_ONE_FAILED or ALL_FAILED makes it EXCLUDED (skipped, counted as successful).
-* ``max_retries`` (``-1``, "forever" on Databricks, is capped at :data:`UNLIMITED_RETRIES_CAP`)
-  and ``min_retry_interval_millis`` (the local wait is capped at :data:`MAX_RETRY_WAIT_S`).
-* Dynamic value references: ``{{job.id}}``, ``{{job.name}}``, ``{{job.run_id}}``,
-  ``{{job.repair_count}}``, ``{{job.parameters.<name>}}``, ``{{job.start_time.<arg>}}`` and
-  ``{{job.trigger.time.<arg>}}`` (iso_date, iso_datetime, iso_weekday, is_weekday, year, month,
-  day, hour, minute, second, timestamp_ms; UTC), ``{{job.trigger.type}}``, ``{{task.name}}``,
-  ``{{task.run_id}}``, ``{{task.execution_count}}``,
-  ``{{tasks.<key>.run_id|result_state|execution_count}}``, ``{{workspace.id|url}}``; names may
-  be back-quoted. As on Databricks, text that is not a reference of a known namespace stays
-  literal; a bad reference in a known namespace is an error before anything runs, naming the
-  task. ``{{tasks.X...}}`` must name an upstream task of the referring one.
+* ``run_job(jobs, job_key, parameters, run_id, state_dir=..., out=..., options=RunOptions(...))``
+  runs one job and returns a :class:`JobRunResult` (``.state`` a RunResultState,
+  ``.api_state()`` the ``state`` of runs/get, ``.tasks`` per task). ``jobs`` is anything with
+  ``root``, ``target`` and ``jobs`` (job key -> Jobs API JobSettings): a loaded bundle, or a
+  :class:`DeployedJobs` whose ``job_ids`` map deployed job ids (a Run Job task's numeric
+  ``job_id``) to job keys. The run is recorded under ``state_dir`` (``runs/history/<run id>.json``).
+* ``repair_run(jobs, run_id, rerun_tasks=[...] | rerun_all_failed=True, rerun_dependent=...,
+  job_parameters=..., latest_repair_id=..., state_dir=...)`` repairs a recorded run, as the Jobs
+  API's ``runs/repair`` does, with the job definitions as they are now.
+* ``RunOptions(process_per_task=True, max_parallel=N, max_retry_wait_s=..., kill_grace_s=...)``:
+  how tasks run locally. Both calls raise ConfigError before anything runs when the job cannot run.
 
-* ``run_job_task`` of a job of the same bundle, named as ``job_id: ${resources.jobs.<key>.id}``
-  (the documented way to reference a bundle job's id; the local loader leaves deploy-time ids
-  unresolved, so the reference names the job): the job runs in this process with its own run
-  id, ``job_parameters`` are passed through as its job parameters (references resolved first),
-  and the task's result is that run's result (SUCCESS and SUCCESS_WITH_FAILURES succeed).
-  Nothing else is accepted: a numeric ``job_id``, a job outside the bundle, the legacy
-  ``notebook_params``/``python_params``/``jar_params``/... fields, or a job that (through
-  other run_job_tasks) runs itself.
-* ``max_concurrent_runs`` with ``queue: {enabled: false}``: a run started while that many runs
-  of the same job are active (in this process, or in another process with the same state
-  folder) is not run: its result is MAXIMUM_CONCURRENT_RUNS_REACHED ("The run was skipped
-  because the maximum concurrent runs were reached", RunResultState in databricks-sdk-py
-  ``databricks/sdk/service/jobs.py``), and a run_job_task that started it fails. With the queue
-  enabled Databricks would queue the run; locally it runs at once.
+Jobs semantics, each as Databricks documents it:
 
-Refused, because Databricks would not do it: ``{{tasks.<key>.values.<name>}}`` of a
-``python_wheel_task``. Task values are set with ``dbutils.jobs.taskValues.set()``, which the docs
-make available in Python notebooks only (docs: jobs/task-values); from a wheel task the SDK's
-fallback ``set()`` silently does nothing (databricks-sdk-py ``databricks/sdk/dbutils.py``), so such a
-reference would never resolve in a workspace. Gates use exit codes, ``run_if`` and conditions on
-literal operands instead.
+* ``python_wheel_task``: the ``entry_point`` is looked up by name in the entry-point metadata
+  (entry_points.py) and called with ``sys.argv = [package_name, *args]``; ``named_parameters``
+  become ``--key=value`` in YAML order and the job's parameters are pushed down to them (a job
+  parameter wins over a task parameter of the same name; docs: jobs/task-parameters); a
+  positional ``parameters`` list is passed as given. Exit code 0/None is success.
+* ``condition_task``: ``EQUAL_TO`` / ``NOT_EQUAL`` compare strings, the other operators numbers.
+* ``run_job_task`` of a job of the same bundle (``${resources.jobs.<key>.id}``, or a deployed id
+  :class:`DeployedJobs` maps): the job runs with its own run id; its job parameters are the task's
+  ``job_parameters`` with the parent's job parameters pushed down over them ("Job parameter
+  pushdown", docs: jobs/job-parameters), declared by the child or not; the task's result is that
+  run's (SUCCESS and SUCCESS_WITH_FAILURES succeed); the task waits for the run, and at its
+  ``timeout_seconds`` the run is canceled (docs: jobs/run-job). Circular Run Job tasks are refused.
+* Dependencies and ``run_if`` (scheduling.py, docs: jobs/run-if): tasks whose dependencies have
+  ended start at once, up to ``max_parallel`` together (process per task only: in-process tasks
+  share sys.argv, the environment and one Spark session, so they run one at a time).
+* Timeouts: a task is stopped at its ``timeout_seconds`` (SIGTERM to its process group, SIGKILL
+  after ``kill_grace_s``; task_process.py) and is TIMEDOUT, retried only with ``retry_on_timeout``;
+  at the job's ``timeout_seconds`` the running tasks are stopped, tasks not started are CANCELED
+  unless their ``run_if`` handles failure (those still run), and the run is TIMEDOUT. An
+  in-process task cannot be stopped: it is judged when it ends (said in the run's notes).
+* Retries: ``max_retries`` (``-1`` is capped at :data:`~.job_plan.UNLIMITED_RETRIES_CAP`) after
+  ``min_retry_interval_millis``, waited in full unless ``SPARK_MLOPS_MAX_RETRY_WAIT_S`` (or
+  ``--max-retry-wait``) shortens it, which the output says.
+* ``max_concurrent_runs`` (concurrency.py): with ``queue: {enabled: true}`` a run waits in QUEUED
+  for a free slot; otherwise it is skipped (MAXIMUM_CONCURRENT_RUNS_REACHED, life cycle SKIPPED).
+* Repair (run_state.py, docs: jobs/repair-job-failures): the chosen tasks re-run within the same
+  run id, the others keep their results; ``{{job.repair_count}}`` counts repairs.
+* Dynamic value references (references.py): ``{{job.*}}``, ``{{task.*}}``, ``{{tasks.<key>.*}}``,
+  ``{{workspace.*}}``; a bad reference in a known namespace is an error before anything runs.
+* The run's result (results.py): FAILED when a leaf task (one nothing depends on) did not
+  succeed, SUCCESS_WITH_FAILURES when another task did not, else SUCCESS; TIMEDOUT at the job's
+  timeout; CANCELED for a child run its Run Job task canceled. ``main`` exits 0 unless the run
+  did not succeed.
 
-Job result (Databricks' rule): FAILED when any *leaf* task (one nothing depends on) failed or
-was UPSTREAM_FAILED; SUCCESS_WITH_FAILURES when some task failed but every leaf succeeded or
-was excluded; SUCCESS otherwise. ``main`` exits 0 unless the result is FAILED.
-
-Timeouts, as Databricks applies them but checked when a task ends (a local task is never
-interrupted): an attempt that ran longer than its task's ``timeout_seconds`` is TIMEDOUT, and is
-retried only with ``retry_on_timeout``; a Run Job task whose child run took longer than its
-``timeout_seconds`` is TIMEDOUT; once the run has lasted longer than the job's
-``timeout_seconds`` (a Run Job task's wait for its child included: docs: jobs/run-job), the tasks
-not yet started are CANCELED and the run's result is TIMEDOUT.
-
-Deliberately not done locally: tasks run sequentially (no parallelism); ``health`` rules,
-schedules/triggers, notifications, ``libraries``, clusters and environments are ignored; other
-task types (notebook, spark_python, sql, for_each, pipeline, dbt, ...) are rejected before
+Refused, because Databricks would not do it: ``{{tasks.<key>.values.<name>}}`` of a wheel task
+(task values are set from Python notebooks only, docs: jobs/task-values; from a wheel the SDK's
+``set()`` silently does nothing). Not done locally: ``health`` rules, schedules/triggers,
+notifications, ``libraries``, clusters and environments; other task types are rejected before
 anything runs.
 """
 
