@@ -371,8 +371,11 @@ def test_waiting_for_the_lock_ends_when_it_is_released_and_a_dead_holders_lock_i
     with alias_lock.held(view, "test", timeout_s=60, clock=lambda: clock[0], sleep=sleep):
         assert json.loads(trained.client.get_registered_model(name).description)["action"] == "test"
     assert len(polls) == 2
+    # A dead holder's lock: never renewed, whatever "since" its description claims (test_alias_lock.py).
     old = (datetime.now(UTC) - timedelta(seconds=alias_lock.LEASE_S + 60)).isoformat()
     trained.client.create_registered_model(name, description=json.dumps({"action": "promote", "since": old}))
-    with alias_lock.held(view, "test", timeout_s=0):
+    clock[0] = 0.0
+    with alias_lock.held(view, "test", timeout_s=60, lease_s=5, clock=lambda: clock[0], sleep=sleep):
         pass
+    assert clock[0] >= 5
     assert registry.client(view).search_registered_models(f"name='{name}'") == []

@@ -14,6 +14,9 @@ of MLflow 3.8.1's UC store (``mlflow/store/_unity_catalog/registry/rest_store.py
   the wrapped registry is re-raised as it is, never turned into "does not exist";
 * an outage: with ``outage`` set to an exception, every call raises it (as a UC endpoint that
   answers 503 would, through MLflow's REST client);
+* a registered model another identity created (names in ``foreign``): reading or deleting it
+  raises ``PERMISSION_DENIED``, as Unity Catalog answers an identity without privileges on it
+  (only an owner may delete a registered model);
 * optional: a new version reports ``PENDING_REGISTRATION`` for its first ``pending_reads`` reads,
   or ``FAILED_REGISTRATION`` (the UC store itself says creation is READY at once; the wait is a guard).
 
@@ -27,7 +30,12 @@ import copy
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.entities.model_registry.model_version_search import ModelVersionSearch
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST, ErrorCode
+from mlflow.protos.databricks_pb2 import (
+    INVALID_PARAMETER_VALUE,
+    PERMISSION_DENIED,
+    RESOURCE_DOES_NOT_EXIST,
+    ErrorCode,
+)
 from mlflow.store.entities.paged_list import PagedList
 
 
@@ -40,6 +48,7 @@ class UnityCatalogClientDouble:
         self.writes: list[tuple] = []
         self._reads: dict[tuple[str, str], int] = {}
         self.outage: Exception | None = None
+        self.foreign: set[str] = set()
 
     def _up(self) -> None:
         """Every call fails while the registry is out."""
@@ -85,8 +94,14 @@ class UnityCatalogClientDouble:
                                       error_code=RESOURCE_DOES_NOT_EXIST) from exc
             raise
 
+    def _readable(self, name) -> None:
+        if name in self.foreign:
+            raise MlflowException(f"User does not have privileges on registered model '{name}'.",
+                                  error_code=PERMISSION_DENIED)
+
     def get_registered_model(self, name):
         self._up()
+        self._readable(name)
         return self._real.get_registered_model(name)
 
     def get_model_version_download_uri(self, name, version):
@@ -114,8 +129,15 @@ class UnityCatalogClientDouble:
         self.writes.append(("create_model", name))
         return self._real.create_registered_model(name, tags=tags, description=description)
 
+    def update_registered_model(self, name, description=None):
+        self._up()
+        self._readable(name)
+        self.writes.append(("update_model", name))
+        return self._real.update_registered_model(name, description=description)
+
     def delete_registered_model(self, name):
         self._up()
+        self._readable(name)
         self.writes.append(("delete_model", name))
         return self._real.delete_registered_model(name)
 
