@@ -108,7 +108,7 @@ def test_unreachable_registry_is_one_redacted_line_and_exit_4(form, fast_retries
     assert SECRET not in out + err + caplog.text
     (line,) = err.strip().splitlines()
     assert line.startswith("spark-mlops status: error: cannot reach the MLflow server http://")
-    assert f"127.0.0.1:{port}" in line and "connection refused after 4 retries" in line
+    assert f"127.0.0.1:{port}" in line and "connection refused after at most 4 retries" in line
     # Bounded: the default number of retries, each logged by urllib3, then no more.
     assert sum("Retrying" in r.getMessage() for r in caplog.records) == D.HTTP_MAX_RETRIES
 
@@ -134,7 +134,7 @@ def test_retry_count_and_timeout_are_configurable(monkeypatch, tmp_path, capsys,
     with caplog.at_level(logging.WARNING, logger="urllib3"):
         assert cli.main(["status", "--state-dir", str(tmp_path), "--registry-uri", uri, "--tracking-uri", uri]) == 4
     err = capsys.readouterr().err
-    assert "connection refused after 1 retries" in err and "timeout 7 s per attempt" in err
+    assert "connection refused after at most 1 retries" in err and "timeout 7 s per attempt" in err
     assert sum("Retrying" in r.getMessage() for r in caplog.records) == 1
 
 
@@ -296,5 +296,5 @@ def test_validate_against_a_refused_tracking_server_ends_with_the_bounded_defaul
     assert SECRET not in done.stdout + done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("spark-mlops validate: error: cannot reach the MLflow server http://***@127.0.0.1:")
-    assert f"after {D.HTTP_MAX_RETRIES} retries" in last and f"timeout {D.HTTP_TIMEOUT_S} s" in last, last
+    assert f"after at most {D.HTTP_MAX_RETRIES} retries" in last and f"timeout {D.HTTP_TIMEOUT_S} s" in last, last
     assert "Traceback" not in done.stderr

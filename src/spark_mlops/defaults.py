@@ -41,6 +41,8 @@ HTTP_MAX_RETRIES = 4  # MLFLOW_HTTP_REQUEST_MAX_RETRIES (MLflow's own: 7, minute
 HTTP_BACKOFF_FACTOR = 2  # MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR: waits of 0, 4, 8 and 16 s
 HTTP_BACKOFF_JITTER = 1.0  # MLFLOW_HTTP_REQUEST_BACKOFF_JITTER: up to 1 s more per wait
 HTTP_TIMEOUT_S = 30  # MLFLOW_HTTP_REQUEST_TIMEOUT per attempt (MLflow's own: 120)
+HTTP_CONNECT_TIMEOUT_S = 5  # SPARK_MLOPS_HTTP_CONNECT_TIMEOUT: opening a connection (MLflow: the whole timeout)
+HTTP_DEADLINE_S = 50  # SPARK_MLOPS_HTTP_DEADLINE: one request, all its attempts and waits (MLflow: none)
 
 
 def as_key_values(values: dict[str, float]) -> str:

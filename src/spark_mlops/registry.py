@@ -24,7 +24,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from spark_mlops import logs, text, tracking, trust
+from spark_mlops import logs, remote, text, tracking, trust
 from spark_mlops import registry_tags as rt
 from spark_mlops.config import Settings, redact, sqlite_path
 from spark_mlops.errors import RegistryError
@@ -34,6 +34,7 @@ MODEL_ARTIFACT_PATH = "model"
 
 def client(settings: Settings) -> MlflowClient:
     tracking.keep_sqlite_artifacts_in_state_folder(settings)  # before MLflow opens the tracking store
+    remote.bound_requests()  # a connect timeout and one deadline per request (an unreachable server)
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
 
 

@@ -19,7 +19,7 @@ def configure(settings: Settings) -> str:
     """Point MLflow at the settings' stores and return the experiment id (created if missing)."""
     # Keep local runs quiet and deterministic; our own logging is explicit.
     logs.configure()  # alembic logs every sqlite schema migration at INFO
-    remote.bound_retries()  # a server that refuses connections fails in seconds, not minutes
+    remote.bound_requests()  # an unreachable server (refused or silent) fails within a minute
     warnings.filterwarnings("ignore", category=FutureWarning, module="mlflow")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # MLflow also exports the URIs as environment variables (for subprocesses). Undo that: the
