@@ -45,8 +45,8 @@ def test_a_version_that_is_no_number_is_one_line_and_exit_2(command, tmp_path, c
 
 def test_rollback_to_version_01_restores_v1_and_records_no_false_move(trained, capsys):
     view, args = released(trained, "1", "1")
-    assert run_cli("validate", *args, "--version", "02") == 0
-    assert run_cli("promote", *args, "--version", "02") == 0
+    assert run_cli("validate", *args, "--version", "2") == 0
+    assert run_cli("promote", *args, "--version", "2") == 0
     assert trained.champion(view) == "2"
     capsys.readouterr()
     assert run_cli("rollback", *args, "--version", "01", "--reason", "typed with a zero") == 0
@@ -56,6 +56,10 @@ def test_rollback_to_version_01_restores_v1_and_records_no_false_move(trained, c
     assert "@champion -> v1 (was v2)" in out
     assert trained.tags(view, "2")[rt.ROLLED_BACK_TO] == "1"
     assert trained.tags(view, "1")[rt.RESTORED_FROM] == "2"
-    # And back: "02" is v2, which was rolled back (its verdict revoked), not some other version.
-    assert run_cli("rollback", *args, "--version", "002") != 0
+    # "002" is v2, which was rolled back (its verdict revoked), not some other version.
+    assert run_cli("rollback", *args, "--version", "002", "--reason", "again") != 0
     assert "was itself rolled back" in capsys.readouterr().err
+    # Validated again and promoted as "02": the same checks, read as v2.
+    assert run_cli("validate", *args, "--version", "02") == 0
+    assert run_cli("promote", *args, "--version", "02") == 0
+    assert trained.champion(view) == "2" and trained.tags(view, "2")[rt.PREVIOUS_CHAMPION_VERSION] == "1"
