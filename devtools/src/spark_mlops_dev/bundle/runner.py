@@ -93,6 +93,7 @@ from spark_mlops_dev.bundle.job_plan import (  # noqa: F401 (re-exported: the ru
     JobPlan,
     Task,
     plan_job,
+    pushdown_collisions,
     task_graph,
 )
 from spark_mlops_dev.bundle.references import Context, RefError, as_text
@@ -286,8 +287,11 @@ def run_job(
     plan = plan_job(bundle, job_key, parameters)
     run_id = str(run_id) if run_id is not None else new_run_id()
     state = str(Path(state_dir).resolve()) if state_dir is not None else None
+    say = _Printer(out)
+    for line in pushdown_collisions(bundle, job_key):
+        say(f"warning: {line}")
     with _patched_env(STATE_DIR_ENV, state):
-        return _Run(bundle, plan, run_id, _Printer(out), options).start()
+        return _Run(bundle, plan, run_id, say, options).start()
 
 
 def repair_run(
