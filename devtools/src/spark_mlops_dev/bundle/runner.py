@@ -32,6 +32,8 @@ Jobs semantics, each as Databricks documents it:
   parameter wins over a task parameter of the same name; docs: jobs/task-parameters); a
   positional ``parameters`` list is passed as given. Exit code 0/None is success.
 * ``condition_task``: ``EQUAL_TO`` / ``NOT_EQUAL`` compare strings, the other operators numbers.
+* A job parameter that, pushed down through Run Job tasks, would override a parameter of a job
+  below it is printed as a warning before the run (:func:`~.job_plan.pushdown_collisions`).
 * ``run_job_task`` of a job of the same bundle (``${resources.jobs.<key>.id}``, or a deployed id
   :class:`DeployedJobs` maps): the job runs with its own run id; its job parameters are the task's
   ``job_parameters`` with the parent's job parameters pushed down over them ("Job parameter
@@ -44,8 +46,9 @@ Jobs semantics, each as Databricks documents it:
 * Timeouts: a task is stopped at its ``timeout_seconds`` (SIGTERM to its process group, SIGKILL
   after ``kill_grace_s``; task_process.py) and is TIMEDOUT, retried only with ``retry_on_timeout``;
   at the job's ``timeout_seconds`` the running tasks are stopped, tasks not started are CANCELED
-  unless their ``run_if`` handles failure (those still run), and the run is TIMEDOUT. An
-  in-process task cannot be stopped: it is judged when it ends (said in the run's notes).
+  unless their ``run_if`` handles failure (those still run), and the run is TIMEDOUT; a canceled
+  run (``cancel_run``) ends the same way as CANCELED. An in-process task cannot be stopped: it is
+  judged when it ends (said in the run's notes), and a cancel takes effect after it.
 * Retries: ``max_retries`` (``-1`` is capped at :data:`~.job_plan.UNLIMITED_RETRIES_CAP`) after
   ``min_retry_interval_millis``, waited in full unless ``SPARK_MLOPS_MAX_RETRY_WAIT_S`` (or
   ``--max-retry-wait``) shortens it, which the output says.
