@@ -106,7 +106,7 @@ DEFAULT_MAX_PARALLEL = 2  # ready tasks at once (process-per-task): the machines
 MAX_PARALLEL_ENV = "SPARK_MLOPS_MAX_PARALLEL_TASKS"
 MAX_RETRY_WAIT_ENV = "SPARK_MLOPS_MAX_RETRY_WAIT_S"  # unset: min_retry_interval_millis is waited in full
 DEBUG_ENV = "SPARK_MLOPS_DEBUG"
-STATE_DIR_ENV = "SPARK_MLOPS_STATE_DIR"
+STATE_DIR_ENV = concurrency.STATE_DIR_ENV  # the state folder a run exports to its tasks
 STDOUT = "stdout"  # `out=` default: the sys.stdout of the moment of printing
 
 
