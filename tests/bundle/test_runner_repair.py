@@ -95,3 +95,62 @@ def test_an_unknown_run_is_an_error(job: Job):
     job.write()
     with pytest.raises(ConfigError, match="no run 999 in"):
         _repair(job, "999", rerun_all_failed=True)
+
+
+# ---------------------------------------------------------------- runs/get and runs/cancel from another caller
+
+
+def test_a_run_in_progress_is_recorded_and_can_be_canceled(job: Job):
+    """What a fake workspace answers for runs/get and runs/cancel: the record is RUNNING while the
+    run runs; a cancel stops the running task, failure-handling tasks still run, and the run ends
+    CANCELED (docs: jobs/run-if; RunResultState CANCELED)."""
+    import threading
+    import time
+
+    job.wheel("slow", "sleep", seconds="30")
+    job.wheel("next", after=["slow"])
+    cleanup = job.wheel("cleanup", after=["slow"])
+    cleanup["run_if"] = "ALL_DONE"
+    job.write()
+    bundle = load_bundle(job.root, None, local=True)
+    state = job.root / "state"
+    results: list[runner.JobRunResult] = []
+    options = runner.RunOptions(process_per_task=True, kill_grace_s=1.0)
+    worker = threading.Thread(target=lambda: results.append(runner.run_job(
+        bundle, "demo", run_id="900", state_dir=state, out=io.StringIO(), options=options)))
+    worker.start()
+    for _ in range(200):  # until the slow task has started
+        if [c["task"] for c in job.calls()] == ["slow"]:
+            break
+        time.sleep(0.05)
+    assert runner.get_run("900", state_dir=state).api_state() == {"life_cycle_state": "RUNNING", "state_message": ""}
+    with pytest.raises(ConfigError, match="must not be in progress"):
+        _repair(job, "900", rerun_all_failed=True)
+    assert runner.cancel_run("900", state_dir=state) is True
+    worker.join(timeout=60)
+    (result,) = results
+    assert result.state is runner.RunState.CANCELED
+    assert result.statuses() == {"slow": "CANCELED", "next": "CANCELED", "cleanup": "SUCCESS"}
+    assert runner.get_run("900", state_dir=state).api_state()["result_state"] == "CANCELED"
+    assert runner.cancel_run("900", state_dir=state) is False  # already ended
+    # A canceled run is repaired like a failed one.
+    repaired = _repair(job, "900", rerun_tasks=["next"])
+    assert repaired.statuses()["next"] == "UPSTREAM_FAILED"  # slow stays CANCELED: next's ALL_SUCCESS is unmet
+
+
+def test_a_run_whose_process_is_gone_reports_internal_error_and_can_be_repaired(job: Job, tmp_path: Path):
+    import json
+    import subprocess
+    import sys
+
+    _failing_middle(job, tmp_path)
+    job.run(run_id="950")
+    path = job.root / "state" / "runs" / "history" / "950.json"
+    record = json.loads(path.read_text())
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    record.update(life_cycle_state="RUNNING", state="", pid=int(gone.stdout))
+    record["tasks"]["c"]["status"] = "PENDING"  # the runner was killed before c ended
+    path.write_text(json.dumps(record))
+    assert runner.get_run("950", state_dir=job.root / "state").api_state()["life_cycle_state"] == "INTERNAL_ERROR"
+    repaired = _repair(job, "950", rerun_all_failed=True)
+    assert repaired.ok and repaired.statuses() == {"a": "SUCCESS", "flaky": "SUCCESS", "c": "SUCCESS"}

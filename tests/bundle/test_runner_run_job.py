@@ -297,3 +297,37 @@ def test_jobs_as_deployed_run_and_repair_with_numeric_job_ids(tmp_path):
                                  state_dir=tmp_path / "state", out=io.StringIO())
     assert repaired.ok and repaired.repair_count == 1
     assert [c["task"] for c in calls(log)] == ["child_task", "check", "check"]
+
+
+def test_a_parent_parameter_that_would_override_a_job_below_it_is_named(bundle_copy):
+    # batch_inference's scoring batch was named `input`, as training's is: pushed down through
+    # retrain -> retraining -> train, it replaced training's input.
+    bundle_copy.replace("resources/batch_inference.job.yml", "- name: scoring_input", "- name: input")
+    bundle_copy.replace("resources/batch_inference.job.yml", "{{job.parameters.scoring_input}}",
+                        "{{job.parameters.input}}", count=4)
+    bundle = load_bundle(bundle_copy.root, "staging", local=True)
+    (line,) = runner.pushdown_collisions(bundle, "batch_inference")
+    assert line == ("job parameter 'input' of batch_inference reaches job training (batch_inference -> retraining -> "
+                    "training, task 'train') and overrides its parameter 'input', task 'prepare''s --input")
+
+
+def test_the_bundle_s_jobs_push_nothing_down_that_overrides_a_job_below_them(repo_root):
+    for target in ("dev", "test", "staging", "prod"):
+        bundle = load_bundle(repo_root, target, local=True)
+        assert {key: runner.pushdown_collisions(bundle, key) for key in bundle.jobs} == dict.fromkeys(bundle.jobs, [])
+
+
+def test_an_explicitly_forwarded_parameter_is_meant(tmp_path):
+    log = tmp_path / "calls.jsonl"
+    child = {"name": "child", "parameters": [{"name": "input", "default": "x"}], "tasks": [wheel("c", log)]}
+    parent = {"name": "parent", "parameters": [{"name": "input", "default": "y"}], "tasks": [
+        {"task_key": "go", "run_job_task": {"job_id": "${resources.jobs.child.id}",
+                                            "job_parameters": {"input": "{{job.parameters.input}}"}}}]}
+    write_bundle(tmp_path, {"parent": parent, "child": child})
+    bundle = load_bundle(tmp_path, None, local=True)
+    assert runner.pushdown_collisions(bundle, "parent") == []
+    del parent["tasks"][0]["run_job_task"]["job_parameters"]
+    write_bundle(tmp_path, {"parent": parent, "child": child})
+    out = io.StringIO()
+    run(tmp_path, "parent", out=out)
+    assert "warning: job parameter 'input' of parent reaches job child" in out.getvalue()

@@ -6,6 +6,10 @@ job parameters, each task's result, its ``repair_count`` and result state. :func
 chooses what a repair re-runs, with the Jobs API's rules (``POST /api/2.2/jobs/runs/repair``:
 ``rerun_tasks``, ``rerun_all_failed_tasks``, ``rerun_dependent_tasks``, ``latest_repair_id``;
 docs: jobs/repair-job-failures). Tasks not chosen keep their result.
+
+The record is written when the run is queued or starts, after each task, and when it ends, so
+another process can answer runs/get while it runs (:meth:`RunRecord.api_state`) and ask it to stop
+(:func:`request_cancel`, the runs/cancel of the Jobs API).
 """
 
 from __future__ import annotations
@@ -17,11 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from spark_mlops.errors import ConfigError
+from spark_mlops.processes import alive
 from spark_mlops_dev.bundle import graph
 
 HISTORY_DIR = ("runs", "history")
-# What rerun_all_failed_tasks re-runs: every task that did not succeed (EXCLUDED counts as success).
-UNSUCCESSFUL = ("FAILED", "TIMEDOUT", "CANCELED", "UPSTREAM_FAILED", "UPSTREAM_CANCELED")
+CANCEL_DIR = ("runs", "cancel")  # runs/cancel/<run id>: a request to cancel that run
+# What rerun_all_failed_tasks re-runs: every task that did not succeed (EXCLUDED counts as success;
+# PENDING: a task a crashed runner never ended).
+UNSUCCESSFUL = ("FAILED", "TIMEDOUT", "CANCELED", "UPSTREAM_FAILED", "UPSTREAM_CANCELED", "PENDING")
+IN_PROGRESS = ("QUEUED", "PENDING", "RUNNING")
 
 
 @dataclass
@@ -31,15 +39,33 @@ class RunRecord:
     target: str
     root: str  # the bundle's root, to load the job's *current* settings on repair
     parameters: dict[str, str]
-    state: str
+    state: str  # the result state ("" while the run is in progress)
     tasks: dict[str, dict[str, Any]]  # task key -> {status, attempts, outcome, error, duration, child_run_id}
     start_time: str
     repair_count: int = 0
     repair_ids: list[str] = field(default_factory=list)
+    life_cycle_state: str = "TERMINATED"  # QUEUED, RUNNING, TERMINATED or SKIPPED (RunLifeCycleState)
+    pid: int | None = None  # the process running it
 
     @property
     def latest_repair_id(self) -> str | None:
         return self.repair_ids[-1] if self.repair_ids else None
+
+    @property
+    def orphaned(self) -> bool:
+        """In progress by its record, but the process running it is gone (killed, crashed)."""
+        return self.life_cycle_state in IN_PROGRESS and not (self.pid and alive(self.pid))
+
+    def api_state(self) -> dict[str, str]:
+        """The run's ``state`` as the Jobs API's runs/get reports it; a run whose process is gone is
+        INTERNAL_ERROR ("an exceptional state", RunLifeCycleState in databricks-sdk-py)."""
+        if self.orphaned:
+            return {"life_cycle_state": "INTERNAL_ERROR", "result_state": "FAILED",
+                    "state_message": f"the process running it ({self.pid}) is gone"}
+        out = {"life_cycle_state": self.life_cycle_state, "state_message": ""}
+        if self.state:
+            out["result_state"] = self.state
+        return out
 
 
 def history_dir(state_dir: str | os.PathLike) -> Path:
@@ -67,6 +93,20 @@ def load(state_dir: str | os.PathLike, run_id: str) -> RunRecord:
     return RunRecord(**data)
 
 
+def request_cancel(state_dir: str | os.PathLike, run_id: str) -> None:
+    folder = Path(state_dir).joinpath(*CANCEL_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / str(run_id)).touch()
+
+
+def cancel_requested(state_dir: str | os.PathLike, run_id: str) -> bool:
+    return Path(state_dir).joinpath(*CANCEL_DIR, str(run_id)).exists()
+
+
+def clear_cancel(state_dir: str | os.PathLike, run_id: str) -> None:
+    Path(state_dir).joinpath(*CANCEL_DIR, str(run_id)).unlink(missing_ok=True)
+
+
 def repair_plan(record: RunRecord, upstream: dict[str, list[str]], *, rerun_tasks: list[str] | None = None,
                 rerun_all_failed: bool = False, rerun_dependent: bool = False,
                 latest_repair_id: str | None = None) -> list[str]:
@@ -74,8 +114,8 @@ def repair_plan(record: RunRecord, upstream: dict[str, list[str]], *, rerun_task
     with the Jobs API's rules: exactly one of ``rerun_tasks`` / ``rerun_all_failed``; a run that is
     still running cannot be repaired; after a first repair, ``latest_repair_id`` must name the last
     one when given."""
-    if record.state in ("RUNNING", "QUEUED", "PENDING"):
-        raise ConfigError(f"run {record.run_id} is {record.state}: the run must not be in progress")
+    if record.life_cycle_state in IN_PROGRESS and not record.orphaned:
+        raise ConfigError(f"run {record.run_id} is {record.life_cycle_state}: the run must not be in progress")
     if bool(rerun_tasks) == bool(rerun_all_failed):
         raise ConfigError("repair: give either the tasks to re-run or rerun_all_failed_tasks (exactly one)")
     if latest_repair_id is not None and latest_repair_id != record.latest_repair_id:

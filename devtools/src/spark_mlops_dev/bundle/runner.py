@@ -16,8 +16,13 @@ Execution API (for callers that hold job definitions as deployed, e.g. a fake wo
 * ``repair_run(jobs, run_id, rerun_tasks=[...] | rerun_all_failed=True, rerun_dependent=...,
   job_parameters=..., latest_repair_id=..., state_dir=...)`` repairs a recorded run, as the Jobs
   API's ``runs/repair`` does, with the job definitions as they are now.
+* ``get_run(run_id, state_dir=...)``: the run's record, written when it is queued or starts, after
+  each task and when it ends; ``.api_state()`` is runs/get's ``state`` (QUEUED, RUNNING,
+  TERMINATED, SKIPPED; INTERNAL_ERROR when the process running it is gone).
+* ``cancel_run(run_id, state_dir=...)``: runs/cancel, from any process sharing the state folder.
 * ``RunOptions(process_per_task=True, max_parallel=N, max_retry_wait_s=..., kill_grace_s=...)``:
-  how tasks run locally. Both calls raise ConfigError before anything runs when the job cannot run.
+  how tasks run locally. run_job and repair_run raise ConfigError before anything runs when the
+  job cannot run.
 
 Jobs semantics, each as Databricks documents it:
 
@@ -27,6 +32,8 @@ Jobs semantics, each as Databricks documents it:
   parameter wins over a task parameter of the same name; docs: jobs/task-parameters); a
   positional ``parameters`` list is passed as given. Exit code 0/None is success.
 * ``condition_task``: ``EQUAL_TO`` / ``NOT_EQUAL`` compare strings, the other operators numbers.
+* A job parameter that, pushed down through Run Job tasks, would override a parameter of a job
+  below it is printed as a warning before the run (:func:`~.job_plan.pushdown_collisions`).
 * ``run_job_task`` of a job of the same bundle (``${resources.jobs.<key>.id}``, or a deployed id
   :class:`DeployedJobs` maps): the job runs with its own run id; its job parameters are the task's
   ``job_parameters`` with the parent's job parameters pushed down over them ("Job parameter
@@ -39,8 +46,9 @@ Jobs semantics, each as Databricks documents it:
 * Timeouts: a task is stopped at its ``timeout_seconds`` (SIGTERM to its process group, SIGKILL
   after ``kill_grace_s``; task_process.py) and is TIMEDOUT, retried only with ``retry_on_timeout``;
   at the job's ``timeout_seconds`` the running tasks are stopped, tasks not started are CANCELED
-  unless their ``run_if`` handles failure (those still run), and the run is TIMEDOUT. An
-  in-process task cannot be stopped: it is judged when it ends (said in the run's notes).
+  unless their ``run_if`` handles failure (those still run), and the run is TIMEDOUT; a canceled
+  run (``cancel_run``) ends the same way as CANCELED. An in-process task cannot be stopped: it is
+  judged when it ends (said in the run's notes), and a cancel takes effect after it.
 * Retries: ``max_retries`` (``-1`` is capped at :data:`~.job_plan.UNLIMITED_RETRIES_CAP`) after
   ``min_retry_interval_millis``, waited in full unless ``SPARK_MLOPS_MAX_RETRY_WAIT_S`` (or
   ``--max-retry-wait``) shortens it, which the output says.
@@ -88,6 +96,7 @@ from spark_mlops_dev.bundle.job_plan import (  # noqa: F401 (re-exported: the ru
     JobPlan,
     Task,
     plan_job,
+    pushdown_collisions,
     task_graph,
 )
 from spark_mlops_dev.bundle.references import Context, RefError, as_text
@@ -97,7 +106,7 @@ DEFAULT_MAX_PARALLEL = 2  # ready tasks at once (process-per-task): the machines
 MAX_PARALLEL_ENV = "SPARK_MLOPS_MAX_PARALLEL_TASKS"
 MAX_RETRY_WAIT_ENV = "SPARK_MLOPS_MAX_RETRY_WAIT_S"  # unset: min_retry_interval_millis is waited in full
 DEBUG_ENV = "SPARK_MLOPS_DEBUG"
-STATE_DIR_ENV = "SPARK_MLOPS_STATE_DIR"
+STATE_DIR_ENV = concurrency.STATE_DIR_ENV  # the state folder a run exports to its tasks
 STDOUT = "stdout"  # `out=` default: the sys.stdout of the moment of printing
 
 
@@ -281,8 +290,11 @@ def run_job(
     plan = plan_job(bundle, job_key, parameters)
     run_id = str(run_id) if run_id is not None else new_run_id()
     state = str(Path(state_dir).resolve()) if state_dir is not None else None
+    say = _Printer(out)
+    for line in pushdown_collisions(bundle, job_key):
+        say(f"warning: {line}")
     with _patched_env(STATE_DIR_ENV, state):
-        return _Run(bundle, plan, run_id, _Printer(out), options).start()
+        return _Run(bundle, plan, run_id, say, options).start()
 
 
 def repair_run(
@@ -322,6 +334,23 @@ def repair_run(
         return run.start()
 
 
+def cancel_run(run_id: str | int, *, state_dir: str | os.PathLike | None = None) -> bool:
+    """Ask a run in progress (in any process with this state folder) to stop, as the Jobs API's
+    runs/cancel does: its running tasks are stopped, tasks not started are CANCELED unless their
+    run_if handles failure, and its result is CANCELED. False when the run has already ended."""
+    state = Path(state_dir) if state_dir is not None else concurrency.state_dir()
+    record = run_state.load(state, str(run_id))
+    if record.life_cycle_state not in run_state.IN_PROGRESS or record.orphaned:
+        return False
+    run_state.request_cancel(state, str(run_id))
+    return True
+
+
+def get_run(run_id: str | int, *, state_dir: str | os.PathLike | None = None) -> run_state.RunRecord:
+    """A recorded run, in progress or ended (``.api_state()`` is the ``state`` of runs/get)."""
+    return run_state.load(Path(state_dir) if state_dir is not None else concurrency.state_dir(), str(run_id))
+
+
 def _result_from_record(key: str, kind: str, saved: dict) -> TaskResult:
     return TaskResult(key=key, type=kind, status=TaskStatus(saved["status"]), attempts=int(saved.get("attempts", 0)),
                       duration=float(saved.get("duration", 0.0)), error=saved.get("error"),
@@ -342,6 +371,8 @@ class _Run:
         self.cancel = threading.Event()  # set: stop the running tasks (the run timed out or was canceled)
         self.children: list[threading.Event] = []  # the cancel events of child runs in progress
         self.late: dict[str, threading.Event] = {}  # tasks started after the run timed out: their own stop
+        self.stop_reason: str | None = None  # "timeout" | "canceled" once the run is stopped
+        self.record_lock = threading.Lock()
         self.results: dict[str, TaskResult] = {}
         self.ctx = Context(job_key=plan.job_key, job=plan.job, run_id=run_id, start=self.start_time,
                            parameters={}, tasks=plan.tasks, results=self.results, repair_count=repair_count)
@@ -352,24 +383,38 @@ class _Run:
 
     def start(self) -> JobRunResult:
         job, key = self.plan.job, self.plan.job_key
-        with concurrency.admitted(job, key, self.run_id, self._queued) as admitted:
-            if not admitted:
-                return self._skipped()
-            return self._execute()
+        try:
+            with concurrency.admitted(job, key, self.run_id, self._queued) as admitted:
+                if not admitted:
+                    return self._skipped()
+                return self._execute()
+        finally:
+            run_state.clear_cancel(concurrency.state_dir(), self.run_id)
 
     def _queued(self, active: int, limit: int) -> None:
         self.say(f"job {self.plan.job_key} run {self.run_id}: QUEUED ({active} run(s) active, "
                  f"max_concurrent_runs {limit}); it starts when one ends")
+        self._record(life_cycle="QUEUED")
+
+    def _poll(self) -> None:
+        """A runs/cancel request from another process (run_state.request_cancel) stops the run."""
+        if not self.cancel.is_set() and run_state.cancel_requested(concurrency.state_dir(), self.run_id):
+            self.say(f"-- job {self.plan.job_key} run {self.run_id}: canceled: stopping running tasks; "
+                     "only tasks whose run_if handles failure start now")
+            self.stop_reason = "canceled"
+            self._stop()
 
     def _skipped(self) -> JobRunResult:
         key = self.plan.job_key
         note = (f"skipped: {concurrency.active_runs(key)} run(s) of {key} already active, max_concurrent_runs "
                 f"{self.plan.job.get('max_concurrent_runs')}, queue not enabled")
         self.say(f"job {key} run {self.run_id}: {RunState.MAXIMUM_CONCURRENT_RUNS_REACHED} ({note})")
-        return JobRunResult(job_key=key, job_name=self.name, target=self.bundle.target, run_id=self.run_id,
-                            parameters=dict(self.plan.parameters), tasks={},
-                            state=RunState.MAXIMUM_CONCURRENT_RUNS_REACHED, start_time=datetime.now(UTC),
-                            duration=0.0, notes=[note])
+        result = JobRunResult(job_key=key, job_name=self.name, target=self.bundle.target, run_id=self.run_id,
+                              parameters=dict(self.plan.parameters), tasks={},
+                              state=RunState.MAXIMUM_CONCURRENT_RUNS_REACHED, start_time=datetime.now(UTC),
+                              duration=0.0, notes=[note])
+        self._record(result)
+        return result
 
     def _execute(self) -> JobRunResult:
         plan, say = self.plan, self.say
@@ -385,11 +430,12 @@ class _Run:
             f"{len(plan.order)} tasks" + (f", {len(self.kept)} kept from before" if self.kept else ""))
         if self.ctx.parameters:
             say("parameters: " + ", ".join(f"{k}={v}" for k, v in self.ctx.parameters.items()))
+        self._record(life_cycle="RUNNING")
         limit = _seconds(plan.job.get("timeout_seconds"))
         timed_out = scheduling.execute(
             plan.order, task_graph(plan.tasks), start=self._start_task, max_parallel=self.options.parallel,
             deadline=clock + limit if limit else None, on_deadline=self._deadline,
-            inline=not self.options.process_per_task)
+            inline=not self.options.process_per_task, poll=self._poll)
         if timed_out:
             state = RunState.TIMEDOUT
         elif self.cancel.is_set():
@@ -414,7 +460,13 @@ class _Run:
         limit = _seconds(self.plan.job.get("timeout_seconds"))
         self.say(f"-- job {self.plan.job_key} run {self.run_id}: TIMEDOUT after its timeout_seconds {limit}: "
                  "stopping running tasks; only tasks whose run_if handles failure start now")
+        self.stop_reason = "timeout"
         self._stop()
+
+    @property
+    def stopped_status(self) -> TaskStatus:
+        """What a task stopped by the run's stop ends as: TIMEDOUT at the job's timeout, else CANCELED."""
+        return TaskStatus.TIMEDOUT if self.stop_reason == "timeout" else TaskStatus.CANCELED
 
     def _stop(self) -> None:
         self.cancel.set()
@@ -430,7 +482,8 @@ class _Run:
             result.status = TaskStatus.CANCELED
             limit = _seconds(self.plan.job.get("timeout_seconds"))
             result.error = (f"the run timed out before this task started: over the job's timeout_seconds {limit}"
-                            if after_deadline else "the run was canceled before this task started")
+                            if after_deadline or self.stop_reason == "timeout"
+                            else "the run was canceled before this task started")
             self.say(f"-- {key}: {result.status} ({result.error})")
             return None
         ended = {d: scheduling.Ended(str(self.results[d].status), self.results[d].outcome) for d, _ in t.deps}
@@ -458,6 +511,7 @@ class _Run:
                 self._run_wheel(t, result)
         finally:
             result.duration = time.monotonic() - clock
+            self._record(life_cycle="RUNNING")
         extra = f" -> {'true' if result.outcome else 'false'}" if result.outcome is not None else ""
         tail = f": {result.error}" if result.status is not TaskStatus.SUCCESS and result.error else ""
         self.say(f"<- {t.key}: {result.status}{extra} ({result.attempts} attempt"
@@ -506,7 +560,8 @@ class _Run:
             result.status = TaskStatus.TIMEDOUT
             result.error = f"waited {run.duration:.1f} s for {result.detail}, over its timeout_seconds {limit}"
         elif stopped and not run.ok:
-            result.status, result.error = TaskStatus.TIMEDOUT, f"the run timed out while waiting for {result.detail}"
+            result.status = self.stopped_status
+            result.error = f"the run was stopped ({self.stop_reason or 'canceled'}) while waiting for {result.detail}"
         elif run.ok:
             result.status = TaskStatus.SUCCESS
         else:
@@ -526,7 +581,7 @@ class _Run:
             result.attempts = attempt
             error, timed_out = self._attempt(t, argv, limit, attempt)
             if stop.is_set() and error is not None:
-                result.status, result.error = TaskStatus.TIMEDOUT, error
+                result.status, result.error = self.stopped_status, error
                 return
             if timed_out:
                 result.status, result.error = TaskStatus.TIMEDOUT, error
@@ -576,20 +631,29 @@ class _Run:
         self.say(f"   {t.key}: {why}; retrying in {wait:.1f}s (retry {attempt} of {t.max_retries}{shortened})")
         self._stop_of(t.key).wait(wait)
 
-    def _record(self, result: JobRunResult) -> None:
-        if self.repair_count:
-            self.repair_ids.append(f"{self.run_id}-repair-{self.repair_count}")
-        record = run_state.RunRecord(
-            run_id=self.run_id, job_key=self.plan.job_key, target=self.bundle.target, root=str(self.bundle.root),
-            parameters=dict(result.parameters), state=str(result.state), start_time=self.start_time.isoformat(),
-            repair_count=self.repair_count, repair_ids=self.repair_ids,
-            tasks={k: {"status": str(r.status), "attempts": r.attempts, "duration": r.duration, "error": r.error,
-                       "outcome": r.outcome, "detail": r.detail,
-                       "child_run_id": r.child.run_id if r.child else None} for k, r in result.tasks.items()})
-        try:
-            run_state.save(concurrency.state_dir(), record)
-        except OSError as exc:  # a read-only state folder: the run stands, it cannot be repaired later
-            result.notes.append(f"run not recorded ({exc}): it cannot be repaired")
+    def _record(self, result: JobRunResult | None = None, *, life_cycle: str | None = None) -> None:
+        """Write the run's record: in progress (``life_cycle``), or ended (``result``)."""
+        if result is not None:
+            life_cycle = result.life_cycle_state
+            if self.repair_count:
+                self.repair_ids.append(f"{self.run_id}-repair-{self.repair_count}")
+        tasks = result.tasks if result is not None else self.results
+        with self.record_lock:
+            record = run_state.RunRecord(
+                run_id=self.run_id, job_key=self.plan.job_key, target=self.bundle.target, root=str(self.bundle.root),
+                parameters=dict(result.parameters if result is not None else self.ctx.parameters or
+                                self.plan.parameters),
+                state=str(result.state) if result is not None else "", start_time=self.start_time.isoformat(),
+                repair_count=self.repair_count, repair_ids=list(self.repair_ids), life_cycle_state=str(life_cycle),
+                pid=os.getpid(),
+                tasks={k: {"status": str(r.status), "attempts": r.attempts, "duration": r.duration, "error": r.error,
+                           "outcome": r.outcome, "detail": r.detail,
+                           "child_run_id": r.child.run_id if r.child else None} for k, r in list(tasks.items())})
+            try:
+                run_state.save(concurrency.state_dir(), record)
+            except OSError as exc:  # a read-only state folder: the run stands, it cannot be repaired later
+                if result is not None:
+                    result.notes.append(f"run not recorded ({exc}): it cannot be repaired")
 
 
 def _seconds(value: Any) -> int | None:

@@ -26,6 +26,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 HANDLES_FAILURE = ("ALL_DONE", "AT_LEAST_ONE_FAILED", "ALL_FAILED")
+POLL_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -79,11 +80,13 @@ def decide(run_if: str, edges: Sequence[Edge], ended: Mapping[str, Ended]) -> tu
 def execute(order: Sequence[str], upstream: Mapping[str, Sequence[str]], *,
             start: Callable[[str, bool], Callable[[], None] | None],
             max_parallel: int, deadline: float | None,
-            on_deadline: Callable[[], None], inline: bool = False) -> bool:
+            on_deadline: Callable[[], None], inline: bool = False,
+            poll: Callable[[], None] | None = None) -> bool:
     """Run the graph. ``start(key, after_deadline)`` decides a ready task: it settles it (returns
     None) or returns the work that runs it, on a worker thread (``inline``: on this thread, one at
     a time, the deadline checked between tasks). Returns True when the deadline (a
-    ``time.monotonic()`` value) passed."""
+    ``time.monotonic()`` value) passed. ``poll`` is called at least every :data:`POLL_S` while tasks
+    run on workers, and between inline tasks (a cancel request is noticed there)."""
     done: set[str] = set()
     started: set[str] = set()
     running: dict[Future, str] = {}
@@ -102,6 +105,8 @@ def execute(order: Sequence[str], upstream: Mapping[str, Sequence[str]], *,
                 elif inline:
                     work()
                     done.add(key)
+                    if poll is not None:
+                        poll()
                     if not timed_out and deadline is not None and time.monotonic() >= deadline:
                         timed_out = True
                         on_deadline()
@@ -113,8 +118,10 @@ def execute(order: Sequence[str], upstream: Mapping[str, Sequence[str]], *,
                         k not in started and all(d in done for d in upstream[k]) for k in order):
                     raise RuntimeError("task graph stalled")  # unreachable: the plan has no cycles
                 continue
-            left = None if deadline is None or timed_out else max(0.0, deadline - time.monotonic())
+            left = POLL_S if deadline is None or timed_out else min(POLL_S, max(0.0, deadline - time.monotonic()))
             finished, _ = wait(list(running), timeout=left, return_when=FIRST_COMPLETED)
+            if poll is not None:
+                poll()
             for future in finished:
                 future.result()  # a bug in the runner itself surfaces here
                 done.add(running.pop(future))
