@@ -21,7 +21,7 @@ def register_tiny_model(spark, settings, seed: int) -> tuple[str, object]:
     from pyspark.ml.classification import LogisticRegression
     from pyspark.ml.feature import VectorAssembler
 
-    from spark_mlops import registry, tracking
+    from spark_mlops import registry, signing, tracking
     from spark_mlops.registry_tags import MODEL_DIGEST
 
     experiment_id = tracking.configure(settings)
@@ -33,7 +33,8 @@ def register_tiny_model(spark, settings, seed: int) -> tuple[str, object]:
     example = frame.select("a", "b").limit(3).toPandas()
     with mlflow.start_run(experiment_id=experiment_id) as run:
         digest = tracking.log_spark_model(fitted, registry.MODEL_ARTIFACT_PATH, signature=infer_signature(example),
-                                          input_example=example, dfs_tmpdir=settings.dfs_tmpdir)
+                                          input_example=example, dfs_tmpdir=settings.dfs_tmpdir,
+                                          signing_key=signing.signing_key(settings.state_dir, on_databricks=False))
     created = registry.register(settings, run.info.run_id, f"runs:/{run.info.run_id}/{registry.MODEL_ARTIFACT_PATH}",
                                 {MODEL_DIGEST: digest})
     return str(created.version), frame

@@ -24,7 +24,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from spark_mlops import logs, remote, text, tracking, trust
+from spark_mlops import logs, remote, signing, text, tracking, trust
 from spark_mlops import registry_tags as rt
 from spark_mlops.config import Settings, redact, sqlite_path
 from spark_mlops.errors import RegistryError
@@ -202,7 +202,8 @@ def checked_files(settings: Settings, version: str, dst: str, *, location: str |
         local = _download(settings, version, location, dst)
     except MlflowException as exc:
         raise failure(settings, f"downloading {model_uri(settings, version)}", exc) from exc
-    trust.check_model_folder(local, (mv.tags or {}).get(rt.MODEL_DIGEST), model_uri(settings, version))
+    trust.check_model_folder(local, (mv.tags or {}).get(rt.MODEL_DIGEST), model_uri(settings, version),
+                             signing.trusted_keys(settings.state_dir))
     return Path(local)
 
 
@@ -318,7 +319,9 @@ def _register_into_storage(settings: Settings, run_id: str, model_uri_in_run: st
     staging.parent.mkdir(parents=True, exist_ok=True)
     local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri_in_run, dst_path=str(staging),
                                                 tracking_uri=settings.tracking_uri)
-    trust.check_model_folder(local, lineage.get(rt.MODEL_DIGEST), model_uri_in_run)  # the copy is what train wrote
+    # The copy is what train wrote and signed.
+    trust.check_model_folder(local, lineage.get(rt.MODEL_DIGEST), model_uri_in_run,
+                             signing.trusted_keys(settings.state_dir))
     Path(local).rename(folder)
     shutil.rmtree(staging, ignore_errors=True)
     c = client(settings)

@@ -99,10 +99,11 @@ def pip_requirements() -> list[str]:
 
 
 def log_spark_model(model, artifact_path: str, *, signature, input_example, dfs_tmpdir: str | None,
-                    extra_files: dict[str, dict] | None = None) -> str:
+                    signing_key, extra_files: dict[str, dict] | None = None) -> str:
     """Save ``model`` as an MLflow Spark model with ``extra_files`` (name -> JSON) beside its MLmodel
-    and a file manifest, log the folder to the active run at ``artifact_path``, and return the
-    model digest (also set as the run's ``model_digest`` tag).
+    and a file manifest signed with ``signing_key`` (:mod:`spark_mlops.signing`), log the folder to
+    the active run at ``artifact_path``, and return the model digest (also set as the run's
+    ``model_digest`` tag).
 
     Everything a version needs travels inside this folder: in Unity Catalog a version's files are
     fixed when it is created, and a workspace cannot read another workspace's runs, so the
@@ -121,7 +122,7 @@ def log_spark_model(model, artifact_path: str, *, signature, input_example, dfs_
                                 pip_requirements=pip_requirements(), dfs_tmpdir=dfs_tmpdir)
         for name, content in (extra_files or {}).items():
             (folder / name).write_text(json.dumps(content, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        digest = trust.write_manifest(folder)
+        digest = trust.write_manifest(folder, signing_key)
         mlflow.log_artifacts(str(folder), artifact_path)
     mlflow.set_tag(MODEL_DIGEST, digest)
     return digest

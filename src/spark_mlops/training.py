@@ -14,10 +14,10 @@ from pyspark.ml.tuning import CrossValidator
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from spark_mlops import alias_lock, evaluation, model, monitoring, registry, tracking, trust
+from spark_mlops import alias_lock, evaluation, model, monitoring, registry, signing, tracking, trust
 from spark_mlops import contract as dc
 from spark_mlops import registry_tags as rt
-from spark_mlops.config import Settings, TrainConfig
+from spark_mlops.config import Settings, TrainConfig, on_databricks
 from spark_mlops.errors import ConfigError, DataContractError
 from spark_mlops.spark import get_spark
 from spark_mlops.tables import tables_for
@@ -55,6 +55,8 @@ def fit(train: DataFrame, contract: dc.DataContract, conf: TrainConfig) -> tuple
 
 
 def run(settings: Settings, conf: TrainConfig) -> TrainResult:
+    # Before any work: without the training identity's key there is nothing to register.
+    signing_key = signing.signing_key(settings.state_dir, on_databricks=on_databricks())
     spark = get_spark(settings)
     contract = dc.load_contract(settings.contract)
     clean_name = settings.table_name(conf.clean_table)
@@ -112,7 +114,7 @@ def run(settings: Settings, conf: TrainConfig) -> TrainResult:
         with span("train.log_model"):
             digest = tracking.log_spark_model(fitted, registry.MODEL_ARTIFACT_PATH, signature=signature,
                                               input_example=example, dfs_tmpdir=settings.dfs_tmpdir,
-                                              extra_files={trust.BASELINE_FILE: baseline})
+                                              signing_key=signing_key, extra_files={trust.BASELINE_FILE: baseline})
         run_id = run.info.run_id
     train.unpersist()
 
