@@ -68,7 +68,7 @@ def run_process(script: str, cwd) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-def test_dev_registers_into_the_server_and_prod_scores_from_it(mlflow_server, tmp_path):
+def test_dev_registers_into_the_server_and_prod_scores_from_it(mlflow_server, tmp_path, monkeypatch):
     dev_state, prod_state = tmp_path / "dev", tmp_path / "prod"
     dev = run_process(f"""
         import sys
@@ -83,7 +83,9 @@ def test_dev_registers_into_the_server_and_prod_scores_from_it(mlflow_server, tm
     """, tmp_path)
     assert dev.returncode == 0, dev.stderr[-3000:]
 
-    prod = run_process(f"""
+    # Prod trusts the public key of dev's training identity, configured apart from the version (on
+    # Databricks the bundle variable model_signing_public_keys): with none, it loads nothing.
+    prod_script = f"""
         import sys
         from spark_mlops.cli import main
         from spark_mlops.config import build_settings
@@ -96,7 +98,11 @@ def test_dev_registers_into_the_server_and_prod_scores_from_it(mlflow_server, tm
         settings = build_settings(state_dir={str(prod_state)!r})
         rows = tables_for(get_spark(settings), settings).read(settings.table_name("predictions")).collect()
         print("ROWS", len(rows), sorted({{r["model_version"] for r in rows}}), sorted({{r["model_name"] for r in rows}}))
-    """, tmp_path)
+    """
+    untrusting = run_process(prod_script, tmp_path)
+    assert untrusting.returncode == 9 and "no public key to verify model signatures" in untrusting.stderr
+    monkeypatch.setenv("SPARK_MLOPS_TRUSTED_KEYS", (dev_state / "signing" / "model-signing.pub").read_text())
+    prod = run_process(prod_script, tmp_path)
     assert prod.returncode == 0, prod.stderr[-3000:]
     assert f"ROWS 200 ['1'] ['{MODEL}']" in prod.stdout
 
