@@ -10,8 +10,8 @@ version twice creates nothing new.
 What this step can check, from the prod workspace (which cannot read staging's runs; see
 docs/release-gate.md): the source version is the source model's ``@champion`` now, its tags
 record a passed verdict reached under the source model's name that names its validation run and
-was not revoked, and its files pass :mod:`spark_mlops.trust` (no code, only Spark ML stages, the
-digest recorded at training) before anything is copied. The staging verdict itself is not
+was not revoked, and its files pass :mod:`spark_mlops.trust` (only the stages ``train`` builds,
+signed by the training identity) before anything is copied. The staging verdict itself is not
 evidence here: the copy carries no verdict (``copy_model_version`` copies every tag, measured on
 MLflow 3.8.1, so the source's verdict, promotion and monitoring tags are cleared on the copy),
 and only prod's own validate and promote, which re-reads prod's own validation run, can make it

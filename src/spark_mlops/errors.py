@@ -46,7 +46,8 @@ class NoChampion(RegistryError):
 
 
 class UntrustedModel(MlopsError):
-    """A version's files are not a model this project built: a code folder, a foreign stage class,
-    or files that do not match the digest recorded at training. Refused before anything is loaded."""
+    """A version's files are not a model this project built and signed: a code folder, a stage
+    class or file ``train`` does not write, no valid signature by a trusted key, or files changed
+    since ``train``. Refused before anything is loaded."""
 
     exit_code = c.EXIT_UNTRUSTED_MODEL

@@ -3,8 +3,8 @@
 The only place these strings are written down: the lifecycle modules, the status view and the
 tests import them from here. A tag is anything a person with write access to the registered model
 can set by hand, so no tag here is trusted as evidence on its own (see docs/release-gate.md): a
-verdict is the validation run a tag names, and a version's files are checked against the digest
-recorded at training.
+verdict is the validation run a tag names, and a version's files are checked against the
+signature ``train`` made (never against a tag).
 
 Imports nothing, so :mod:`spark_mlops.constants` can re-export the aliases.
 """

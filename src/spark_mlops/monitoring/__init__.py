@@ -14,7 +14,7 @@ package exposes what the other layers use.
   It is ``baseline.json`` in the model folder that ``train`` logs, so it is one of the version's
   own files: every version has its own baseline, a copy made by ``deploy-model`` carries it, and
   prod monitors without reading staging's runs (a workspace cannot). It is read like every file
-  of a version, after the files are checked against the digest recorded at training
+  of a version, after the files are checked against the signature made at training
   (:mod:`spark_mlops.trust`), so nothing but the version itself can name its baseline.
 - **Monitor** (:func:`run`): one aggregation over the batch's predictions gives, per feature,
   the exact row count in each baseline bin and the null count, and the output's bins and
