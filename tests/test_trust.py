@@ -57,7 +57,7 @@ def add_foreign_stage(folder: Path, class_name: str, *, python_pipeline: bool = 
         pipeline["class"] = "pyspark.ml.pipeline.PipelineModel"
         pipeline["paramMap"]["language"] = "Python"
     pipeline["paramMap"]["stageUids"] = [*pipeline["paramMap"]["stageUids"], uid]
-    part.write_text(json.dumps(pipeline) + "\n")
+    rewrite(part, json.dumps(pipeline) + "\n")
     stage = folder / trust.SPARK_DATA / "stages" / f"{len(pipeline['paramMap']['stageUids']) - 1}_{uid}"
     (stage / "metadata").mkdir(parents=True)
     (stage / "metadata" / metadata_file).write_text(json.dumps(
@@ -211,10 +211,17 @@ def pipeline_part(folder: Path) -> Path:
     return next((folder / trust.SPARK_DATA / "metadata").glob("part-*"))
 
 
+def rewrite(path: Path, text: str) -> None:
+    """Replace a file's content as a forger would: with its Hadoop checksum sidecar removed, since
+    a stale one fails Spark's read and a missing one is not checked."""
+    path.write_text(text)
+    path.with_name(f".{path.name}.crc").unlink(missing_ok=True)
+
+
 def rewrite_json(part: Path, change) -> None:
     metadata = json.loads(part.read_text())
     change(metadata)
-    part.write_text(json.dumps(metadata) + "\n")
+    rewrite(part, json.dumps(metadata) + "\n")
 
 
 def stage_folder(folder: Path, index: int) -> Path:
@@ -236,7 +243,7 @@ def stage_folder(folder: Path, index: int) -> Path:
                  "sparkml/metadata holds 'nested=1'", id="partition-folder-in-metadata"),
     pytest.param(lambda f: (stage_folder(f, 0) / "data" / "extra=1").mkdir(),
                  "holds 'extra=1', which Spark's parquet writer does not write", id="partition-folder-in-data"),
-    pytest.param(lambda f: pipeline_part(f).write_text(pipeline_part(f).read_text() + '{"class": "x"}\n'),
+    pytest.param(lambda f: rewrite(pipeline_part(f), pipeline_part(f).read_text() + '{"class": "x"}\n'),
                  "cannot be read as Spark ML metadata (2 lines, expected 1)", id="two-lines"),
     pytest.param(lambda f: shutil.copytree(stage_folder(f, 1), stage_folder(f, 1).with_name("3_" + stage_folder(
         f, 1).name[2:])), "which are not one folder per stage uid", id="stage-folder-not-in-stage-uids"),
@@ -384,7 +391,7 @@ def glob_uid_stage(folder: Path, marker: Path) -> None:
     pipeline = json.loads(part.read_text())
     uid = "Stage_[e]vil"
     pipeline["paramMap"]["stageUids"] = [*pipeline["paramMap"]["stageUids"], uid]
-    part.write_text(json.dumps(pipeline) + "\n")
+    rewrite(part, json.dumps(pipeline) + "\n")
     stages = folder / trust.SPARK_DATA / "stages"
     shutil.copytree(stage_folder(folder, 1), stages / f"3_{uid}")
     (stages / "3_Stage_evil" / "metadata").mkdir(parents=True)
@@ -423,10 +430,11 @@ def test_the_issue_27_attacks_are_refused_by_validate_before_anything_runs(train
         view, args = trained.fresh("1")
         forged = register_forged(trained, view, genuine, forge(genuine))
         capsys.readouterr()
-        assert run_cli("validate", *args, "--version", forged) == EXIT_UNTRUSTED_MODEL
+        code = run_cli("validate", *args, "--version", forged)
         err = capsys.readouterr().err.strip()
+        assert not marker.exists() and FOREIGN_MODULE not in sys.modules, f"the payload ran: {err[-500:]}"
+        assert code == EXIT_UNTRUSTED_MODEL
         assert err.count("\n") == 0 and f"models:/{view.model_name}/{forged} was not loaded" in err and refusal in err
-        assert not marker.exists() and FOREIGN_MODULE not in sys.modules
     finally:
         sys.path.remove(str(modules))
         sys.modules.pop(FOREIGN_MODULE, None)
@@ -440,13 +448,14 @@ def test_files_changed_after_train_are_refused_even_with_a_recomputed_manifest_a
     baseline = json.loads((genuine / trust.BASELINE_FILE).read_text())
     baseline["features"]["Glucose"]["mean"] += 50
     (genuine / trust.BASELINE_FILE).write_text(json.dumps(baseline))
-    train_signature = (genuine / signing.SIGNATURE_FILE).read_bytes()
+    signature = genuine / signing.SIGNATURE_FILE
+    train_signature = signature.read_bytes() if signature.is_file() else b""
     view, args = trained.fresh("1")
-    for sign, refusal in (("keep train's signature", "its signature does not verify with trusted key"),
-                          ("sign with the forger's key", "which is not a trusted key")):
+    for sign, refusal in (("sign with the forger's key", "which is not a trusted key"),
+                          ("keep train's signature", "its signature does not verify with trusted key")):
         digest = forge(genuine)
         if sign == "keep train's signature":
-            (genuine / signing.SIGNATURE_FILE).write_bytes(train_signature)
+            signature.write_bytes(train_signature)
         forged = register_forged(trained, view, genuine, digest)
         capsys.readouterr()
         assert run_cli("validate", *args, "--version", forged) == EXIT_UNTRUSTED_MODEL, sign
