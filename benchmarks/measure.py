@@ -288,15 +288,16 @@ def run_measured(argv: list[str], *, cwd: str | Path | None = None, env: dict | 
             "output_tail": tail if rc else []}
 
 
-def run_worker(kind: str, args: dict, workdir: Path, *, timeout: float = 1800) -> dict:
-    """Run ``python -m benchmarks.run worker <kind>`` and merge its JSON result with wall/RSS."""
+def run_worker(kind: str, args: dict, workdir: Path, *, timeout: float = 1800, env: dict | None = None) -> dict:
+    """Run ``python -m benchmarks.run worker <kind>`` and merge its JSON result with wall/RSS.
+    ``env``: variables set for the worker on top of this process's (e.g. a ``PYTHONPATH``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     tag = "-".join(str(v) for k, v in args.items() if k != "workdir" and isinstance(v, str | int))[:60]
     tag = "".join(c if c.isalnum() or c in "-_" else "_" for c in tag) or "run"
     out = workdir / f"worker-{kind}-{tag}.json"
     out.unlink(missing_ok=True)
     argv = [sys.executable, "-m", "benchmarks.run", "worker", kind, "--args", json.dumps(args), "--out", str(out)]
-    measured = run_measured(argv, cwd=Path(__file__).resolve().parents[1], env=dict(os.environ),
+    measured = run_measured(argv, cwd=Path(__file__).resolve().parents[1], env={**os.environ, **(env or {})},
                             timeout=timeout, log=workdir / f"worker-{kind}-{tag}.log")
     result = json.loads(out.read_text()) if out.exists() else {}
     if measured["returncode"] and "error" not in result:

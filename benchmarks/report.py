@@ -55,6 +55,19 @@ def targets(res: dict) -> list[tuple[str, str, bool | str | None]]:
         else "`score` whole process <= 1.5x a plain parquet read + Delta write process", "score_process",
         _ratio(x), (x["median"] <= 1.5) if ok else None)
 
+    xb = process.get("x_bare_score")
+    if xb is not None:
+        ok = bool(xb.get("median"))
+        add(f"`score` whole process <= 1.0x the bare minimum script (benchmarks.bare_score), {rows:,} rows, paired",
+            "score_process", _ratio(xb), (xb["median"] <= 1.0) if ok else None)
+    job = res.get("batch_inference") or {}
+    if job and not job.get("error"):
+        v = (job.get("vcpu_seconds_per_1e6") or {}).get("this")
+        ok = bool(v and v.get("median"))
+        add(f"`batch_inference` <= 15 vCPU-s per 1e6 rows (tasks' wall x cores), paired against {job['baseline']}",
+            "batch_inference", f"{_spread(v, ' vCPU-s')}; {_ratio(job.get('x_baseline'))} the baseline's time"
+            if ok else "not measured", (v["median"] <= 15) if ok else None)
+
     scoring = (res.get("scoring") or {}).get("results", [])
     sizes = sorted({r["rows"] for r in scoring if r["path"] == "native"})
     ref = rows if rows in sizes else (max((n for n in sizes if n <= 1_000_000), default=None))
@@ -146,6 +159,13 @@ def render(res: dict) -> str:
                   f"{_ratio(sp['x_plain_copy'])} |",
                   f"| Peak RSS | {_spread(sp['score_peak_rss_mb'], ' MB', 0)} | "
                   f"{_spread(sp['plain_copy_peak_rss_mb'], ' MB', 0)} | |"]
+        if sp.get("bare_score_wall"):
+            lines += ["", f"C, run after each B: {sp['bare_score_command']}.", "",
+                      "| | score | bare minimum script | score / bare (pair by pair) |", "|---|---:|---:|---:|",
+                      f"| Wall | {_spread(sp['score_wall'], ' s')} | {_spread(sp['bare_score_wall'], ' s')} | "
+                      f"{_ratio(sp.get('x_bare_score'))} |",
+                      f"| Peak RSS | {_spread(sp['score_peak_rss_mb'], ' MB', 0)} | "
+                      f"{_spread(sp.get('bare_score_peak_rss_mb'), ' MB', 0)} | |"]
         if sp.get("spans"):
             lines += ["", "Where the score process spends its time (spans, medians over the pairs):", "",
                       "| Span | Seconds |", "|---|---:|"]
@@ -154,6 +174,28 @@ def render(res: dict) -> str:
             lines.append(f"\nPairs {sp['failed_pairs']} failed: {' | '.join(sp.get('failure_tail') or [])}")
     elif "score_process" in res:
         lines += ["", f"Score process benchmark failed: {res['score_process']['error']}"]
+    if "batch_inference" in res:
+        j = res["batch_inference"]
+        if j.get("error"):
+            lines += ["", f"batch_inference benchmark failed: {j['error']}"]
+        else:
+            v, c = j["vcpu_seconds_per_1e6"], j["cpu_seconds_per_1e6"]
+            lines += ["", "## The `batch_inference` job's tasks, against the baseline commit", "",
+                      f"{j['rows']:,} rows; {j['what']}. Baseline: {j['baseline']}. " + _conditions(res, "batch_inference"),
+                      "", "| Task (seconds, counted rounds) | this checkout | baseline |", "|---|---:|---:|"]
+            for task in j["tasks"]["this"]:
+                lines.append(f"| {task} | {_spread(j['tasks']['this'][task]['seconds'], ' s')} | "
+                             f"{_spread(j['tasks']['baseline'][task]['seconds'], ' s')} |")
+            lines += [f"| **vCPU-s per 1e6 rows** (wall x cores) | {_spread(v['this'])} | {_spread(v['baseline'])} |",
+                      f"| CPU-s per 1e6 rows (measured) | {_spread(c['this'])} | {_spread(c['baseline'])} |",
+                      f"| this / baseline, pair by pair | {_ratio(j['x_baseline'])} | |",
+                      f"| Peak RSS | {_spread(j['peak_rss_mb']['this'], ' MB', 0)} | "
+                      f"{_spread(j['peak_rss_mb']['baseline'], ' MB', 0)} |",
+                      "", f"Load average after each run: this {j['load_average']['this']}, baseline "
+                      f"{j['load_average']['baseline']}."]
+            errors = [e for side in j["errors"].values() for e in side]
+            if errors:
+                lines.append(f"\nFailed runs: {' | '.join(errors)}")
     if "scoring" in res:
         s = res["scoring"]
         lines += ["", "## Batch scoring in one process", "", f"Input: {s.get('input', '-')}; {s.get('what', '')}. "

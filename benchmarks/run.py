@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -33,10 +34,14 @@ from benchmarks.report import render  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-PIECES = ("imports", "scoring", "scoring_slow", "score_process", "monitoring", "training", "demo", "tests")
+PIECES = ("imports", "scoring", "scoring_slow", "score_process", "monitoring", "batch_inference", "training", "demo",
+          "tests")
 # The committed run: every piece a target or a comparison of docs/scaling.md needs. Training and
 # the test suite are measured on request (--with training,tests); their times are not targets.
-DEFAULT_PIECES = ("imports", "scoring", "scoring_slow", "score_process", "monitoring", "demo")
+DEFAULT_PIECES = ("imports", "scoring", "scoring_slow", "score_process", "monitoring", "batch_inference", "demo")
+# What batch_inference is paired against: the commit the cost of the job was measured at when
+# issue 30 set its target (25.5 vCPU-s per 1e6 rows); --baseline REV pairs against another.
+BATCH_INFERENCE_BASELINE = "69e764e"
 
 
 def plan(args: argparse.Namespace) -> dict:
@@ -44,13 +49,14 @@ def plan(args: argparse.Namespace) -> dict:
     the linearity point); ``command_rows``: the score step in-process too; ``slow_rows``: the
     Python-UDF paths (a minute or more each at 1e6), paired with native; ``process_rows``: the
     whole ``spark-mlops score`` process paired with a plain parquet read + Delta write process."""
+    baseline = args.baseline or BATCH_INFERENCE_BASELINE
     if args.quick:
         return {"score_rows": [1000, 10_000], "command_rows": [1000], "slow_rows": 200, "process_rows": 1000,
                 "rounds": args.reps or 1, "process_pairs": 1, "train_rows": [1000], "cv_rows": [1000],
-                "reps": args.reps or 1, "demo_pairs": 1, "tests": False}
+                "reps": args.reps or 1, "demo_pairs": 1, "tests": False, "job_pairs": 1, "baseline": baseline}
     return {"score_rows": [10_000, 100_000, 1_000_000, 10_000_000], "command_rows": [10_000, 100_000, 1_000_000],
             "slow_rows": 1_000_000, "process_rows": 1_000_000, "rounds": args.reps or 3,
-            "process_pairs": args.pairs or 5,
+            "process_pairs": args.pairs or 5, "job_pairs": args.pairs or 3, "baseline": baseline,
             "train_rows": [10_000, 100_000, 1_000_000], "cv_rows": [10_000, 100_000, 1_000_000],
             "reps": args.reps or 3, "demo_pairs": args.demo_pairs or 3, "tests": True}
 
@@ -152,7 +158,8 @@ def bench_scoring_slow(workdir: Path, p: dict) -> dict:
 
 
 def bench_score_process(workdir: Path, p: dict) -> dict:
-    """``spark-mlops score`` vs a plain parquet read + Delta write of the same batch: whole processes, A B A B."""
+    """``spark-mlops score`` vs a plain parquet read + Delta write of the same batch, and vs the bare
+    minimum that does score's work (``benchmarks.bare_score``): whole processes, A B C A B C."""
     setup = _setup_champion(workdir)
     if setup.get("error"):
         return {"error": f"setup failed: {setup['error']}"}
@@ -167,6 +174,12 @@ def bench_score_process(workdir: Path, p: dict) -> dict:
              "--batch-id", f"rows{rows}"]
     copy = [sys.executable, "-m", "benchmarks.plain_copy", "--input", str(source), "--output",
             str(workdir / "out" / "plain_copy"), "--state-dir", str(workdir / "plain-copy-state")]
+    from spark_mlops import contract as dc
+
+    bare = [sys.executable, "-m", "benchmarks.bare_score", "--input", str(source), "--output",
+            str(workdir / "out" / "bare_score"), "--model-uri", f"models:/{settings.model_name}/{setup['model_version']}",
+            "--tracking-uri", settings.tracking_uri, "--registry-uri", settings.registry_uri,
+            *[a for k in dc.load_contract().key_columns for a in ("--key", k)]]
     logs = workdir / "logs"
     pairs = []
     for i in range(p["process_pairs"] + 1):  # pair 0 warms the file cache and the JVM's class data: not counted
@@ -177,9 +190,11 @@ def bench_score_process(workdir: Path, p: dict) -> dict:
         a = measure.run_measured(score, cwd=ROOT, env={**env, "SPARK_MLOPS_TIMINGS": str(timings)},
                                  log=logs / f"score-process-{i}.log")
         b = measure.run_measured(copy, cwd=ROOT, env=env, log=logs / f"plain-copy-{i}.log")
+        c = measure.run_measured(bare, cwd=ROOT, env=env, log=logs / f"bare-score-{i}.log")
         spans = json.loads(timings.read_text())["spans"] if timings.exists() else []
-        pairs.append({"pair": i, "score": a, "plain_copy": b, "spans": spans, "counted": i > 0})
-    counted = [x for x in pairs if x["counted"] and x["score"]["returncode"] == 0 and x["plain_copy"]["returncode"] == 0]
+        pairs.append({"pair": i, "score": a, "plain_copy": b, "bare_score": c, "spans": spans, "counted": i > 0})
+    sides = ("score", "plain_copy", "bare_score")
+    counted = [x for x in pairs if x["counted"] and all(x[k]["returncode"] == 0 for k in sides)]
     names = list(dict.fromkeys(s["name"] for x in counted for s in x["spans"]))
     return {
         "rows": rows,
@@ -188,13 +203,17 @@ def bench_score_process(workdir: Path, p: dict) -> dict:
         "score_wall": measure.stats([x["score"]["wall_seconds"] for x in counted], 2),
         "plain_copy_wall": measure.stats([x["plain_copy"]["wall_seconds"] for x in counted], 2),
         "x_plain_copy": measure.stats([x["score"]["wall_seconds"] / x["plain_copy"]["wall_seconds"] for x in counted]),
+        "bare_score_command": "python -m benchmarks.bare_score (plain Spark settings, mlflow.spark.load_model of the "
+                              "same version, transform, key + prediction + P(class 1) to Delta)",
+        "bare_score_wall": measure.stats([x["bare_score"]["wall_seconds"] for x in counted], 2),
+        "x_bare_score": measure.stats([x["score"]["wall_seconds"] / x["bare_score"]["wall_seconds"] for x in counted]),
         "score_peak_rss_mb": measure.stats([x["score"]["peak_rss_mb"] for x in counted], 0),
         "plain_copy_peak_rss_mb": measure.stats([x["plain_copy"]["peak_rss_mb"] for x in counted], 0),
+        "bare_score_peak_rss_mb": measure.stats([x["bare_score"]["peak_rss_mb"] for x in counted], 0),
         "spans": {n: measure.stats([sum(s["seconds"] for s in x["spans"] if s["name"] == n) for x in counted], 2)
                   for n in names},
-        "failed_pairs": [x["pair"] for x in pairs if x["score"]["returncode"] or x["plain_copy"]["returncode"]],
-        "failure_tail": next((x[k]["output_tail"] for x in pairs for k in ("score", "plain_copy")
-                              if x[k]["returncode"]), None),
+        "failed_pairs": [x["pair"] for x in pairs if any(x[k]["returncode"] for k in sides)],
+        "failure_tail": next((x[k]["output_tail"] for x in pairs for k in sides if x[k]["returncode"]), None),
     }
 
 
@@ -213,6 +232,76 @@ def bench_monitoring(workdir: Path, p: dict) -> dict:
             "error": run.get("error"),
             "what": "scoring.run then monitoring.run of the same keyed batch (monitor reads the input's valid "
                     "rows and the predictions), alternating in one process; x score = monitor / score, pair by pair"}
+
+
+def _checkout_of(rev: str, workdir: Path) -> Path:
+    """The ``src`` folder of commit ``rev``, exported once under ``workdir`` (``git archive``)."""
+    sha = subprocess.run(["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    target = workdir / f"code-{sha[:12]}"
+    if not (target / "src" / "spark_mlops").is_dir():
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", sha, "src"], cwd=ROOT, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target / "src"
+
+
+def bench_batch_inference(workdir: Path, p: dict) -> dict:
+    """The ``batch_inference`` job's tasks on one 1e6-row batch (``workloads.batch_inference_rounds``),
+    this checkout against the baseline commit, A B A B: each side one worker process per pair, a
+    warm-up round then a counted one. vCPU-s per 1e6 rows as docs/scaling.md counts them (the
+    tasks' wall seconds x the machine's cores), and as measured (CPU seconds of Python and JVM)."""
+    setup = _setup_champion(workdir)
+    if setup.get("error"):
+        return {"error": f"setup failed: {setup['error']}"}
+    rows, cores = p["process_rows"], os.cpu_count() or 2
+    try:
+        baseline_src = _checkout_of(p["baseline"], workdir)
+    except subprocess.CalledProcessError as exc:
+        return {"error": f"baseline {p['baseline']}: {(exc.stderr or b'').strip()[:300]!r}"}
+    sides = {"this": ROOT / "src", "baseline": baseline_src}
+    runs: dict[str, list[dict]] = {side: [] for side in sides}
+    for i in range(p["job_pairs"]):
+        for side, src in sides.items():
+            say(f"batch_inference: pair {i + 1}/{p['job_pairs']}, {side} (load {os.getloadavg()[0]:.2f})")
+            env = {"PYTHONPATH": os.pathsep.join([str(src), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+            r = measure.run_worker("batch_inference", {"workdir": str(workdir), "rows": rows, "rounds": 1,
+                                                       "suffix": f"_{side}", "side": side, "pair": i},
+                                   workdir / "logs", timeout=3600, env=env)
+            runs[side].append({**r, "load_average": measure.load_average()})
+
+    def per_task(side: str) -> dict:
+        counted = [t for r in runs[side] for t in r.get("times", []) if not t["warm_up"]]
+        return {task: {"seconds": measure.stats([t["seconds"] for t in counted if t["task"] == task]),
+                       "cpu_seconds": measure.stats([t["cpu_seconds"] for t in counted if t["task"] == task])}
+                for task in workloads.BATCH_INFERENCE_TASKS}
+
+    def totals(side: str, key: str) -> list[float | None]:
+        out = []
+        for r in runs[side]:
+            counted = [t[key] for t in r.get("times", []) if not t["warm_up"]]
+            out.append(sum(counted) if counted and not r.get("error") else None)
+        return out
+
+    scale = 1_000_000 / rows
+    wall = {side: totals(side, "seconds") for side in sides}
+    cpu = {side: totals(side, "cpu_seconds") for side in sides}
+    pairs = [i for i in range(p["job_pairs"]) if wall["this"][i] and wall["baseline"][i]]
+    return {
+        "rows": rows, "baseline": p["baseline"], "baseline_code": runs["baseline"][0].get("code") if runs["baseline"] else None,
+        "tasks": {side: per_task(side) for side in sides},
+        "vcpu_seconds_per_1e6": {side: measure.stats([wall[side][i] * cores * scale for i in pairs], 2) for side in sides},
+        "cpu_seconds_per_1e6": {side: measure.stats([cpu[side][i] * scale for i in pairs], 2) for side in sides},
+        "x_baseline": measure.stats([wall["this"][i] / wall["baseline"][i] for i in pairs]),
+        "errors": {side: [r["error"] for r in runs[side] if r.get("error")] for side in sides},
+        "peak_rss_mb": {side: measure.stats([r["process"]["peak_rss_mb"] for r in runs[side]], 0) for side in sides},
+        "load_average": {side: [r["load_average"] for r in runs[side]] for side in sides},
+        "what": "check_batch, score, monitor, drift_check of one keyed parquet batch, in one process per side and "
+                "pair (a warm-up round, then the counted one); vCPU-s = the tasks' wall seconds x "
+                f"{cores} cores, per 1e6 rows; CPU-s = the process's and its JVM's CPU time; x baseline = "
+                "this checkout's wall / the baseline's, pair by pair",
+    }
 
 
 def bench_training(workdir: Path, p: dict) -> dict:
@@ -312,6 +401,8 @@ def worker(kind: str, args: dict, out: Path) -> None:
             result = workloads.score_rounds(spark, workdir, [tuple(c) for c in args["cells"]], args["rounds"])
         elif kind == "monitor":
             result = workloads.monitor_vs_score(spark, workdir, args["rows"], args["reps"])
+        elif kind == "batch_inference":
+            result = workloads.batch_inference_rounds(spark, workdir, args["rows"], args["rounds"], args["suffix"])
         elif kind == "train":
             result = workloads.train(spark, workdir, args["rows"], args["mode"], args["reps"])
         else:
@@ -342,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=0, help="rounds/repetitions per figure (default 3, quick 1)")
     parser.add_argument("--pairs", type=int, default=0, help="score-process pairs after the warm-up (default 5)")
     parser.add_argument("--demo-pairs", type=int, default=0, help="cold+warm demo pairs (default 3)")
+    parser.add_argument("--baseline", default="",
+                        help=f"the commit batch_inference is paired against (default {BATCH_INFERENCE_BASELINE})")
     parser.add_argument("--workdir", default=str(RESULTS / "raw"), help="data, state and logs (git-ignored)")
     args = parser.parse_args(argv)
     chosen = args.only or ",".join([*DEFAULT_PIECES, *args.extra.split(",")])
@@ -361,7 +454,8 @@ def main(argv: list[str] | None = None) -> int:
                      "pieces": pieces, "plan": p, "machine": machine}
     started = time.perf_counter()
     runners = {"imports": bench_imports, "scoring": bench_scoring, "scoring_slow": bench_scoring_slow,
-               "score_process": bench_score_process, "monitoring": bench_monitoring, "training": bench_training,
+               "score_process": bench_score_process, "monitoring": bench_monitoring,
+               "batch_inference": bench_batch_inference, "training": bench_training,
                "demo": bench_demo,
                "tests": bench_tests}
     for piece in pieces:

@@ -16,6 +16,7 @@ Scoring paths, all on the same ``@champion`` model and the same parquet input (s
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from datetime import UTC, datetime
@@ -204,6 +205,62 @@ def monitor_vs_score(spark, workdir: Path, rows: int, reps: int = 1) -> dict:
     # Paired: each monitor run follows the score run of the same batch; the ratio is taken pair by pair.
     return {"rows": rows, "score_seconds": score_s, "monitor_seconds": monitor_s,
             "ratios": [m / sc for m, sc in zip(monitor_s, score_s, strict=True)]}
+
+
+# ---------------------------------------------------------------- the batch_inference job (issue 30)
+
+BATCH_INFERENCE_TASKS = ("check_batch", "score", "monitor", "drift_check")
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds this process and its Spark JVM (the local master: driver and executors) have used."""
+    from pyspark import SparkContext
+
+    t = os.times()
+    total = t.user + t.system
+    proc = getattr(SparkContext._gateway, "proc", None)
+    if proc is not None:
+        stat = Path(f"/proc/{proc.pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def batch_inference_rounds(spark, workdir: Path, rows: int, rounds: int, tables_suffix: str) -> dict:
+    """The tasks of the ``batch_inference`` job on one ``rows``-row batch, in order, ``rounds``
+    times in this process, each task timed (wall and CPU of this process and its JVM): as on a job
+    cluster, where each task is a process attached to an already running Spark. Round 0 warms the
+    JVM (class loading, code generation) and is reported apart. Only the step functions the job's
+    wheel tasks call are used, with the same arguments in every version of the code, so that the
+    same function can time an older commit (``PYTHONPATH`` pointing at its ``src``)."""
+    from spark_mlops import monitoring, prepare, scoring
+    from spark_mlops.config import ScoreConfig
+
+    settings = settings_for(workdir)
+    source = str(scoring_input(workdir, rows))
+    names = {"output_table": f"bench_bi_predictions{tables_suffix}",
+             "rejected_table": f"bench_bi_rejected{tables_suffix}",
+             "monitoring_table": f"bench_bi_monitoring{tables_suffix}"}
+    batch = f"bi{rows}"
+    tasks = {
+        "check_batch": lambda: prepare.check_batch(settings, source),
+        "score": lambda: scoring.run(settings, ScoreConfig(input=source, output_table=names["output_table"],
+                                                           rejected_table=names["rejected_table"], batch_id=batch)),
+        "monitor": lambda: monitoring.run(settings, monitoring.MonitorConfig(
+            batch_id=batch, predictions_table=names["output_table"], rejected_table=names["rejected_table"],
+            monitoring_table=names["monitoring_table"], input=source)),
+        "drift_check": lambda: monitoring.drift_check(settings, batch, names["monitoring_table"], source=source),
+    }
+    out = []
+    for i in range(rounds + 1):
+        for task in BATCH_INFERENCE_TASKS:
+            wall, cpu = time.perf_counter(), _cpu_seconds()
+            tasks[task]()
+            out.append({"round": i, "task": task, "warm_up": i == 0, "seconds": round(time.perf_counter() - wall, 3),
+                        "cpu_seconds": round(_cpu_seconds() - cpu, 3)})
+    import spark_mlops
+
+    return {"rows": rows, "times": out, "code": str(Path(spark_mlops.__file__).resolve().parents[1])}
 
 
 # ---------------------------------------------------------------- training

@@ -156,3 +156,40 @@ def test_conditions_does_not_count_the_benchmarks_own_cpu(tmp_path):
     assert measured["own_cpu_seconds"] >= 1.9  # the child's 1.5 s and this process's 0.5 s
     # /proc/stat counts in whole ticks: a tick's worth of slack per core
     assert measured["machine_busy_cpu_seconds"] >= measured["own_cpu_seconds"] - 0.1, measured
+
+
+def test_report_checks_issue_30s_targets_from_paired_figures():
+    """score against the bare minimum script, and the whole job's vCPU-s per 1e6 rows against 15."""
+    calm = measure.conditions(_counters(0, 100, 10), _counters(10, 118, 27, load=2.4), 2)
+    task = {"seconds": measure.stats([1.0]), "cpu_seconds": measure.stats([0.9])}
+    results = {
+        "started_at": "now", "quick": False, "pieces": ["score_process", "batch_inference"],
+        "machine": measure.machine(), "plan": {"process_rows": 1_000_000},
+        "score_process": {"rows": 1_000_000, "score_command": "-m spark_mlops score", "plain_copy_command": "copy",
+                          "score_wall": measure.stats([9.0, 10.0]), "plain_copy_wall": measure.stats([6.0, 5.0]),
+                          "x_plain_copy": measure.stats([1.5, 2.0]), "bare_score_command": "bare",
+                          "bare_score_wall": measure.stats([10.0, 10.0]), "x_bare_score": measure.stats([0.9, 1.0]),
+                          "score_peak_rss_mb": measure.stats([900, 950]), "plain_copy_peak_rss_mb": measure.stats([700]),
+                          "bare_score_peak_rss_mb": measure.stats([800]), "spans": {}, "failed_pairs": [],
+                          "measured": calm},
+        "batch_inference": {"rows": 1_000_000, "baseline": "69e764e", "what": "tiny",
+                            "tasks": {side: {t: task for t in workloads.BATCH_INFERENCE_TASKS}
+                                      for side in ("this", "baseline")},
+                            "vcpu_seconds_per_1e6": {"this": measure.stats([14.0, 16.0, 14.5]),
+                                                     "baseline": measure.stats([25.0, 26.0, 25.5])},
+                            "cpu_seconds_per_1e6": {"this": measure.stats([12.0]), "baseline": measure.stats([20.0])},
+                            "x_baseline": measure.stats([0.56, 0.6, 0.57]), "errors": {"this": [], "baseline": []},
+                            "peak_rss_mb": {"this": measure.stats([900]), "baseline": measure.stats([950])},
+                            "load_average": {"this": [[1.0, 1.0, 1.0]], "baseline": [[1.0, 1.0, 1.0]]},
+                            "measured": calm},
+    }
+    by_name = {name: (value, met) for name, value, met in report.targets(results)}
+    bare = by_name["`score` whole process <= 1.0x the bare minimum script (benchmarks.bare_score), 1,000,000 rows, "
+                   "paired"]
+    assert bare == ("0.95x (pairs: 0.90-1.00, n=2)", True)
+    job = by_name["`batch_inference` <= 15 vCPU-s per 1e6 rows (tasks' wall x cores), paired against 69e764e"]
+    assert job == ("14.50 vCPU-s (14.00-16.00); 0.57x (pairs: 0.56-0.60, n=3) the baseline's time", True)
+    text = report.render(results)
+    assert "## The `batch_inference` job's tasks, against the baseline commit" in text
+    assert "| **vCPU-s per 1e6 rows** (wall x cores) | 14.50 (14.00-16.00) | 25.50 (25.00-26.00) |" in text
+    assert "| Wall | 9.50 s (9.00-10.00) | 10.00 s (10.00-10.00) | 0.95x (pairs: 0.90-1.00, n=2) |" in text

@@ -175,10 +175,7 @@ def test_rejects_are_written_only_when_there_are_some_and_a_clean_rerun_clears_t
 
     result = scoring.run(s, ScoreConfig(input=str(bad), output_table="p_rej", rejected_table="r_rej", batch_id="b1"))
     assert (result.rows_in, result.rows_out, result.rows_rejected) == (200, 198, 2)
-    written = tables.read(s.table_name("p_rej")).where("batch_id = 'b1'")
-    assert written.count() == 198
-    # The positive rate is the written rows' own.
-    assert result.positive_rate == pytest.approx(written.agg({"prediction": "avg"}).first()[0])
+    assert tables.read(s.table_name("p_rej")).where("batch_id = 'b1'").count() == 198
     assert tables.read(s.table_name("r_rej")).where("batch_id = 'b1'").count() == 2
     scoring.run(s, ScoreConfig(input=str(bad), output_table="p_rej", rejected_table="r_rej", batch_id="b2"))
 
@@ -190,6 +187,54 @@ def test_rejects_are_written_only_when_there_are_some_and_a_clean_rerun_clears_t
     cleared, scored = tables.history(s.table_name("r_rej"), 1)[0], tables.history(s.table_name("p_rej"), 1)[0]
     assert (cleared["operation"], json.loads(cleared["userMetadata"])["batch_id"]) == ("DELETE", "b1")
     assert cleared["timestamp"] <= scored["timestamp"] and json.loads(scored["userMetadata"])["batch_id"] == "b1"
+
+
+def _as_parquet(csv, folder):
+    """The CSV batch as a typed parquet folder (doubles, as a pipeline would land it)."""
+    folder.mkdir()
+    pd.read_csv(csv).astype("float64").to_parquet(folder / "part-00000.parquet", index=False)
+    return folder
+
+
+def test_a_typed_batch_is_read_by_the_writes_only_and_counted_from_their_commits(spark, keyless_champion,
+                                                                               tmp_path):
+    """A parquet batch: no counting pass before the writes. The rejects are always written (an empty
+    write clears the batch), and every count is what the two commits recorded they wrote."""
+    s = keyless_champion
+    lines = KEYLESS_BATCH.read_text().splitlines()
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("\n".join([lines[0], *[",".join([f.split(",")[0], "999", *f.split(",")[2:]])
+                                              for f in lines[1:4]], *lines[4:]]) + "\n")
+    clean, bad = _as_parquet(KEYLESS_BATCH, tmp_path / "clean"), _as_parquet(bad_csv, tmp_path / "bad")
+    tables = tables_for(spark, s)
+    counts = {}
+
+    def score(source, batch):
+        r = scoring.run(s, ScoreConfig(input=str(source), output_table="p_typed", rejected_table="r_typed",
+                                       batch_id=batch))
+        for name in ("p_typed", "r_typed"):
+            counts[name] = {row["batch_id"]: row["count"] for row in
+                            tables.read(s.table_name(name)).groupBy("batch_id").count().collect()}
+        return r.rows_in, r.rows_out, r.rows_rejected
+
+    assert score(bad, "b1") == (200, 197, 3) and counts == {"p_typed": {"b1": 197}, "r_typed": {"b1": 3}}
+    assert score(clean, "b1") == (200, 200, 0) and counts == {"p_typed": {"b1": 200}, "r_typed": {}}
+    emptied = tables.history(s.table_name("r_typed"), 1)[0]  # a write of no rows: b1's old rejects are gone
+    assert emptied["operation"] == "WRITE" and emptied["operationMetrics"]["numFiles"] == "0"
+    assert json.loads(emptied["userMetadata"])["batch_id"] == "b1"
+
+
+def test_an_empty_typed_batch_is_refused_before_anything_is_written(spark, keyless_champion, tmp_path, capsys):
+    s = keyless_champion
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    pd.read_csv(KEYLESS_BATCH).astype("float64").head(0).to_parquet(empty / "part-00000.parquet", index=False)
+    code = run_cli("score", "--state-dir", str(s.state_dir), "--input", str(empty), "--output-table", "p_empty",
+                   "--rejected-table", "r_empty", "--batch-id", "b1")
+    assert code == DataContractError.exit_code
+    assert f"{empty}: no data rows (expected at least 1, found 0)" in capsys.readouterr().err
+    tables = tables_for(spark, s)
+    assert not tables.exists(s.table_name("p_empty")) and not tables.exists(s.table_name("r_empty"))
 
 
 def test_written_predictions_carry_no_raw_prediction(spark, keyless_champion):

@@ -181,7 +181,7 @@ class CheckedInput:
     df: DataFrame  # conformed rows with ``rejection_reason`` (null for a valid row)
     valid: Column  # true for a valid row of ``df`` (``rejection_reason`` is null), without building the text
     identity: tuple[str, ...]  # the key columns, or the row id column
-    rows: int
+    rows: int | None  # None when not counted (``only_if_needed``)
     missing: dict[str, int]  # per feature: rows where it is empty, null or a "not measured" marker (when asked)
     duplicate_keys: int  # rows whose key repeats an earlier row's (only counted when asked)
     rejected: int | None = None  # rows with a rejection reason (only counted when asked)
@@ -202,6 +202,7 @@ def read_checked(
     count_duplicate_keys: bool = False,
     count_missing: bool = True,
     count_rejected: bool = False,
+    only_if_needed: bool = False,
     keep_input: tuple[str, ...] = (),
 ) -> CheckedInput:
     """Read ``source`` and hold it to the contract.
@@ -213,6 +214,9 @@ def read_checked(
     parquet input whose columns always cast to the contract's types is, unasked, only counted.
     ``keep_input`` columns are also kept as ``<name>__input``, as typed but before "not
     measured" markers become null (for pass-through to the predictions).
+    ``only_if_needed``: read the data only when a value may fail its type (a text input) or a
+    count other than rows and rejects is asked for; otherwise one row is read, to refuse an empty
+    input, and ``rows`` and ``rejected`` are None.
     """
     raw = read_source(spark, settings, source)
     columns = [c for c in raw.columns if c != _CORRUPT]
@@ -253,7 +257,12 @@ def read_checked(
         if with_label:
             label = F.col(contract.label)
             aggs += [F.count(F.when(valid & (label == v), 1)).alias(f"__class_{v}") for v in contract.label_values]
-    stats = counted.agg(*aggs).first().asDict()
+    if only_if_needed and not (type_errors or has_corrupt or count_missing or keys):
+        if raw.isEmpty():
+            raise DataContractError(f"{source}: no data rows (expected at least 1, found 0)")
+        count_rejected, stats = False, {"__rows": None, "__corrupt": 0}
+    else:
+        stats = counted.agg(*aggs).first().asDict()
 
     rows, corrupt = stats["__rows"], stats["__corrupt"]
     if rows == 0:
@@ -277,7 +286,7 @@ def read_checked(
         typed = dc.with_row_id(typed, contract, with_label=with_label)
     held = _held(typed, contract, with_label)
     return CheckedInput(
-        held, dc.is_valid(held.columns, contract, with_label=with_label), identity, int(rows),
+        held, dc.is_valid(held.columns, contract, with_label=with_label), identity, None if rows is None else int(rows),
         {f.name: int(stats[f"__missing_{f.name}"] or 0) for f in contract.features} if count_missing else {},
         int(stats["__keyed"]) - int(stats["__distinct"]) if keys else 0,
         int(stats["__rejected"]) if count_rejected else None,

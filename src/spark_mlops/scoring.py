@@ -26,7 +26,14 @@ from spark_mlops.config import CHAMPION_ALIAS, ScoreConfig, Settings, redact
 from spark_mlops.errors import ConfigError, DataContractError, NoChampion
 from spark_mlops.prepare import INPUT_SUFFIX, read_checked
 from spark_mlops.spark import get_spark
-from spark_mlops.tables import DeltaTables, check_partition_value, is_path, local_path, tables_for
+from spark_mlops.tables import (
+    DeltaTables,
+    check_partition_value,
+    is_path,
+    local_path,
+    rows_written,
+    tables_for,
+)
 from spark_mlops.timing import span
 
 BATCH_COLUMN = "batch_id"
@@ -158,7 +165,6 @@ class ScoreResult:
     rows_in: int
     rows_out: int
     rows_rejected: int
-    positive_rate: float
     output_table: str
 
 
@@ -180,9 +186,14 @@ def run(settings: Settings, conf: ScoreConfig) -> ScoreResult:
                                 "yet, so there is nothing to score with: run the release (or, in prod, the "
                                 "model_deployment) job first" + registry.other_models_hint(settings)))
     pass_through_hint = contract.pass_through_columns or contract.feature_names
-    with span("score.check"):  # the contract's one counting pass over the batch
+    # The contract's structure (columns, types) from the schema. A typed input (parquet, a table)
+    # is then read only by the writes below: counting it first would be a pass over the batch that
+    # the job's check_batch has made already. An input whose values may fail their types (a CSV)
+    # is counted here, rejects included, since a bad value must stop the step before anything is
+    # written.
+    with span("score.check"):
         checked = read_checked(spark, settings, conf.input, contract, with_label=False, count_missing=False,
-                               count_rejected=True,
+                               count_rejected=True, only_if_needed=True,
                                keep_input=tuple(c for c in pass_through_hint if c in contract.feature_names))
     identity = checked.identity
     pass_through = contract.pass_through(identity)
@@ -209,24 +220,21 @@ def run(settings: Settings, conf: ScoreConfig) -> ScoreResult:
     # One Delta commit per table, none across them: the rejects first, the predictions last, so
     # a batch's predictions never appear before its rejects. A crash in between leaves this batch's
     # new rejects beside its old predictions (or none); rerunning the batch replaces both, and other
-    # batches are never touched. Rejects are written only when some rows were not scored; a rerun
-    # without rejects deletes the batch's old ones.
-    # Rows out come from read_checked's one counting pass. Not DataFrame.observe: once a score had
-    # observed its write, later Spark jobs over cached data in the same session failed with
-    # "Task not serializable: ObservationManager" (Spark 4.1.4, seen when the local runner's next
-    # task trained and evaluated in the same process).
+    # batches are never touched. Rejects counted as none are not written (a rerun's DELETE clears
+    # the batch's old ones); uncounted, they are written even when there are none (the commit then
+    # empties the batch's partition), since only reading the batch would tell. The row counts are
+    # what each commit records it wrote (Delta's operation metrics), not another pass. Not DataFrame.observe: once a score had observed its write, later Spark jobs over cached
+    # data in the same session failed with "Task not serializable: ObservationManager" (Spark 4.1.4,
+    # seen when the local runner's next task trained and evaluated in the same process). The
+    # positive rate is the monitor's, which reads the predictions anyway.
     with span("score.write"):
-        if checked.rejected:
-            tables.replace_partition(rejected_table, rejected, BATCH_COLUMN, batch_id)
-        else:
+        if checked.rejected == 0:
             tables.delete_partition(rejected_table, BATCH_COLUMN, batch_id)
-        tables.replace_partition(output, predictions, BATCH_COLUMN, batch_id)
-    rows_out = checked.rows - int(checked.rejected or 0)
-    # The positive rate from what was written: one column of one partition, not the input again.
-    with span("score.positive_rate"):
-        rate = tables.read(output).where(F.col(BATCH_COLUMN) == batch_id).agg(F.avg("prediction")).first()[0]
-    result = ScoreResult(batch_id, str(version), checked.rows, rows_out, checked.rows - rows_out,
-                         float(rate or 0.0), output)
+            rows_rejected = 0
+        else:
+            rows_rejected = rows_written(tables.replace_partition(rejected_table, rejected, BATCH_COLUMN, batch_id))
+        rows_out = rows_written(tables.replace_partition(output, predictions, BATCH_COLUMN, batch_id))
+    result = ScoreResult(batch_id, str(version), rows_out + rows_rejected, rows_out, rows_rejected, output)
 
     with span("score.log_run"), mlflow.start_run(experiment_id=experiment_id, run_name=f"score-{batch_id}",
                           tags=tracking.safe({**settings.run_tags(), "step": "score",
@@ -234,11 +242,10 @@ def run(settings: Settings, conf: ScoreConfig) -> ScoreResult:
         tracking.log_params({"model_name": settings.model_name, "model_version": result.model_version,
                              "batch_id": batch_id, "input": conf.input, "output_table": output})
         mlflow.log_metrics({"rows_in": result.rows_in, "rows_out": result.rows_out,
-                            "rows_rejected": result.rows_rejected, "positive_rate": result.positive_rate})
+                            "rows_rejected": result.rows_rejected})
     print(
         f"score: batch {batch_id}: {result.rows_in} rows in, {result.rows_out} scored by {settings.model_name} "
         f"v{version} into {output}, {result.rows_rejected} rejected"
-        f"{f' into {rejected_table}' if result.rows_rejected else ''}; "
-        f"positive rate {result.positive_rate:.3f}"
+        f"{f' into {rejected_table}' if result.rows_rejected else ''}"
     )
     return result

@@ -172,21 +172,34 @@ class DeltaTables:
         writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
         writer.option("userMetadata", self._commit_info()).saveAsTable(self.names.identifier(name))
 
-    def replace_partition(self, name: str, df: DataFrame, column: str, value: str) -> None:
+    def replace_partition(self, name: str, df: DataFrame, column: str, value: str) -> dict[str, int]:
         """Replace the rows with ``column == value`` by ``df`` (which has no ``column``): Delta's
         ``replaceWhere``, one commit, other batches untouched. Creates the table, partitioned by
-        ``column``, if absent."""
+        ``column``, if absent. Returns the commit's operation metrics (:meth:`commit_metrics`)."""
         from pyspark.sql import functions as F
 
         check_partition_value(value, column)
         out = df.withColumn(column, F.lit(value))
         if self.exists(name):
             self._check_columns(name, out)
+        commit_info = self._commit_info(value)
         # replaceWhere is a SQL predicate: the column is quoted and the value escaped.
         (out.write.format("delta").mode("overwrite").partitionBy(column)
          .option("replaceWhere", f"{quote_identifier(column)} = {sql_string(value)}")
-         .option("userMetadata", self._commit_info(value))
+         .option("userMetadata", commit_info)
          .saveAsTable(self.names.identifier(name)))
+        return self.commit_metrics(name, commit_info)
+
+    def commit_metrics(self, name: str, user_metadata: str) -> dict[str, int]:
+        """What the newest commit made with ``user_metadata`` wrote, as Delta recorded it in the
+        commit itself: ``DESCRIBE HISTORY``'s ``operationMetrics`` (for a write ``numOutputRows``,
+        ``numFiles``, ``numOutputBytes``, and ``numRemovedFiles`` for a ``replaceWhere``; docs:
+        delta-utility, "Operation metrics keys"). The rows a write wrote, without reading them back."""
+        for commit in self.history(name, 10):  # newest first: a later writer of this table is skipped
+            if commit["userMetadata"] == user_metadata:
+                return {k: int(v) for k, v in (commit["operationMetrics"] or {}).items() if v.isdigit()}
+        raise MlopsError(f"table {name}: no commit with userMetadata {user_metadata} among its 10 newest")
+
 
     def delete_partition(self, name: str, column: str, value: str) -> None:
         """Remove the rows with ``column == value``; an absent table stays absent, and Delta makes
@@ -218,6 +231,16 @@ class DeltaTables:
                 f"table {name}: the new batch's columns {[f'{n} {t}' for n, t in batch.items()]} do not match "
                 f"the table's {[f'{n} {t}' for n, t in table.items()]}; write to another table or drop this one"
             )
+
+
+def rows_written(metrics: dict[str, int]) -> int:
+    """The rows a write committed, from its operation metrics: Delta records no ``numOutputRows``
+    for a write that added no file (``numFiles`` 0), which wrote no row."""
+    if "numOutputRows" in metrics:
+        return metrics["numOutputRows"]
+    if metrics.get("numFiles") == 0:
+        return 0
+    raise MlopsError(f"the commit's operation metrics {metrics} do not say how many rows it wrote")
 
 
 def tables_for(spark: SparkSession, settings: Settings) -> DeltaTables:
