@@ -25,7 +25,7 @@ from spark_mlops.timing import span
 
 # Steps that can run long on big inputs: a progress line on a terminal (see progress.py).
 PROGRESS_COMMANDS = {"prepare", "train", "validate", "score", "check-batch", "monitor", "drift-check",
-                     "deploy-model", "demo", "run"}
+                     "deploy-model", "demo", "run", "contract"}
 
 
 def settings_from_args(args: argparse.Namespace) -> cfg.Settings:
@@ -187,6 +187,32 @@ def _run_check_batch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_contract(args: argparse.Namespace) -> int:
+    from spark_mlops import contract_file
+
+    if args.contract_command == "check":
+        contract = contract_file.load_contract(args.file)
+        keys = list(contract.key_columns) or f"none (row id {contract.row_id_column})"
+        print(f"contract {args.file}: ok: label {contract.label} {list(contract.label_values)}, "
+              f"{len(contract.features)} features, key {keys}, model {contract.model_name}")
+    elif args.contract_command == "convert":
+        contract_file.write_document(contract_file.convert_file(args.file), args.output, force=args.force)
+        print(f"contract convert: wrote {args.output}")
+    else:
+        from spark_mlops import contract_draft
+
+        document = contract_draft.draft(settings_from_args(args), args.input, args.label,
+                                         tuple(k.strip() for k in args.key.split(",") if k.strip()), args.name or None)
+        if args.output:
+            contract_file.write_document(document, args.output, force=args.force)
+            print(f"contract draft: wrote {args.output}: review it, then: spark-mlops prepare --contract "
+                  f"{args.output} --input {args.input}")
+        else:
+            contract_file.parse_contract(contract_file.to_yaml(document), "the draft")
+            print(contract_file.to_yaml(document), end="")
+    return EXIT_OK
+
+
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "prepare": _run_prepare,
     "train": _run_train,
@@ -200,6 +226,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check-batch": _run_check_batch,
     "monitor": _run_monitor,
     "drift-check": _run_drift_check,
+    "contract": _run_contract,
 }
 
 

@@ -35,7 +35,8 @@ def _add_settings_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model-name", help="registered model name (three-part on Unity Catalog)")
     g.add_argument("--catalog", help="catalog for unqualified table names")
     g.add_argument("--schema", help="schema for unqualified table names")
-    g.add_argument("--contract", help="data contract YAML (default: the packaged example contract)")
+    g.add_argument("--contract", help="data contract, an ODCS file (default: the packaged example contract) "
+                   "[$SPARK_MLOPS_CONTRACT]")
     g.add_argument("-t", "--target", help="bundle target: recorded as a tag; locally, without --model-name, "
                    "also the target's model, catalog and schema from databricks.yml")
     g.add_argument("--job-run-id", help="Databricks job run id, recorded as a tag")
@@ -162,6 +163,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fail when more than this fraction of rows breaks the contract")
     p.add_argument("--max-null-fraction", type=float, default=D.MAX_NULL_FRACTION,
                    help="fail when a feature is missing in more than this fraction of rows")
+
+    p = sub.add_parser("contract", help="data contracts (ODCS): draft one from data, check or convert one",
+                       description="data contracts (Open Data Contract Standard v3, docs/contracts.md)",
+                       allow_abbrev=False)
+    contract = p.add_subparsers(dest="contract_command", required=True, metavar="COMMAND")
+    p = contract.add_parser("draft", allow_abbrev=False, help="profile an input and write an ODCS contract draft",
+                            description="profile an input (CSV, parquet or table) with Spark and write an ODCS "
+                                        "contract draft with its types, nullability and observed ranges, to review")
+    _add_settings_flags(p)
+    p.add_argument("--input", required=True, help="CSV or parquet path, or a table name")
+    p.add_argument("--label", required=True, help="the column to predict (two integer classes)")
+    p.add_argument("--key", default="", help="the key column(s), comma-separated (default: none; rows get a row id)")
+    p.add_argument("--name", default="", help="the contract's name (default: the input's file or table name)")
+    p.add_argument("--output", default="", help="the file to write (default: print the draft)")
+    p.add_argument("--force", action="store_true", help="replace an existing --output file")
+    p = contract.add_parser("check", allow_abbrev=False, help="read a contract as the lifecycle does; exit 2 if bad",
+                            description="read a contract as the lifecycle does: one line, exit 0 or 2")
+    p.add_argument("file", help="the ODCS contract file")
+    p = contract.add_parser("convert", allow_abbrev=False, help="convert an old-format spark-mlops contract to ODCS",
+                            description="convert a contract in the old spark-mlops format (label:, features:) to ODCS")
+    p.add_argument("file", help="the old contract file")
+    p.add_argument("--output", required=True, help="the ODCS file to write")
+    p.add_argument("--force", action="store_true", help="replace an existing --output file")
 
     kit = devkit.load()  # the development kit's commands: run, bundle, demo, ui, generate-data
     if kit is not None:

@@ -140,7 +140,7 @@ class Settings:
     model_name: str
     catalog: str | None
     schema: str
-    contract: str | None = None  # path to a contract YAML; None = the packaged example contract
+    contract: str | None = None  # path to an ODCS contract file; None = the packaged example contract
     target: str | None = None  # bundle target, recorded as a tag
     job_run_id: str | None = None
     git_commit: str | None = None
@@ -286,7 +286,10 @@ def build_settings(
         # like every other /Volumes path (tables.local_path).
         dfs_tmp = volume_local_path(state, dfs_tmp)
 
-    name = pick("model_name", model_name) or DEFAULT_MODEL_NAME
+    contract_path = pick("contract", contract)
+    if contract_path and contract_path.startswith("/Volumes/") and not on_databricks():
+        contract_path = volume_local_path(state, contract_path)  # as every other /Volumes path locally
+    name = pick("model_name", model_name) or _contract_model_name(contract_path)
     if registry.startswith("databricks-uc") and name.count(".") != 2:
         raise ConfigError(
             f"model name {name!r}: a Unity Catalog registry ({registry}) needs a three-part name "
@@ -304,12 +307,22 @@ def build_settings(
         model_name=name,
         catalog=catalog_name,
         schema=schema_name,
-        contract=pick("contract", contract),
+        contract=contract_path,
         target=target_name,
         job_run_id=pick("job_run_id", job_run_id),
         git_commit=pick("git_commit", git_commit) or _detect_git_commit(),
         dfs_tmpdir=dfs_tmp,
     )
+
+
+def _contract_model_name(path: str | None) -> str:
+    """The model a contract trains when no name is given: its modelName (the packaged contract's is
+    DEFAULT_MODEL_NAME, so the default needs no file read)."""
+    if path is None:
+        return DEFAULT_MODEL_NAME
+    from spark_mlops.contract_file import load_contract
+
+    return load_contract(path).model_name
 
 
 _URI_PREFIXES = ("sqlite:", "http://", "https://", "databricks", "file:", "postgresql", "mysql")

@@ -1,106 +1,22 @@
-"""The data contract: which columns a dataset must have, their types and allowed values.
+"""The data contract held against data: which columns a dataset must have, their types and values.
 
-Everything dataset-specific lives in a contract YAML (the packaged example is
-``contracts/pima_diabetes.yml``). The functions here are pure DataFrame -> DataFrame
-transformations; checks that need a Spark action return counts for the caller to judge.
+Everything dataset-specific lives in a contract file, an Open Data Contract Standard document
+read by :mod:`spark_mlops.contract_file` (the packaged example is ``contracts/pima_diabetes.yml``).
+The functions here are pure DataFrame -> DataFrame transformations; checks that need a Spark
+action return counts for the caller to judge.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
-
-import yaml
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from spark_mlops.contract_file import DataContract, FeatureSpec, load_contract  # noqa: F401 (the contract API)
 from spark_mlops.errors import ConfigError, DataContractError
 
 REASON_COLUMN = "rejection_reason"
 SPLIT_COLUMN = "split"
 _TYPES = {"double": "double", "int": "int", "long": "bigint", "string": "string"}
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    name: str
-    type: str = "double"
-    min: float | None = None
-    max: float | None = None
-    missing_values: tuple[float, ...] = ()
-    nullable: bool = True
-
-
-@dataclass(frozen=True)
-class DataContract:
-    name: str
-    label: str
-    features: tuple[FeatureSpec, ...]
-    label_values: tuple[int, ...] = (0, 1)
-    key_columns: tuple[str, ...] = field(default_factory=tuple)
-    # False: an input without the key columns is accepted and each row gets a derived row id.
-    require_key_columns: bool = True
-    row_id_column: str = "row_id"
-    # Columns copied from the input into the predictions so they can be joined back; None means
-    # "none when the input has keys, the contract's features when it has not".
-    pass_through_columns: tuple[str, ...] | None = None
-
-    @property
-    def feature_names(self) -> list[str]:
-        return [f.name for f in self.features]
-
-    def pass_through(self, identity: tuple[str, ...]) -> list[str]:
-        """The input columns the predictions carry besides ``identity`` (keys or row id)."""
-        if self.pass_through_columns is not None:
-            return [c for c in self.pass_through_columns if c not in identity]
-        return [] if identity == tuple(self.key_columns) and identity else self.feature_names
-
-    @property
-    def positive_label(self) -> int:
-        return max(self.label_values)
-
-
-def load_contract(path: str | None = None) -> DataContract:
-    """Load a contract YAML; ``None`` loads the packaged example contract."""
-    if path is None:
-        text = resources.files("spark_mlops.contracts").joinpath("pima_diabetes.yml").read_text()
-        origin = "packaged contract pima_diabetes.yml"
-    else:
-        if not Path(path).is_file():
-            raise ConfigError(f"data contract {path} does not exist")
-        text, origin = Path(path).read_text(), path
-    try:
-        raw = yaml.safe_load(text)
-        features = tuple(
-            FeatureSpec(
-                name=f["name"],
-                type=f.get("type", "double"),
-                min=f.get("min"),
-                max=f.get("max"),
-                missing_values=tuple(f.get("missing_values", ())),
-                nullable=bool(f.get("nullable", True)),
-            )
-            for f in raw["features"]
-        )
-        contract = DataContract(
-            name=raw["name"],
-            label=raw["label"],
-            features=features,
-            label_values=tuple(raw.get("label_values", (0, 1))),
-            key_columns=tuple(raw.get("key_columns", ())),
-            require_key_columns=bool(raw.get("require_key_columns", True)),
-            row_id_column=str(raw.get("row_id_column", "row_id")),
-            pass_through_columns=(
-                None if raw.get("pass_through_columns") is None else tuple(raw["pass_through_columns"])
-            ),
-        )
-    except (KeyError, TypeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"data contract {origin} is malformed: {exc!r}") from exc
-    unknown = [f.name for f in contract.features if f.type not in _TYPES]
-    if unknown:
-        raise ConfigError(f"data contract {origin}: unsupported type for {unknown}; use one of {sorted(_TYPES)}")
-    return contract
 
 
 def expected_columns(

@@ -363,8 +363,8 @@ def run(settings: Settings, conf: PrepareConfig) -> PrepareResult:
     clean_name, quarantine_name = settings.table_name(conf.clean_table), settings.table_name(conf.quarantine_table)
     if clean_name == quarantine_name:
         raise ConfigError(f"--clean-table and --quarantine-table are the same table {clean_name}")
+    contract = dc.load_contract(settings.contract)  # a bad contract stops the step before Spark starts
     spark = get_spark(settings)
-    contract = dc.load_contract(settings.contract)
     with span("prepare.check"):  # the contract's one counting pass over the input
         checked = read_checked(spark, settings, conf.input, contract, with_label=True, count_duplicate_keys=True,
                                count_rejected=True)
