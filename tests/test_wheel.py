@@ -44,5 +44,6 @@ def test_the_cluster_wheel_requires_nothing_only_development_needs(cluster_wheel
     unconditional = [r for r in metadata.get_all("Requires-Dist") or [] if "extra ==" not in r]
     names = {r.split(";")[0].split("[")[0].split("<")[0].split(">")[0].split("=")[0].split("~")[0].strip().lower()
              for r in unconditional}
-    assert names == {"pyyaml", "matplotlib"}
+    # open-data-contract-standard reads the contracts (docs/contracts.md); DBR 18 ML has its pydantic.
+    assert names == {"pyyaml", "matplotlib", "open-data-contract-standard"}
     assert not names & set(DEVELOPMENT_ONLY_REQUIREMENTS)
