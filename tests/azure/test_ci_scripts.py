@@ -64,7 +64,8 @@ HOSTS = {"staging": "https://adb-1111111111111111.11.azuredatabricks.net",
 
 
 def _stage_env(workspace: str) -> dict[str, str]:
-    return {"CI_WORKSPACE": workspace, "DATABRICKS_HOST": HOSTS[workspace]}
+    return {"CI_WORKSPACE": workspace, "DATABRICKS_HOST": HOSTS[workspace],
+            "NOTIFICATION_EMAIL": f"mlops-{workspace}@corp.example"}
 
 
 def _deploy(fake: FakeDatabricks, artifact: Path, *args: str, fail: str = "", **extra: str):
@@ -410,6 +411,31 @@ def test_deploy_refuses_a_missing_extra_or_changed_wheel(fake, artifact, breakag
 
 
 # ---------------------------------------------------------------- bundle-deploy-and-run.sh (CD)
+
+
+@pytest.mark.parametrize("stage", ["staging", "prod"])
+def test_cd_deploy_sends_failure_emails_to_the_variable_groups_recipient(fake, artifact, stage: str) -> None:
+    result = _deploy(fake, artifact, "-t", stage, TF_BUILD="True")
+    assert result.returncode == 0, result.stdout + result.stderr
+    deploy = [e for e, c in zip(fake.envs(), fake.calls(), strict=True) if c[:2] == ["bundle", "deploy"]]
+    assert [e.get("BUNDLE_VAR_notification_email") for e in deploy] == [f"mlops-{stage}@corp.example"]
+
+
+@pytest.mark.parametrize("missing", ["", "$(NOTIFICATION_EMAIL)"])  # unset, or a macro the group lacks
+def test_cd_deploy_on_an_agent_without_a_recipient_is_refused(fake, artifact, missing: str) -> None:
+    result = _deploy(fake, artifact, "-t", "prod", "--run-gate", "model_deployment", TF_BUILD="True",
+                     NOTIFICATION_EMAIL=missing)
+    assert result.returncode == 2
+    assert fake.calls() == []
+    assert "NOTIFICATION_EMAIL is not set" in result.stdout
+
+
+def test_notification_recipient_is_a_simple_variable_the_jobs_use() -> None:
+    """BUNDLE_VAR_* cannot carry a complex value (CLI bundle/config/mutator/set_variables.go):
+    the variable CD sets must be simple, and the jobs' recipients' list must be built from it."""
+    variables = yaml.safe_load((REPO_ROOT / "databricks.yml").read_text())["variables"]
+    assert variables["notification_email"].get("type") is None
+    assert variables["notification_emails"]["default"] == ["${var.notification_email}"]
 
 
 def test_cd_staging_passing(fake, artifact) -> None:
