@@ -13,8 +13,8 @@ The task environment is what a job cluster gives a wheel task: a virtualenv with
 wheel installed as a cluster library (``--no-deps``: the runtime's packages come from the
 project's own environment, as Databricks Runtime provides them), created once per wheel (its
 sha256) under ``SPARK_MLOPS_TASK_ENVS`` (default ``~/.cache/spark-mlops/task-envs``). The script
-re-runs itself in that environment, checks that ``spark_mlops`` is imported from the wheel and not
-the source tree, then runs the job with every task in a process of its own
+re-runs itself in that environment, checks that each task's package is imported from the wheel and
+not the source tree, then runs the job with every task in a process of its own
 (runner ``process_per_task``). Jobs sharing a ``job_cluster_key`` do NOT share one JVM here: each
 task process starts its own local Spark.
 
@@ -31,6 +31,7 @@ progress lines.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -240,6 +241,12 @@ def deployed_bundle(request: dict, root: Path) -> tuple[DeployedBundle, str]:
     return DeployedBundle(root, target, jobs), keys.get(str(request["job_id"]), f"job_{request['job_id']}")
 
 
+def wheel_packages(request: dict) -> set[str]:
+    """The package_name of every wheel task of the workspace's jobs."""
+    return {str(t["python_wheel_task"]["package_name"]) for job in (request.get("jobs") or {}).values()
+            for t in (job or {}).get("tasks") or [] if isinstance(t.get("python_wheel_task"), dict)}
+
+
 def run(run_dir: Path) -> int:
     request = json.loads((run_dir / "request.json").read_text())
     keys = [t["task_key"] for t in request["job"].get("tasks") or []]
@@ -248,11 +255,11 @@ def run(run_dir: Path) -> int:
     reporter.life = "RUNNING"
     reporter.write()
     try:
-        import spark_mlops
-
-        where = Path(spark_mlops.__file__).resolve()
-        if Path(sys.prefix).resolve() not in where.parents:
-            raise RuntimeError(f"spark_mlops is imported from {where}, not from the deployed wheel")
+        for package in wheel_packages(request):
+            module = importlib.import_module(package)
+            where = Path(module.__file__ or "").resolve()
+            if Path(sys.prefix).resolve() not in where.parents:
+                raise RuntimeError(f"{package} is imported from {where}, not from the deployed wheel")
         from spark_mlops_dev.bundle import runner
 
         bundle, job_key = deployed_bundle(request, run_dir)
