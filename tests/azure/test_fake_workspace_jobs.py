@@ -222,6 +222,16 @@ def test_a_crash_is_read_as_a_crash_with_the_tasks_exception(workspace, bundle) 
     assert "CRASHED (not a model rejection)" in out
 
 
+@pytest.mark.parametrize(("mode", "verdict"), [
+    ("reject", "gate failed: job 'release' on target staging REJECTED the model; staging keeps its current @champion"),
+    ("crash", "job 'release' on target staging CRASHED (not a model rejection)"),
+])
+def test_a_gate_job_fails_the_step_on_a_rejection_and_on_a_crash_each_named(workspace, bundle, mode, verdict) -> None:
+    result = _cd(workspace, bundle, mode, "-t", "staging", "--no-deploy", "--run-gate", "release")
+    assert result.returncode == 1
+    assert verdict in result.stderr, result.stdout + result.stderr
+
+
 def test_a_job_past_its_timeout_is_stopped_and_timed_out(workspace, bundle) -> None:
     _deploy(workspace, bundle, "sleep", timeout=5)
     started = time.monotonic()
