@@ -2,6 +2,7 @@
 project's job runner, from the job settings the Databricks CLI deployed.
 
     python fake_workspace_runner.py RUN_DIR
+    python fake_workspace_runner.py --task-env WHEEL...   (prints the task environment's folder)
 
 RUN_DIR/request.json (written by the fake workspace's jobs/run-now): the run id and task run ids,
 the job's settings as deployed (jobs/get JSON), every job of the workspace, the run's job
@@ -12,8 +13,8 @@ RUN_DIR/state.json (replaced atomically at each change) in the shape jobs.go ser
 The task environment is what a job cluster gives a wheel task: a virtualenv with the DEPLOYED
 wheel installed as a cluster library (``--no-deps``: the runtime's packages come from the
 project's own environment, as Databricks Runtime provides them), created once per wheel (its
-sha256) under ``SPARK_MLOPS_TASK_ENVS`` (default ``~/.cache/spark-mlops/task-envs``). The script
-re-runs itself in that environment, checks that each task's package is imported from the wheel and
+sha256) and runtime under ``SPARK_MLOPS_TASK_ENVS`` (default ``~/.cache/spark-mlops/task-envs``).
+The script re-runs itself in that environment, checks that each task's package is imported from the wheel and
 not the source tree, then runs the job with every task in a process of its own
 (runner ``process_per_task``). Jobs sharing a ``job_cluster_key`` do NOT share one JVM here: each
 task process starts its own local Spark.
@@ -58,7 +59,11 @@ def now_ms() -> int:
 
 def task_env(wheels: list[Path]) -> Path:
     """The virtualenv with ``wheels`` installed (created once per set of wheels)."""
-    digest = hashlib.sha256()
+    # The runtime: this (project) environment's packages, after the venv's own site-packages, so
+    # that the wheel installed below wins over the project's editable source tree. The
+    # environment is keyed by the wheels' bytes and by that runtime.
+    parents = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+    digest = hashlib.sha256("\n".join(parents).encode())
     for wheel in sorted(wheels):
         digest.update(wheel.name.encode() + hashlib.sha256(wheel.read_bytes()).digest())
     root = Path(os.environ.get(TASK_ENVS) or Path.home() / ".cache" / "spark-mlops" / "task-envs")
@@ -70,9 +75,6 @@ def task_env(wheels: list[Path]) -> Path:
     work = Path(tempfile.mkdtemp(prefix=".env-", dir=root))
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(work)], check=True)
     site = next((work / "lib").glob("python*/site-packages"))
-    # The runtime: this (project) environment's packages, after the venv's own site-packages, so
-    # that the wheel installed below wins over the project's editable source tree.
-    parents = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
     (site / "zz_runtime.pth").write_text(
         "import site; " + "; ".join(f"site.addsitedir({p!r})" for p in parents) + "\n")
     subprocess.run([sys.executable, "-m", "pip", "--python", str(work / "bin" / "python"), "install", "-q",
@@ -192,7 +194,9 @@ def failure(why: str, logs: str) -> tuple[str, str]:
                    len(block) - 1)
         return block[end].strip(), "\n".join(block[:end + 1])
     tail = [line for line in lines if line.strip() and not line.startswith(("-> ", "<- ", "   "))]
-    last = tail[-1].strip() if tail else ""
+    # The project's commands say why they stopped in one "<prog>: error: <why>" line (argparse's form).
+    said = [line for line in tail if re.match(r"^[\w. -]+: error: ", line)]
+    last = (said or tail or [""])[-1].strip()
     error = f"{last} ({why})" if last and why else last or why or "the task failed"
     return error, "\n".join(tail[-20:])
 
@@ -303,6 +307,9 @@ def run(run_dir: Path) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--task-env"]:  # scripts/ci/pr-checks.sh local-jobs: the same environment
+        print(task_env([Path(p).resolve() for p in argv[1:]]))
+        return 0
     run_dir = Path(argv[0]).resolve()
     if os.environ.get(IN_TASK_ENV) != "1":
         request = json.loads((run_dir / "request.json").read_text())
