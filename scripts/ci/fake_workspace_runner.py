@@ -23,10 +23,13 @@ The local stand-ins of the workspace: ``SPARK_MLOPS_STATE_DIR`` (required: the f
 workspaces and the shared registry; the tasks' ``--target`` picks the workspace's tracking store,
 spark_mlops.config.local_workspace).
 
-This is an adapter over what runner.py offers today (run_job over a loaded bundle): deployed
-settings are turned into the runner's bundle (jobs by their bundle keys; a run_job_task's numeric
-job id back to ``${resources.jobs.<key>.id}``), and task states are read from the runner's
-progress lines.
+The job runs through runner.py's execution API: ``run_job`` / ``repair_run`` over a
+``DeployedJobs`` (jobs by their bundle keys from the deployment's metadata, numeric Run Job ids
+mapped to keys), ``cancel_run`` on SIGTERM (the fake workspace's runs/cancel). Task states come
+from the runner's progress lines and its result; each task's output is kept apart (tasks may run
+in parallel) for runs/get-output.
+
+    python fake_workspace_runner.py RUN_DIR --repair REPAIR_JSON   (runs/repair of that run)
 """
 
 from __future__ import annotations
@@ -36,9 +39,11 @@ import importlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -115,7 +120,8 @@ class Task:
 
 class Reporter:
     """The run's state, written to state.json; also the runner's ``out`` stream (its progress
-    lines say when a task starts and how it ended) and the tee of the task processes' output."""
+    lines say when a task starts and how it ended) and the tee of the task processes' output
+    (each line kept as the output of the task whose process printed it)."""
 
     _STARTED = re.compile(r"^-> (\S+): started")
     _ENDED = re.compile(r"^<- (\S+): ([A-Z_]+)\b.*?\((\d+) attempts?, [\d.]+s\)(?:: (.*))?$")
@@ -127,7 +133,6 @@ class Reporter:
         self.life = "PENDING"
         self.result = ""
         self.message = ""
-        self.current: str | None = None
         self._pending = ""
         self.stdout, self.stderr = stdout, stderr
         self.write()
@@ -147,24 +152,37 @@ class Reporter:
         for line in lines:
             self._progress(line)
 
+    def keep(self, previous: dict) -> None:
+        """A repair: every task starts with its state of the run being repaired."""
+        for key, saved in (previous.get("tasks") or {}).items():
+            if key in self.tasks:
+                t = self.tasks[key]
+                for name in ("life_cycle_state", "result_state", "state_message", "start_time", "end_time",
+                             "attempt_number", "error", "error_trace"):
+                    setattr(t, name, saved.get(name, getattr(t, name)))
+                t.logs = [saved.get("logs", "")]
+
     def _progress(self, line: str) -> None:
+        if "(kept from the run being repaired)" in line:
+            return
         if m := self._STARTED.match(line):
             key = m.group(1)
             if key in self.tasks:
                 t = self.tasks[key]
                 t.life_cycle_state, t.start_time, t.attempt_number = "RUNNING", now_ms(), 0
-                self.current = key
+                t.result_state = t.state_message = t.error = t.error_trace = ""
+                t.end_time, t.logs = 0, []
                 self.write()
         elif m := self._ENDED.match(line):
             key, status, attempts, why = m.group(1), m.group(2), int(m.group(3)), m.group(4) or ""
             if key in self.tasks:
-                self._end(key, status, why, attempt=attempts - 1)
+                self.end(key, status, why, attempt=attempts - 1)
         elif m := self._SKIPPED.match(line):
             key, status, why = m.groups()
             if key in self.tasks:
-                self._end(key, status, why)
+                self.end(key, status, why)
 
-    def _end(self, key: str, status: str, why: str, attempt: int = 0) -> None:
+    def end(self, key: str, status: str, why: str, attempt: int = 0) -> None:
         t = self.tasks[key]
         t.life_cycle_state, t.result_state, t.end_time, t.attempt_number = "TERMINATED", status, now_ms(), attempt
         t.start_time = t.start_time or t.end_time
@@ -173,14 +191,13 @@ class Reporter:
             t.error, t.error_trace = failure(why, "".join(t.logs))
         elif status != "SUCCESS":
             t.state_message = why
-        if self.current == key:
-            self.current = None
         self.write()
 
-    def tee(self, name: str, text: str) -> None:
+    def tee(self, name: str, text: str, key: str | None = None) -> None:
+        """Output of a task's process (``key``), or of this process (kept in the runner's log)."""
         (self.stdout if name == "stdout" else self.stderr).write(text)
-        if self.current and text:
-            self.tasks[self.current].logs.append(text)
+        if key in self.tasks and text:
+            self.tasks[key].logs.append(text)
 
 
 def failure(why: str, logs: str) -> tuple[str, str]:
@@ -216,33 +233,17 @@ class _Stream:
 # ---------------------------------------------------------------- the job, as the runner loads it
 
 
-@dataclass
-class DeployedBundle:
-    """What runner.run_job reads of a bundle: jobs by key, the target, a root (no pyproject.toml:
-    entry points come from the installed wheel's metadata)."""
+def deployed_jobs(request: dict, root: Path):
+    """The runner's DeployedJobs over the workspace's jobs (keys from the deployment's metadata,
+    as `bundle run` names them), and the key of the job to run."""
+    from spark_mlops_dev.bundle.runner import DeployedJobs
 
-    root: Path
-    target: str
-    jobs: dict[str, dict]
-    variables: dict = field(default_factory=dict)
-
-
-def deployed_bundle(request: dict, root: Path) -> tuple[DeployedBundle, str]:
-    """The runner's bundle over the deployed jobs, and the key of the job to run."""
     meta = ((request.get("deployment_metadata") or {}).get("config") or {})
     keys = {str(v.get("id")): k for k, v in ((meta.get("resources") or {}).get("jobs") or {}).items()}
-    jobs: dict[str, dict] = {}
-    for job_id, settings in (request.get("jobs") or {}).items():
-        key = keys.get(str(job_id), f"job_{job_id}")
-        settings = json.loads(json.dumps(settings))
-        for task in settings.get("tasks") or []:
-            run_job = task.get("run_job_task")
-            if isinstance(run_job, dict) and "job_id" in run_job:
-                child = keys.get(str(run_job["job_id"]), f"job_{run_job['job_id']}")
-                run_job["job_id"] = "${resources.jobs." + child + ".id}"
-        jobs[key] = settings
+    ids = {str(job_id): keys.get(str(job_id), f"job_{job_id}") for job_id in request.get("jobs") or {}}
+    jobs = {ids[str(job_id)]: settings for job_id, settings in (request.get("jobs") or {}).items()}
     target = (meta.get("bundle") or {}).get("target") or request.get("workspace") or ""
-    return DeployedBundle(root, target, jobs), keys.get(str(request["job_id"]), f"job_{request['job_id']}")
+    return DeployedJobs(root=root, target=target, jobs=jobs, job_ids=ids), ids[str(request["job_id"])]
 
 
 def wheel_packages(request: dict) -> set[str]:
@@ -251,13 +252,68 @@ def wheel_packages(request: dict) -> set[str]:
             for t in (job or {}).get("tasks") or [] if isinstance(t.get("python_wheel_task"), dict)}
 
 
-def run(run_dir: Path) -> int:
+class _TaskOutputs:
+    """Which task a line of task output belongs to, with tasks running in parallel: the task's
+    thread starts its process (task_process.run), and that process's pipes name the task."""
+
+    def __init__(self, reporter: Reporter):
+        from spark_mlops_dev.bundle import runner, task_process
+
+        self.reporter = reporter
+        self.local = threading.local()
+        self.pipes: dict[int, str] = {}
+        outputs = self
+        run_task = runner._Run._run_task
+
+        def _run_task(run, t, result):  # the task's own thread
+            outputs.local.key = t.key
+            return run_task(run, t, result)
+
+        class _Subprocess:  # task_process's `subprocess`, remembering which task opened each pipe
+            def __getattr__(self, name):
+                return getattr(subprocess, name)
+
+            @staticmethod
+            def Popen(*args, **kwargs):  # noqa: N802 - subprocess.Popen's name
+                proc = subprocess.Popen(*args, **kwargs)
+                key = getattr(outputs.local, "key", None)
+                for pipe in (proc.stdout, proc.stderr):
+                    if pipe is not None and key:
+                        outputs.pipes[id(pipe)] = key
+                return proc
+
+        def _copy(stream, name):
+            key = outputs.pipes.get(id(stream))
+            for line in stream:
+                reporter.tee(name, line, key)
+            stream.close()
+
+        runner._Run._run_task = _run_task
+        task_process.subprocess = _Subprocess()
+        task_process._copy = _copy
+
+
+def _stopped_by_fake_workspace(run_id: str, state_dir: str) -> None:
+    """SIGTERM from the fake workspace (runs/cancel): cancel the run as the Jobs API does (running
+    tasks stopped, failure-handling tasks still run); the workspace kills the group after a grace."""
+    from spark_mlops_dev.bundle import runner
+
+    def handler(signum, frame):
+        runner.cancel_run(run_id, state_dir=state_dir)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def run(run_dir: Path, repair: dict | None = None) -> int:
     request = json.loads((run_dir / "request.json").read_text())
     keys = [t["task_key"] for t in request["job"].get("tasks") or []]
     real_out, real_err = sys.stdout, sys.stderr
     reporter = Reporter(run_dir, keys, real_out, real_err)
+    if repair is not None:  # the tasks that keep their results keep their states
+        reporter.keep(json.loads((run_dir / "state.json.before-repair").read_text()))
     reporter.life = "RUNNING"
     reporter.write()
+    run_id = str(request["run_id"])
     try:
         for package in wheel_packages(request):
             module = importlib.import_module(package)
@@ -266,15 +322,26 @@ def run(run_dir: Path) -> int:
                 raise RuntimeError(f"{package} is imported from {where}, not from the deployed wheel")
         from spark_mlops_dev.bundle import runner
 
-        bundle, job_key = deployed_bundle(request, run_dir)
+        jobs, job_key = deployed_jobs(request, run_dir)
         state_dir = os.environ.get("SPARK_MLOPS_STATE_DIR")
         if not state_dir:
             raise RuntimeError("SPARK_MLOPS_STATE_DIR is not set: the fake workspace has no local stores")
+        _TaskOutputs(reporter)
+        _stopped_by_fake_workspace(run_id, state_dir)
+        options = runner.RunOptions.from_env(process_per_task=True)
+        out = _Stream(reporter.write_progress)
         sys.stdout = _Stream(lambda text: reporter.tee("stdout", text))
         sys.stderr = _Stream(lambda text: reporter.tee("stderr", text))
         try:
-            result = runner.run_job(bundle, job_key, request.get("job_parameters") or {}, request["run_id"],
-                                    state_dir=state_dir, out=_Stream(reporter.write_progress), process_per_task=True)
+            if repair is None:
+                result = runner.run_job(jobs, job_key, request.get("job_parameters") or {}, run_id,
+                                        state_dir=state_dir, out=out, options=options)
+            else:
+                result = runner.repair_run(jobs, run_id, rerun_tasks=repair.get("rerun_tasks") or None,
+                                           rerun_all_failed=bool(repair.get("rerun_all_failed_tasks")),
+                                           rerun_dependent=bool(repair.get("rerun_dependent_tasks")),
+                                           job_parameters=repair.get("job_parameters") or None,
+                                           state_dir=state_dir, out=out, options=options)
         finally:
             sys.stdout, sys.stderr = real_out, real_err
     except Exception as exc:  # noqa: BLE001 - the run ends INTERNAL_ERROR with the reason
@@ -288,18 +355,24 @@ def run(run_dir: Path) -> int:
         reporter.write()
         print(f"fake workspace runner: {message}", file=sys.stderr)
         return 1
+    for key, task in result.tasks.items():  # the runner's word on every task, kept ones included
+        if key in reporter.tasks and reporter.tasks[key].result_state != str(task.status):
+            reporter.end(key, str(task.status), task.error or "", attempt=max(task.attempts - 1, 0))
     state = str(result.state)
+    api = result.api_state()
     if state == "FAILED":
         failed = next((k for k in keys if reporter.tasks[k].result_state in ("FAILED", "TIMEDOUT")), keys[-1])
         reporter.life, reporter.result = "INTERNAL_ERROR", "FAILED"
         reporter.message = f"Task {failed} failed with message: {WORKLOAD_FAILED}."
-    elif state == "MAXIMUM_CONCURRENT_RUNS_REACHED":
-        reporter.life, reporter.result = "SKIPPED", ""
-        reporter.message = "; ".join(result.notes) or state
     else:
-        reporter.life, reporter.result = "TERMINATED", state
-        reporter.message = "" if state == "SUCCESS" else "; ".join(result.notes)
-    for t in reporter.tasks.values():  # a task the runner never reached (e.g. the run timed out)
+        reporter.life, reporter.result = api["life_cycle_state"], api["result_state"]
+        reporter.message = "" if state == "SUCCESS" else api.get("state_message", "")
+        if reporter.life == "SKIPPED":
+            reporter.result = ""
+        if state == "TIMEDOUT" and not reporter.message:
+            limit = request["job"].get("timeout_seconds")
+            reporter.message = f"Run timed out: it ran longer than the job's timeout_seconds ({limit} s)."
+    for t in reporter.tasks.values():  # a task the runner never reached
         if t.life_cycle_state != "TERMINATED":
             t.life_cycle_state, t.result_state = "TERMINATED", "CANCELED"
     reporter.write()
@@ -311,6 +384,7 @@ def main(argv: list[str]) -> int:
         print(task_env([Path(p).resolve() for p in argv[1:]]))
         return 0
     run_dir = Path(argv[0]).resolve()
+    repair = json.loads(Path(argv[2]).read_text()) if argv[1:2] == ["--repair"] else None
     if os.environ.get(IN_TASK_ENV) != "1":
         request = json.loads((run_dir / "request.json").read_text())
         wheels = [Path(p) for p in (request.get("wheels") or {}).values()]
@@ -328,8 +402,8 @@ def main(argv: list[str]) -> int:
             return 1
         python = env / "bin" / "python"
         os.environ[IN_TASK_ENV] = "1"
-        os.execv(str(python), [str(python), str(Path(__file__).resolve()), str(run_dir)])
-    return run(run_dir)
+        os.execv(str(python), [str(python), str(Path(__file__).resolve()), *map(str, argv)])
+    return run(run_dir, repair)
 
 
 if __name__ == "__main__":

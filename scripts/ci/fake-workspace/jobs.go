@@ -51,7 +51,11 @@ import (
 )
 
 const (
-	cancelGrace          = 10 * time.Second
+	// After SIGTERM the runner cancels the run itself (running tasks stopped, failure-handling
+	// tasks still run); its process group is killed if it has not ended this much later.
+	cancelGrace = 120 * time.Second
+	// The runner stops a run at the job's timeout_seconds itself; this is the backstop.
+	timeoutBackstop      = 60 * time.Second
 	workloadFailed       = "Workload failed, see run output for details"
 	workspaceIDInRunURLs = "900800700600"
 )
@@ -248,18 +252,9 @@ func (r *jobRunner) runNow(req testserver.Request) any {
 		return testserver.Response{StatusCode: 500, Body: err.Error()}
 	}
 
-	log, err := os.Create(filepath.Join(run.dir, "runner.log"))
-	if err != nil {
+	if err := r.start(run, nil); err != nil {
 		return testserver.Response{StatusCode: 500, Body: err.Error()}
 	}
-	cmd := exec.Command(r.python, r.script, run.dir)
-	cmd.Stdout, cmd.Stderr, cmd.Stdin = log, log, nil
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // cancel and timeout stop the whole group
-	if err := cmd.Start(); err != nil {
-		log.Close()
-		return testserver.Response{StatusCode: 500, Body: fmt.Sprintf("cannot start the job runner: %s", err)}
-	}
-	run.cmd = cmd
 	r.mu.Lock()
 	r.runs[run.id] = run
 	for key, id := range run.taskIDs {
@@ -269,10 +264,27 @@ func (r *jobRunner) runNow(req testserver.Request) any {
 		r.byToken[request.IdempotencyToken] = run.id
 	}
 	r.mu.Unlock()
-	fmt.Fprintf(os.Stderr, "fake-workspace: run %d of job %d (%s) in workspace %s: started, pid %d\n",
-		run.id, run.jobID, run.name, run.workspace, cmd.Process.Pid)
-	go r.wait(run, log)
 	return jobs.RunNowResponse{RunId: run.id, NumberInJob: run.id}
+}
+
+// start: the runner process of a run (extra: e.g. --repair FILE), in a process group of its own.
+func (r *jobRunner) start(run *fakeRun, extra []string) error {
+	log, err := os.OpenFile(filepath.Join(run.dir, "runner.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(r.python, append([]string{r.script, run.dir}, extra...)...)
+	cmd.Stdout, cmd.Stderr, cmd.Stdin = log, log, nil
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // a backstop kill stops the whole group
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return fmt.Errorf("cannot start the job runner: %w", err)
+	}
+	run.cmd = cmd
+	fmt.Fprintf(os.Stderr, "fake-workspace: run %d of job %d (%s) in workspace %s: started %v, pid %d\n",
+		run.id, run.jobID, run.name, run.workspace, extra, cmd.Process.Pid)
+	go r.wait(run, log)
+	return nil
 }
 
 // exportWheels writes every wheel a task of the workspace's jobs installs (libraries[].whl,
@@ -327,7 +339,7 @@ func (r *jobRunner) wait(run *fakeRun, log *os.File) {
 	go func() { exited <- run.cmd.Wait() }()
 	var timeout <-chan time.Time
 	if run.timeout > 0 {
-		timeout = time.After(run.timeout)
+		timeout = time.After(run.timeout + timeoutBackstop)
 	}
 	var err error
 	select {
@@ -340,10 +352,12 @@ func (r *jobRunner) wait(run *fakeRun, log *os.File) {
 	state, readErr := readState(run.dir)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	terminal := readErr == nil && (state.LifeCycleState == "TERMINATED" || state.LifeCycleState == "INTERNAL_ERROR" ||
+		state.LifeCycleState == "SKIPPED")
 	switch {
-	case run.ending != "":
-		state = stopped(run, state)
-	case readErr != nil || state.LifeCycleState != "TERMINATED" && state.LifeCycleState != "INTERNAL_ERROR":
+	case run.ending != "" && !(terminal && run.ending == "cancel"):
+		state = stopped(run, state) // killed by the backstop: the runner could not say how it ended
+	case !terminal:
 		tail, _ := os.ReadFile(filepath.Join(run.dir, "runner.log"))
 		msg := fmt.Sprintf("the job runner ended (%v) without a final state", err)
 		if state == nil {
@@ -402,11 +416,18 @@ func (r *jobRunner) stop(run *fakeRun, why string) {
 	run.ending = why
 	r.mu.Unlock()
 	pgid := run.cmd.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	done := run.done
+	grace := cancelGrace
+	if why == "timeout" { // the runner's own timeout did not end the run: stop it now
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		grace = 10 * time.Second
+	} else { // runs/cancel: the runner cancels the run as the Jobs API does
+		_ = syscall.Kill(pgid, syscall.SIGTERM)
+	}
 	go func() {
 		select {
-		case <-run.done:
-		case <-time.After(cancelGrace):
+		case <-done:
+		case <-time.After(grace):
 			_ = syscall.Kill(-pgid, syscall.SIGKILL)
 		}
 	}()
@@ -444,7 +465,8 @@ func (r *jobRunner) current(run *fakeRun) *runnerState {
 		return final
 	}
 	state, err := readState(run.dir)
-	if err != nil || state.LifeCycleState == "TERMINATED" || state.LifeCycleState == "INTERNAL_ERROR" {
+	if err != nil || state.LifeCycleState == "TERMINATED" || state.LifeCycleState == "INTERNAL_ERROR" ||
+		state.LifeCycleState == "SKIPPED" {
 		// Not started yet, or ended but its process not yet reaped: the final state decides.
 		if err == nil {
 			state.LifeCycleState, state.ResultState, state.StateMessage = "RUNNING", "", ""
@@ -481,7 +503,8 @@ func (r *jobRunner) asRun(run *fakeRun, state *runnerState) jobs.Run {
 			StateMessage:   state.StateMessage,
 		},
 	}
-	ended := state.LifeCycleState == "TERMINATED" || state.LifeCycleState == "INTERNAL_ERROR"
+	ended := state.LifeCycleState == "TERMINATED" || state.LifeCycleState == "INTERNAL_ERROR" ||
+		state.LifeCycleState == "SKIPPED"
 	for _, key := range run.taskKeys {
 		t, ok := state.Tasks[key]
 		if !ok {
@@ -552,11 +575,55 @@ func (r *jobRunner) cancelRun(req testserver.Request) any {
 	return map[string]any{}
 }
 
+// repairRun: runs/repair re-runs the chosen tasks of an ended run within the same run id
+// (docs: jobs/repair-job-failures), through the runner's repair_run.
 func (r *jobRunner) repairRun(req testserver.Request) any {
-	// Not reproduced yet: answered as an error the CLI prints, never as a silent success.
-	return testserver.Response{StatusCode: 501, Body: map[string]string{
-		"error_code": "NOT_IMPLEMENTED",
-		"message":    "this fake workspace does not repair runs (scripts/ci/fake-workspace/jobs.go)"}}
+	var request jobs.RepairRun
+	if err := json.Unmarshal(req.Body, &request); err != nil {
+		return badRequest("request parsing error: %s", err)
+	}
+	r.mu.Lock()
+	run, ok := r.runs[request.RunId]
+	if !ok {
+		r.mu.Unlock()
+		return notFound("Run %d does not exist.", request.RunId)
+	}
+	if run.final == nil {
+		r.mu.Unlock()
+		return badRequest("Run %d is still in progress: only a run that ended can be repaired", request.RunId)
+	}
+	if len(request.RerunTasks) == 0 && !request.RerunAllFailedTasks {
+		r.mu.Unlock()
+		return badRequest("rerun_tasks or rerun_all_failed_tasks must be set")
+	}
+	final := run.final
+	run.final, run.ending, run.done = nil, "", make(chan struct{})
+	repairID := r.id()
+	r.mu.Unlock()
+
+	before, _ := json.Marshal(final)
+	body, _ := json.Marshal(map[string]any{
+		"rerun_tasks": request.RerunTasks, "rerun_all_failed_tasks": request.RerunAllFailedTasks,
+		"rerun_dependent_tasks": request.RerunDependentTasks, "job_parameters": request.JobParameters,
+		"repair_id": repairID,
+	})
+	file := filepath.Join(run.dir, fmt.Sprintf("repair-%d.json", repairID))
+	err := os.WriteFile(filepath.Join(run.dir, "state.json.before-repair"), before, 0o644)
+	if err == nil {
+		err = os.WriteFile(file, body, 0o644)
+	}
+	if err == nil {
+		_ = os.Remove(filepath.Join(run.dir, "state.json"))
+		err = r.start(run, []string{"--repair", file})
+	}
+	if err != nil {
+		r.mu.Lock()
+		run.final = final
+		close(run.done)
+		r.mu.Unlock()
+		return testserver.Response{StatusCode: 500, Body: err.Error()}
+	}
+	return jobs.RepairRunResponse{RepairId: repairID}
 }
 
 func (r *jobRunner) listRuns(req testserver.Request) any {
@@ -600,7 +667,7 @@ func (r *jobRunner) stopAll() {
 	for _, run := range runs {
 		select {
 		case <-run.done:
-		case <-time.After(cancelGrace + 2*time.Second):
+		case <-time.After(cancelGrace + 5*time.Second):
 			fmt.Fprintf(os.Stderr, "fake-workspace: run %d did not stop\n", run.id)
 		}
 	}
