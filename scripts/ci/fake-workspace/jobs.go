@@ -355,7 +355,7 @@ func (r *jobRunner) wait(run *fakeRun, log *os.File) {
 	terminal := readErr == nil && (state.LifeCycleState == "TERMINATED" || state.LifeCycleState == "INTERNAL_ERROR" ||
 		state.LifeCycleState == "SKIPPED")
 	switch {
-	case run.ending != "" && !(terminal && run.ending == "cancel"):
+	case run.ending != "" && (!terminal || run.ending != "cancel"):
 		state = stopped(run, state) // killed by the backstop: the runner could not say how it ended
 	case !terminal:
 		tail, _ := os.ReadFile(filepath.Join(run.dir, "runner.log"))
@@ -418,7 +418,7 @@ func (r *jobRunner) stop(run *fakeRun, why string) {
 	pgid := run.cmd.Process.Pid
 	done := run.done
 	grace := cancelGrace
-	if why == "timeout" { // the runner's own timeout did not end the run: stop it now
+	if why == "timeout" || why == "shutdown" { // the runner's own timeout did not end the run, or the server stops
 		_ = syscall.Kill(-pgid, syscall.SIGTERM)
 		grace = 10 * time.Second
 	} else { // runs/cancel: the runner cancels the run as the Jobs API does
@@ -662,12 +662,12 @@ func (r *jobRunner) stopAll() {
 	}
 	r.mu.Unlock()
 	for _, run := range runs {
-		r.stop(run, "cancel")
+		r.stop(run, "shutdown")
 	}
 	for _, run := range runs {
 		select {
 		case <-run.done:
-		case <-time.After(cancelGrace + 5*time.Second):
+		case <-time.After(15 * time.Second):
 			fmt.Fprintf(os.Stderr, "fake-workspace: run %d did not stop\n", run.id)
 		}
 	}
