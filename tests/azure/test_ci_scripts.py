@@ -248,6 +248,7 @@ def test_azure_devops_oidc_route(fake, artifact) -> None:
         "DATABRICKS_HOST": "https://adb-2.azuredatabricks.net",
         "DATABRICKS_CLIENT_ID": "app-id",
         "BUNDLE_VAR_service_principal": "app-id",
+        "BUNDLE_VAR_notification_email": "mlops-staging@corp.example",
         "SYSTEM_ACCESSTOKEN": "<set>",
         "profile": "spark-mlops-staging",
         "profile_host": "https://adb-2.azuredatabricks.net",
@@ -467,6 +468,10 @@ def test_cd_release_rejection_is_a_warning_and_the_pipeline_goes_on(fake, artifa
     assert "job 'release' (target staging) failed with exit code 1" in result.stdout  # still in the log
 
 
+@pytest.mark.parametrize(
+    ("how", "get_run_called"),
+    [("start", False), ("quiet", False)],  # no run URL: no run id to ask about
+)
 def test_cd_release_without_a_run_id_is_a_crash(fake, artifact, how: str, get_run_called: bool) -> None:
     result = _deploy(fake, artifact, "-t", "staging", "--run-release", "release", fail="bundle run release",
                      FAKE_DATABRICKS_RUN_FAILURE=how, FAKE_DATABRICKS_TASK_STATES=REJECTION)
