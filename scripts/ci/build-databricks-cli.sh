@@ -18,7 +18,7 @@
 # an unstamped build calls itself <next>-dev, and bundle.databricks_cli_version then only warns,
 # which `bundle validate --strict` turns into a failure.
 #
-# Cached in ~/.cache/spark-mlops/databricks-cli/<version>-<hash of go.mod, go.sum, main.go and the
+# Cached in ~/.cache/spark-mlops/databricks-cli/<version>-<hash of go.mod, go.sum, the *.go files and the
 # Go version>: a second run builds nothing. Needs Go >= 1.26 (the CLI's go.mod) and the Go module
 # proxy. None of the CLI's code is kept in this repository (the Databricks License allows using it
 # with Databricks services; it is used here only to check this bundle before deploying it).
@@ -36,7 +36,7 @@ required="$(awk '$1 == "github.com/databricks/cli" {print $2} $1 == "require" &&
 
 command -v go >/dev/null 2>&1 || ci_die "Go is not installed: the Databricks CLI checks build the CLI with Go >= 1.26"
 go_version="$(go env GOVERSION)"
-key="$(cat "$mod_dir/go.mod" "$mod_dir/go.sum" "$mod_dir/main.go" <(echo "$go_version") | sha256sum | cut -c1-12)"
+key="$(cat "$mod_dir/go.mod" "$mod_dir/go.sum" "$mod_dir"/*.go <(echo "$go_version") | sha256sum | cut -c1-12)"
 cache_root="${SPARK_MLOPS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/spark-mlops}/databricks-cli"
 bin="$cache_root/$version-$key"
 

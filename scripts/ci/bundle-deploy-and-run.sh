@@ -17,8 +17,12 @@
 #
 # Authentication: the target's CLI profile is written from the step's variable group
 # (scripts/ci/lib.sh ci_databricks_profile; CI_WORKSPACE=staging|prod names that workspace).
+# Recipients: NOTIFICATION_EMAIL of the variable group becomes the bundle variable
+# notification_email (who gets the jobs' failure, duration and drift emails); a deploy on an agent
+# without it is refused, since every email would go to databricks.yml's placeholder.
 # Exit codes: 0 ok; 1 a deploy or a job failed (or the gate rejected the model, --run-gate);
-# 2 usage, or the target is not in this step's workspace, or the profile cannot be written.
+# 2 usage, or the target is not in this step's workspace, or the profile cannot be written, or
+# a deploy on an agent has no NOTIFICATION_EMAIL.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -47,6 +51,16 @@ ci_databricks_auth
 ci_databricks_profile "$target"
 
 if [ "$deploy" -eq 1 ]; then
+  if ci_is_set "${NOTIFICATION_EMAIL:-}"; then
+    export BUNDLE_VAR_notification_email="$NOTIFICATION_EMAIL"
+  elif [ -z "${BUNDLE_VAR_notification_email:-}" ]; then
+    if ci_on_agent; then
+      ci_error "NOTIFICATION_EMAIL is not set in the $target workspace's variable group: the jobs' failure emails would go to the placeholder of databricks.yml (docs/azure-devops.md, variable groups)"
+      exit 2
+    fi
+    ci_warn "NOTIFICATION_EMAIL is not set: target $target's failure emails go to databricks.yml's default notification_email"
+  fi
+  echo "notification recipient: ${BUNDLE_VAR_notification_email:-databricks.yml default}"
   ci_section "prebuilt wheel to deploy"
   ci_show_wheel "$root/dist"
   ci_section "databricks bundle deploy -t $target"

@@ -31,8 +31,8 @@ bash scripts/ci/build-wheel.sh dist >&2
 ci_section "the real Databricks CLI against the fake workspace" >&2
 rc=0
 mkdir -p test-results
-"$py" scripts/ci/databricks_cli_checks.py --bin "$bin" --root . > test-results/databricks-cli-checks.log 2>&1 || rc=$?
-grep -v '^{' test-results/databricks-cli-checks.log >&2 || true
+"$py" scripts/ci/databricks_cli_checks.py --bin "$bin" --root . --run-jobs 2>&1 \
+  | tee test-results/databricks-cli-checks.log | grep --line-buffered -v '^{' >&2 || rc=${PIPESTATUS[0]}
 summary="$(tail -n 1 test-results/databricks-cli-checks.log)"
 
 ci_section "tests that need the real Databricks CLI" >&2

@@ -13,10 +13,15 @@ Run by scripts/ci/databricks-cli-checks.sh (which builds the CLI and the wheel f
    schedules and pause status, run_as, permissions), UC schemas, volumes, registered models and
    their grants, the experiment and its permissions, and the uploaded wheel (byte for byte);
 4. a second deploy plans nothing and changes nothing;
-5. ``deploy -t test`` then ``destroy -t test --auto-approve`` leaves nothing behind.
+5. ``deploy -t test`` then ``destroy -t test --auto-approve`` leaves nothing behind;
+6. with ``--run-jobs``: the CD scripts, unchanged, against the fake workspace that runs the jobs
+   it was given (cd_runs.py): staging trains and releases, a rejection and a crash are read as
+   such, prod deploys and scores.
 
 The last stdout line is one JSON object (cli_version, validated, deployed, loader_matches_cli,
-differences, failures). Exit 0 when every check passed.
+differences, failures; with --run-jobs also ran: target -> job -> the run's result state as
+runs/get reports it, registered: the model versions in the registry afterwards, and verdicts: how
+CD read the rejection and the crash). Exit 0 when every check passed.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cd_runs import CdRuns, registered  # noqa: E402
 from fake_workspace import (  # noqa: E402
     BUNDLE_VARIABLES,
     SERVICE_PRINCIPAL,
@@ -251,16 +257,37 @@ def plan_actions(checks: Checks, target: str) -> dict[str, str]:
     return {key: item.get("action") for key, item in (plan.get("plan") or {}).items()}
 
 
-def run(bin_dir: Path, root: Path) -> dict:
+def run(bin_dir: Path, root: Path, run_jobs: bool = False) -> dict:
     started = time.monotonic()
     wheels = sorted((root / "dist").glob("spark_mlops-*.whl"))
     if len(wheels) != 1:
         raise SystemExit(f"dist/: expected one prebuilt wheel (bash scripts/ci/build-wheel.sh dist), found {len(wheels)}")
     with tempfile.TemporaryDirectory(prefix="databricks-cli-checks-") as tmp:
-        return _run(bin_dir, copy_bundle(root, Path(tmp) / "bundle", wheels[0]), started)
+        state = Path(tmp) / "state" if run_jobs else None
+        return _run(bin_dir, copy_bundle(root, Path(tmp) / "bundle", wheels[0]), started, state)
 
 
-def _run(bin_dir: Path, root: Path, started: float) -> dict:
+def stage_fixtures(root: Path, state: Path, resolved: dict[str, dict]) -> None:
+    """The raw data a workspace's volumes hold, in the local stores (as the demo stages it)."""
+    from spark_mlops.config import build_settings
+    from spark_mlops_dev import demo
+
+    settings = build_settings(state_dir=str(state))
+    for target in ("staging", "prod"):
+        variables = {k: v.get("value") for k, v in (resolved[target].get("variables") or {}).items()
+                     if isinstance(v, dict)}
+        demo.stage_fixtures(settings, root, variables)
+
+
+def model_names(resolved: dict[str, dict]) -> list[str]:
+    names = []
+    for target in ("staging", "prod"):
+        for model in ((resolved[target].get("resources") or {}).get("registered_models") or {}).values():
+            names.append(".".join(str(model[f]) for f in ("catalog_name", "schema_name", "name")))
+    return names
+
+
+def _run(bin_dir: Path, root: Path, started: float, state: Path | None = None) -> dict:
     wheels = sorted((root / "dist").glob("spark_mlops-*.whl"))
     if len(wheels) != 1:
         raise SystemExit(f"dist/: expected one prebuilt wheel (bash scripts/ci/build-wheel.sh dist), found {len(wheels)}")
@@ -268,7 +295,7 @@ def _run(bin_dir: Path, root: Path, started: float) -> dict:
     wheel_sha_before = hashlib.sha256(wheel.read_bytes()).hexdigest()
     result: dict = {"cli_version": "", "validated": [], "deployed": {}, "loader_matches_cli": False,
                     "differences": [], "failures": []}
-    with FakeWorkspace(bin_dir) as ws:
+    with FakeWorkspace(bin_dir, python=sys.executable if state else None, state_dir=state) as ws:
         checks = Checks(ws, root)
         version = ws.cli("version", cwd=root).stdout.strip()
         result["cli_version"] = version.removeprefix("Databricks CLI v")
@@ -336,6 +363,16 @@ def _run(bin_dir: Path, root: Path, started: float) -> dict:
                 checks.fail(f"test: left behind after destroy: {line}")
             result["destroyed_test"] = not left
 
+        if state is not None and {"staging", "prod"} <= set(resolved):
+            stage_fixtures(root, state, resolved)
+            cd = CdRuns(ws, root, sys.executable, checks.fail)
+            cd.run()
+            result["ran"] = cd.ran
+            result["verdicts"] = cd.verdicts
+            result["registered"] = registered(state, model_names(resolved))
+            say(f"  ran: {json.dumps(cd.ran)}")
+            say(f"  registered: {json.dumps(result['registered'])}")
+
     if hashlib.sha256(wheel.read_bytes()).hexdigest() != wheel_sha_before or not wheel.exists():
         checks.fail(f"dist/{wheel.name} changed during the deploys: the prebuilt wheel must be uploaded, not rebuilt")
     result["failures"] = checks.failures
@@ -368,9 +405,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bin", required=True, type=Path, help="folder with databricks and fake-workspace")
     parser.add_argument("--root", default=Path("."), type=Path, help="the bundle root (default: .)")
+    parser.add_argument("--run-jobs", action="store_true",
+                        help="also run the CD scripts against the fake workspace, which runs the deployed jobs")
     args = parser.parse_args(argv)
     try:
-        result = run(args.bin, args.root.resolve())
+        result = run(args.bin, args.root.resolve(), args.run_jobs)
     except CliError as exc:
         result = {"cli_version": "", "validated": [], "deployed": {}, "loader_matches_cli": False,
                   "differences": [], "failures": [str(exc)]}

@@ -44,6 +44,7 @@ TARGET_PROFILES = {"dev": "DEFAULT", "test": "spark-mlops-staging", "staging": "
 BUNDLE_VARIABLES = {"service_principal": SERVICE_PRINCIPAL}
 START_TIMEOUT_S = 30.0
 BIN_ENV = "SPARK_MLOPS_DATABRICKS_CLI_BIN"  # folder with databricks + fake-workspace
+RUNNER = Path(__file__).resolve().with_name("fake_workspace_runner.py")
 
 
 # The CLI keeps a local copy of each target's deployment state in <bundle>/.databricks/bundle/<target>:
@@ -100,8 +101,15 @@ class Result:
 class FakeWorkspace:
     """``with FakeWorkspace(bin_dir) as ws: ws.cli("bundle", "validate", cwd=root)``."""
 
-    def __init__(self, bin_dir: str | os.PathLike, workdir: str | os.PathLike | None = None):
+    def __init__(self, bin_dir: str | os.PathLike, workdir: str | os.PathLike | None = None, *,
+                 python: str | os.PathLike | None = None, state_dir: str | os.PathLike | None = None):
+        """With ``python`` (the project's interpreter) and ``state_dir`` (the local stores the
+        workspaces' jobs use), the fake workspace RUNS the jobs deployed to it
+        (fake-workspace/jobs.go, fake_workspace_runner.py); without them runs/* answer as
+        libs/testserver does."""
         self.bin = Path(bin_dir)
+        self.python = str(python) if python else None
+        self.state_dir = Path(state_dir).resolve() if state_dir else None
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="fake-workspace-"))
         self.url = ""
@@ -115,8 +123,12 @@ class FakeWorkspace:
         url_file = self.workdir / "url"
         url_file.unlink(missing_ok=True)
         log = self.log_path.open("w")
-        self.proc = subprocess.Popen([str(self.bin / "fake-workspace"), "-url-file", str(url_file)],
-                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        cmd = [str(self.bin / "fake-workspace"), "-url-file", str(url_file)]
+        env = dict(os.environ)
+        if self.python and self.state_dir:
+            cmd += ["-python", self.python, "-runner", str(RUNNER)]
+            env["SPARK_MLOPS_STATE_DIR"] = str(self.state_dir)
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         log.close()
         deadline = time.monotonic() + START_TIMEOUT_S
         while not url_file.exists():
@@ -141,7 +153,7 @@ class FakeWorkspace:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=30)  # running jobs are stopped first (jobs.go stopAll)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()

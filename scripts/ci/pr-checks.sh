@@ -7,7 +7,7 @@
 #   scripts/ci/pr-checks.sh pipelines    # Azure Pipelines files: schema + semantic checks
 #   scripts/ci/pr-checks.sh test [ARGS]  # scripts/test.sh + JUnit (test-results/junit.xml) + coverage (test-results/coverage.xml)
 #   scripts/ci/pr-checks.sh bundle-validate   # spark-mlops bundle validate, every target of databricks.yml
-#   scripts/ci/pr-checks.sh local-jobs   # training -> release -> batch_inference with the local runner
+#   scripts/ci/pr-checks.sh local-jobs   # training -> release -> batch_inference with the local runner, from the built wheel
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$CI_ROOT"
@@ -73,12 +73,22 @@ local_jobs() {
   ci_section "synthetic data in $state/data"
   spark-mlops generate-data --output "$state/data/training.csv" --rows 2000 --seed 7
   spark-mlops generate-data --output "$state/data/scoring.csv" --rows 500 --seed 11 --no-label
-  ci_section "spark-mlops run training"
-  spark-mlops run training --state-dir "$state" --param "input=$state/data/training.csv"
-  ci_section "spark-mlops run release"
-  spark-mlops run release --state-dir "$state"
-  ci_section "spark-mlops run batch_inference"
-  spark-mlops run batch_inference --state-dir "$state" --param "scoring_input=$state/data/scoring.csv"
+  # The jobs run from the built wheel, as clusters install it: a task environment with the wheel
+  # installed (--no-deps, over the project's runtime; the fake workspace's, fake_workspace_runner.py),
+  # every task in a process of its own started from that environment's Python.
+  bash scripts/ci/build-wheel.sh dist
+  local env py
+  env="$("$CI_ROOT/.venv/bin/python" scripts/ci/fake_workspace_runner.py --task-env dist/spark_mlops-*.whl)"
+  py="$env/bin/python"
+  "$py" -c 'import pathlib, sys, spark_mlops; sys.exit(pathlib.Path(sys.prefix) not in pathlib.Path(spark_mlops.__file__).parents)' \
+    || ci_die "spark_mlops in $env is not the built wheel's"
+  echo "task environment: $env (spark_mlops from $(basename dist/spark_mlops-*.whl))"
+  ci_section "spark-mlops run training (built wheel, a process per task)"
+  "$py" -m spark_mlops run training --process-per-task --state-dir "$state" --param "input=$state/data/training.csv"
+  ci_section "spark-mlops run release (built wheel, a process per task)"
+  "$py" -m spark_mlops run release --process-per-task --state-dir "$state"
+  ci_section "spark-mlops run batch_inference (built wheel, a process per task)"
+  "$py" -m spark_mlops run batch_inference --process-per-task --state-dir "$state" --param "scoring_input=$state/data/scoring.csv"
 }
 
 cmd="${1:-all}"; [ $# -gt 0 ] && shift

@@ -8,8 +8,9 @@
 // "dbapi0<key>" as a user (libs/testserver/fake_workspace.go, userForToken), and both see the
 // workspace <key>.
 //
-// Usage: fake-workspace -url-file PATH
-// It writes its base URL to PATH once it listens, serves until SIGTERM or SIGINT, then prints
+// Usage: fake-workspace -url-file PATH [-python PY -runner SCRIPT]
+// With -python and -runner it also RUNS the jobs the CLI deployed (jobs.go); without them,
+// libs/testserver's own run endpoints answer. It writes its base URL to PATH once it listens, serves until SIGTERM or SIGINT, then prints
 // how many requests it could not answer and exits 1 if there were any: a request with no handler
 // means the CLI used an endpoint the double does not reproduce, so the check cannot be trusted.
 package main
@@ -88,6 +89,8 @@ func (t *serverT) close() int {
 
 func main() {
 	urlFile := flag.String("url-file", "", "write the server's base URL to this file once it listens")
+	python := flag.String("python", "", "the Python that runs jobs (with -runner)")
+	runner := flag.String("runner", "", "the job runner script (scripts/ci/fake_workspace_runner.py)")
 	flag.Parse()
 	if *urlFile == "" {
 		fmt.Fprintln(os.Stderr, "usage: fake-workspace -url-file PATH")
@@ -99,6 +102,15 @@ func main() {
 	t := &serverT{ctx: ctx}
 
 	server := testserver.New(t) // httptest: listens on 127.0.0.1, a free port
+	var jobRuns *jobRunner
+	if *python != "" && *runner != "" {
+		var err error
+		if jobRuns, err = newJobRunner(t, *python, *runner, server.URL); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		jobRuns.register(server) // before the defaults: the first handler of a route wins
+	}
 	testserver.AddDefaultHandlers(server)
 
 	tmp := *urlFile + ".tmp"
@@ -113,6 +125,9 @@ func main() {
 	fmt.Fprintln(os.Stderr, "fake-workspace: serving", server.URL)
 
 	<-ctx.Done()
+	if jobRuns != nil {
+		jobRuns.stopAll()
+	}
 	if errors := t.close(); errors > 0 {
 		fmt.Fprintf(os.Stderr, "fake-workspace: %d request(s) the test double could not answer (see above)\n", errors)
 		os.Exit(1)
