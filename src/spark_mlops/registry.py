@@ -217,13 +217,42 @@ def read_version_file(settings: Settings, version: str, name: str) -> dict:
 
 
 def _download_and_load(settings: Settings, version: str, location: str):
-    import mlflow.spark
     from mlflow.models import Model
 
     with tempfile.TemporaryDirectory(prefix="spark-mlops-model-") as tmp:
         local = str(checked_files(settings, version, tmp, location=location))
         signature = Model.load(local).signature
-        return mlflow.spark.load_model(local, dfs_tmpdir=settings.dfs_tmpdir), signature
+        return load_checked_pipeline(settings, Path(local), model_uri(settings, version)), signature
+
+
+def load_checked_pipeline(settings: Settings, local: Path, what: str):
+    """The Spark ``PipelineModel`` of a checked version folder, loaded from exactly the files checked.
+
+    Not ``mlflow.spark.load_model``: on Databricks it copies the folder to ``dfs_tmpdir`` (a UC
+    volume) and Spark reads that copy, which nothing checked (anyone who can write that storage
+    could change it between the copy and the load), and pyspark's own ``PipelineModel.load``
+    imports every stage's Python class by the name its metadata gives (``DefaultParamsReader.
+    loadParamsInstance``). Here the copy is made, checked against the signed manifest
+    (:func:`spark_mlops.trust.check_copy`) and read by Spark's JVM reader, whose stages become
+    Python objects only by the JVM classes Spark loaded; the loaded stages are then compared with
+    the checked files (:func:`spark_mlops.trust.check_loaded`) before anything is transformed.
+    Locally Spark reads the checked folder itself."""
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.util import JavaMLReader
+
+    from spark_mlops.config import on_databricks
+
+    path = local / trust.SPARK_DATA
+    if on_databricks():
+        if not settings.dfs_tmpdir:
+            raise RegistryError(f"loading {what}: no --dfs-tmpdir (a UC volume path) to stage the model's files in")
+        copy = Path(settings.dfs_tmpdir) / uuid.uuid4().hex
+        shutil.copytree(path, copy)
+        trust.check_copy(local, copy, what)
+        path = copy
+    model = JavaMLReader(PipelineModel).load(str(path))
+    trust.check_loaded(model, local, what)
+    return model
 
 
 def set_tags(settings: Settings, version: str, tags: dict[str, object]) -> None:

@@ -35,6 +35,11 @@ downloaded folder must pass, reading files as text only (YAML and JSON, nothing 
 
 Any failure raises :class:`UntrustedModel` (exit 9) with one line naming what was found.
 
+Spark then reads exactly the checked files: ``registry.load_checked_pipeline`` loads them with
+Spark's JVM reader (pyspark 4.1's ``PipelineModel.load`` imports every stage's Python class by
+name, whatever ``language`` says), checks a DFS copy again (:func:`check_copy`) and compares the
+loaded stages with the checked ones (:func:`check_loaded`).
+
 The digest is sha256 over the manifest, which lists the sha256 of every file by its relative path;
 the manifest, its signature and ``registered_model_meta`` (which MLflow writes into a folder when it
 downloads ``models:/`` URIs, ``mlflow/store/artifact/models_artifact_repo.py``) are not in it. The
@@ -46,6 +51,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from itertools import zip_longest
 from pathlib import Path
 
 import yaml
@@ -299,6 +305,48 @@ def _check_data_folder(data: Path, rel: str, what: str) -> None:
     for entry in sorted(data.iterdir()):
         if not entry.is_file() or not (DATA_PART.match(entry.name) or _is_marker(entry.name, DATA_PART)):
             raise _refuse(what, f"{rel} holds {entry.name!r}, which Spark's parquet writer does not write")
+
+
+def check_copy(folder: str | Path, copy: str | Path, what: str) -> None:
+    """Raise :class:`UntrustedModel` unless ``copy`` holds exactly the ``sparkml/`` files of the
+    checked ``folder`` (:func:`check_model_folder` passed on it), byte for byte, by the signed manifest.
+
+    On Databricks, Spark cannot read the driver's local disk from its executors, so the checked
+    ``sparkml/`` is copied to a DFS folder (a UC volume) and Spark reads that copy: whoever can
+    write that storage could change it after the download was checked, so the copy is checked
+    again, and what Spark then loads is compared with the check (:func:`check_loaded`)."""
+    folder, copy = Path(folder), Path(copy)
+    _check_paths(copy, what)
+    prefix = f"{SPARK_DATA}/"
+    listed = {rel[len(prefix):]: h for rel, h in json.loads((folder / MANIFEST_FILE).read_bytes())["files"].items()
+              if rel.startswith(prefix) and not is_checksum_file(rel.rsplit("/", 1)[-1])}
+    found = _hashed(copy)
+    if found != listed:
+        differing = sorted(set(found) ^ set(listed) | {r for r in set(found) & set(listed) if found[r] != listed[r]})
+        raise _refuse(what, f"the copy Spark would read ({copy}) differs from its checked files, "
+                            f"e.g. {SPARK_DATA}/{differing[0]}")
+
+
+def check_loaded(model, folder: str | Path, what: str) -> None:
+    """Raise :class:`UntrustedModel` unless the ``PipelineModel`` Spark loaded has exactly the
+    stages the checked ``folder`` names (JVM class and uid, in order). Called before the model
+    transforms anything: a stage that runs SQL does so only when it transforms."""
+    root = Path(folder) / SPARK_DATA
+    pipeline = _read_metadata(next((root / "metadata").glob("part-*")))
+    uids = pipeline["paramMap"]["stageUids"]
+    width = len(str(len(uids)))
+    expected = [("pipeline", pipeline["uid"])]
+    for i, uid in enumerate(uids):
+        stage = _read_metadata(next((root / "stages" / f"{str(i).zfill(width)}_{uid}" / "metadata").glob("part-*")))
+        expected.append((stage["class"], stage["uid"]))
+    loaded = [("pipeline", model.uid)]
+    loaded += [(getattr(s, "_java_obj", None).getClass().getName() if getattr(s, "_java_obj", None) is not None
+                else f"{type(s).__module__}.{type(s).__name__}", s.uid) for s in model.stages]
+    if loaded != expected:
+        first = next(f"{got[0]} {got[1]}" if got else f"{len(loaded) - 1} stages"
+                     for got, want in zip_longest(loaded, expected) if got != want)
+        raise _refuse(what, f"Spark loaded {first}, which is not what its checked files name (its files were "
+                            "changed between the check and the load)")
 
 
 def _check_signature(folder: Path, trusted: signing.TrustedKeys | None, what: str) -> None:
