@@ -50,16 +50,28 @@ cd "$root"
 ci_databricks_auth
 ci_databricks_profile "$target"
 
-if [ "$deploy" -eq 1 ]; then
-  if ci_is_set "${NOTIFICATION_EMAIL:-}"; then
-    export BUNDLE_VAR_notification_email="$NOTIFICATION_EMAIL"
-  elif [ -z "${BUNDLE_VAR_notification_email:-}" ]; then
+# A variable of the workspace's variable group becomes a bundle variable (the CLI reads
+# BUNDLE_VAR_<name> case-sensitively, bundle/config/mutator/set_variables.go, while Azure DevOps
+# upper-cases the names it exports). On an agent a missing one fails the deploy with exit 2.
+group_var_to_bundle() {
+  local group_var="$1" bundle_var="$2" consequence="$3" value
+  value="${!group_var:-}"
+  if ci_is_set "$value"; then
+    export "BUNDLE_VAR_$bundle_var=$value"
+  elif [ -z "$(printenv "BUNDLE_VAR_$bundle_var" || true)" ]; then
     if ci_on_agent; then
-      ci_error "NOTIFICATION_EMAIL is not set in the $target workspace's variable group: the jobs' failure emails would go to the placeholder of databricks.yml (docs/azure-devops.md, variable groups)"
+      ci_error "$group_var is not set in the $target workspace's variable group: $consequence (docs/azure-devops.md, variable groups)"
       exit 2
     fi
-    ci_warn "NOTIFICATION_EMAIL is not set: target $target's failure emails go to databricks.yml's default notification_email"
+    ci_warn "$group_var is not set: target $target uses databricks.yml's default $bundle_var ($consequence)"
   fi
+}
+
+if [ "$deploy" -eq 1 ]; then
+  group_var_to_bundle NOTIFICATION_EMAIL notification_email \
+    "the jobs' failure emails would go to the placeholder of databricks.yml"
+  group_var_to_bundle MODEL_SIGNING_PUBLIC_KEYS model_signing_public_keys \
+    "with no trusted public key every model version is refused (exit 9)"
   echo "notification recipient: ${BUNDLE_VAR_notification_email:-databricks.yml default}"
   ci_section "prebuilt wheel to deploy"
   ci_show_wheel "$root/dist"

@@ -25,7 +25,8 @@ check_pipelines = importlib.import_module("check_pipelines")
 # Variables that an Azure Pipelines agent (or a developer's shell) may have set and that change
 # what the CI scripts do; the tests start from an environment without them.
 _AMBIENT_PREFIXES = ("SYSTEM_", "BUILD_", "AGENT_", "DATABRICKS_", "BUNDLE_VAR_", "ARM_", "CI_", "FAKE_")
-_AMBIENT_NAMES = ("TF_BUILD", "servicePrincipalId", "tenantId", "idToken", "NOTIFICATION_EMAIL")
+_AMBIENT_NAMES = ("TF_BUILD", "servicePrincipalId", "tenantId", "idToken", "NOTIFICATION_EMAIL",
+                  "MODEL_SIGNING_PUBLIC_KEYS")
 
 
 def clean_env(**extra: str) -> dict[str, str]:

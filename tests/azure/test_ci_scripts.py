@@ -68,7 +68,8 @@ HOSTS = {"staging": "https://adb-1111111111111111.11.azuredatabricks.net",
 
 def _stage_env(workspace: str) -> dict[str, str]:
     return {"CI_WORKSPACE": workspace, "DATABRICKS_HOST": HOSTS[workspace],
-            "NOTIFICATION_EMAIL": f"mlops-{workspace}@corp.example"}
+            "NOTIFICATION_EMAIL": f"mlops-{workspace}@corp.example",
+            "MODEL_SIGNING_PUBLIC_KEYS": f"ed25519:{workspace}-key"}
 
 
 def _deploy(fake: FakeDatabricks, artifact: Path, *args: str, fail: str = "", **extra: str):
@@ -249,6 +250,7 @@ def test_azure_devops_oidc_route(fake, artifact) -> None:
         "DATABRICKS_CLIENT_ID": "app-id",
         "BUNDLE_VAR_service_principal": "app-id",
         "BUNDLE_VAR_notification_email": "mlops-staging@corp.example",
+        "BUNDLE_VAR_model_signing_public_keys": "ed25519:staging-key",
         "SYSTEM_ACCESSTOKEN": "<set>",
         "profile": "spark-mlops-staging",
         "profile_host": "https://adb-2.azuredatabricks.net",
@@ -432,6 +434,23 @@ def test_cd_deploy_on_an_agent_without_a_recipient_is_refused(fake, artifact, mi
     assert result.returncode == 2
     assert fake.calls() == []
     assert "NOTIFICATION_EMAIL is not set" in result.stdout
+
+
+@pytest.mark.parametrize("stage", ["staging", "prod"])
+def test_cd_deploy_trusts_the_variable_groups_signing_key(fake, artifact, stage: str) -> None:
+    """Azure DevOps exports MODEL_SIGNING_PUBLIC_KEYS upper-cased; the CLI reads only
+    BUNDLE_VAR_model_signing_public_keys (case-sensitive), so the script must map it."""
+    result = _deploy(fake, artifact, "-t", stage, TF_BUILD="True")
+    assert result.returncode == 0, result.stdout + result.stderr
+    deploy = [e for e, c in zip(fake.envs(), fake.calls(), strict=True) if c[:2] == ["bundle", "deploy"]]
+    assert [e.get("BUNDLE_VAR_model_signing_public_keys") for e in deploy] == [f"ed25519:{stage}-key"]
+
+
+def test_cd_deploy_on_an_agent_without_a_trusted_key_is_refused(fake, artifact) -> None:
+    result = _deploy(fake, artifact, "-t", "prod", TF_BUILD="True", MODEL_SIGNING_PUBLIC_KEYS="")
+    assert result.returncode == 2
+    assert fake.calls() == []
+    assert "MODEL_SIGNING_PUBLIC_KEYS is not set" in result.stdout
 
 
 def test_notification_recipient_is_a_simple_variable_the_jobs_use() -> None:
