@@ -29,7 +29,7 @@ from spark_mlops import registry_tags as rt
 from spark_mlops.config import Settings
 from spark_mlops.errors import ConfigError
 from spark_mlops_dev.bundle import targets
-from spark_mlops_dev.bundle.runner import STDOUT, JobRunResult, new_run_id, run_job
+from spark_mlops_dev.bundle.runner import STDOUT, JobRunResult, new_run_id, repair_run, run_job
 
 DEPLOYMENT_JOB = "deployment_job"  # the bundle's deployment job (resources/deployment_job.job.yml)
 
@@ -122,11 +122,6 @@ def approve(settings: Settings, bundle: Any, version: str, *, out: TextIO | None
 
 
 def _repair(bundle: Any, run_id: str, view: Settings, *, out: TextIO | None | str, process_per_task: bool) -> JobRunResult:
-    from spark_mlops_dev.bundle import runner
-
-    repair_run = getattr(runner, "repair_run", None)
-    if repair_run is None:
-        raise ConfigError(f"the local runner cannot repair runs yet: run {run_id} was not repaired (the approval "
-                          "is recorded; a new deployment job run for this version would deploy it)")
+    """``POST /api/2.2/jobs/runs/repair`` with ``rerun_all_failed_tasks``, as the Approve button repairs."""
     return repair_run(bundle, run_id, rerun_all_failed=True, state_dir=view.state_dir, out=out,
                       process_per_task=process_per_task)
