@@ -23,12 +23,15 @@ BUNDLE_VARIABLES = {
     "predictions_table": D.PREDICTIONS_TABLE,
     "scoring_rejected_table": D.SCORING_REJECTED_TABLE,
     "monitoring_table": D.MONITORING_TABLE,
+    "approval_required": D.APPROVAL_REQUIRED,
 }
 
 
 def _as_default(text: str, like: object) -> object:
     if isinstance(like, dict):
         return gate_thresholds(text, "")
+    if isinstance(like, bool):
+        return commands.parse_bool(text)
     if isinstance(like, int | float):
         return parse_number(str(text), "bundle variable")
     return text
@@ -52,6 +55,7 @@ FLAG_DEFAULTS = {
     "score": {"output_table": D.PREDICTIONS_TABLE, "rejected_table": D.SCORING_REJECTED_TABLE},
     "prepare": {"min_rows": D.MIN_CLEAN_ROWS, "holdout_fraction": D.HOLDOUT_FRACTION},
     "check-batch": {"max_rejected_fraction": D.MAX_REJECTED_FRACTION, "max_null_fraction": D.MAX_NULL_FRACTION},
+    "approval-check": {"approval_required": D.APPROVAL_REQUIRED},
 }
 
 

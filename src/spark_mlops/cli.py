@@ -109,7 +109,20 @@ def _run_promote(args: argparse.Namespace) -> int:
 
     conf = cfg.PromoteConfig(version=cfg.parse_version(args.version), reason=args.reason, stages=args.stages,
                              min_thresholds=cfg.gate_thresholds(args.min_thresholds, ""))
-    promotion.promote(settings_from_args(args), conf)
+    settings = settings_from_args(args)
+    if args.require_approval:  # the deployment job's deployment task: no @champion change without the tag
+        from spark_mlops import approval
+
+        approval.require_approved(settings, conf.version)
+    promotion.promote(settings, conf)
+    return EXIT_OK
+
+
+def _run_approval_check(args: argparse.Namespace) -> int:
+    from spark_mlops import approval
+
+    approval.check(settings_from_args(args), version=args.version, job_model_name=args.job_model_name,
+                   required=args.approval_required, tag=args.approval_tag)
     return EXIT_OK
 
 
@@ -219,6 +232,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate": _run_validate,
     "promote": _run_promote,
     "record-rejection": _run_record_rejection,
+    "approval-check": _run_approval_check,
     "rollback": _run_rollback,
     "status": _run_status,
     "deploy-model": _run_deploy_model,
@@ -289,6 +303,7 @@ train_task = _task("train")
 validate_task = _task("validate")
 promote_task = _task("promote")
 record_rejection_task = _task("record-rejection")
+approval_check_task = _task("approval-check")
 rollback_task = _task("rollback")
 status_task = _task("status")
 deploy_model_task = _task("deploy-model")

@@ -13,6 +13,7 @@ import argparse
 from spark_mlops import defaults as D
 from spark_mlops import devkit
 from spark_mlops.constants import CHALLENGER_ALIAS, CHAMPION_ALIAS
+from spark_mlops.registry_tags import APPROVAL_CHECK, APPROVED
 
 VERBOSE_ENV = "SPARK_MLOPS_VERBOSE"
 
@@ -106,6 +107,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the verdict's metrics must meet these minimums again (a bundle variable)")
     p.add_argument("--stages", type=parse_bool, nargs="?", const=True, default=False,
                    help="also mirror legacy workspace-registry stages (not on Unity Catalog)")
+    p.add_argument("--require-approval", type=parse_bool, nargs="?", const=True, default=False,
+                   help=f"refuse unless the version carries {APPROVAL_CHECK}={APPROVED} (the deployment job's "
+                        "deployment task)")
+
+    p = command("approval-check", f"the deployment job's approval task: pass when the version carries "
+                f"{APPROVAL_CHECK}={APPROVED}; exit 5 while it waits for a person")
+    p.add_argument("--version", default="", help="the version the deployment job run handles (job parameter "
+                   "model_version)")
+    p.add_argument("--job-model-name", default="", help="the model the run was started for (job parameter "
+                   "model_name); must be this target's model")
+    p.add_argument("--approval-required", type=parse_bool, default=D.APPROVAL_REQUIRED,
+                   help="false: approve automatically (a bundle variable: false in dev, test and staging)")
+    p.add_argument("--approval-tag", default=APPROVAL_CHECK,
+                   help="the version tag to read: the approval task's key ({{task.name}})")
 
     p = command("record-rejection", "after a failed validate: record the rejection (exit 0), or report "
                 "that validate crashed without a verdict (exit 1)")

@@ -12,6 +12,9 @@ MIN_THRESHOLDS = {"areaUnderROC": 0.75, "accuracy": 0.7}  # a candidate must rea
 PRIMARY_METRIC = "areaUnderROC"  # compared with @champion
 MAX_TOLERANCE = 0.01  # how much worse than @champion on the primary metric a candidate may be
 
+# ---- the deployment job's approval (bundle variable approval_required: false in dev, test, staging)
+APPROVAL_REQUIRED = True  # a person approves each version; a target that does not say otherwise needs one
+
 # ---- monitoring (bundle variables drift_psi_threshold, drift_null_rate_increase, drift_min_rows)
 PSI_THRESHOLD = 0.2  # PSI >= this: drift
 NULL_RATE_INCREASE = 0.1  # null rate - baseline null rate >= this: quality alert

@@ -431,6 +431,8 @@ def _pick(tags: dict[str, str], keys: tuple[str, ...]) -> dict[str, object]:
 
 def status_view(settings: Settings) -> dict:
     """The registry as data: the model, its aliases, every version with verdict, promotion and lineage."""
+    from spark_mlops.approval import deployment_state
+
     rows = versions(settings)
     aliases = {a: r.version for r in rows for a in r.aliases}
     return {
@@ -448,6 +450,7 @@ def status_view(settings: Settings) -> dict:
                 "promotion": _pick(r.tags, rt.PROMOTION),
                 "lineage": _pick(r.tags, rt.LINEAGE),
                 "monitoring": _pick(r.tags, rt.MONITORING),
+                "deployment": {"state": deployment_state(r.tags, r.aliases), **_pick(r.tags, rt.APPROVAL)},
             }
             for r in rows
         ],
@@ -459,6 +462,8 @@ def status_json(settings: Settings) -> str:
 
 
 def status_table(settings: Settings) -> str:
+    from spark_mlops.approval import deployment_state
+
     rows = versions(settings)
     where = redact(settings.registry_uri)
     if not rows:
@@ -479,12 +484,13 @@ def status_table(settings: Settings) -> str:
             " ".join(f"{k}={v:.3f}" for k, v in sorted(metrics.items())
                      if k in ("areaUnderROC", "accuracy") and isinstance(v, int | float)) or rt.UNSET,
             t.get(rt.VALIDATION_CHAMPION_VERSION, rt.UNSET),
+            deployment_state(t, r.aliases),
             t.get(rt.PROMOTED_AT, rt.UNSET),
             t.get(rt.DEPLOYED_FROM, rt.UNSET),
             monitored,
             t.get(rt.TRAINING_RUN_ID, r.run_id or rt.UNSET),
         ))
-    header = ("version", "aliases", "validation", "metrics", "vs champion", "promoted", "deployed from",
+    header = ("version", "aliases", "validation", "metrics", "vs champion", "deployment", "promoted", "deployed from",
               "last monitored", "training run")
     return "\n".join([f"model {settings.model_name} ({where})", *text.table(header, table_rows)])
 

@@ -89,9 +89,33 @@ MONITORING_LAST_VERDICT = "monitoring_last_verdict"
 MONITORING_LAST_AT = "monitoring_last_at"
 MONITORING = (MONITORING_LAST_BATCH, MONITORING_LAST_VERDICT, MONITORING_LAST_AT)
 
+# ---- the deployment job (MLflow 3 deployment jobs, docs: mlflow/deployment-job; approval.py)
+# The approval task's key, which is also the version tag it reads: the workspace's Approve button
+# sets the tag named after the approval task to APPROVED and repairs the run. A key that starts
+# with "approval" is what makes the workspace treat a task as the approval step.
+APPROVAL_CHECK = "Approval_Check"
+APPROVED = "Approved"  # the value the Approve button writes (the check compares case-insensitively)
+APPROVED_BY = "approved_by"  # who set APPROVAL_CHECK with `spark-mlops approve` or automatically
+APPROVED_AT = "approved_at"
+DEPLOYMENT_JOB_RUN_ID = "deployment_job_run_id"  # the deployment job run that handles this version
+APPROVAL = (APPROVAL_CHECK, APPROVED_BY, APPROVED_AT, DEPLOYMENT_JOB_RUN_ID)
+AUTOMATIC = "automatic"  # APPROVED_BY when the target approves without a person (approval_required false)
+# The registered model's link to its deployment job. On Unity Catalog it is the registered model's
+# own field ``deployment_job_id``; MLflow's sqlite store drops that field (and update_registered_model
+# there rewrites the description), so locally the link is this registered-model tag.
+DEPLOYMENT_JOB_ID = "deployment_job_id"
+# A version's place in the deployment job's story (status), latest first in precedence.
+STATE_ROLLED_BACK = "rolled back"
+STATE_DEPLOYED = "deployed"
+STATE_REJECTED = "rejected"
+STATE_APPROVED = "approved"
+STATE_PENDING_APPROVAL = "pending approval"
+STATE_EVALUATING = "evaluating"
+
 # Tags of a version that describe its life in its own registered model. ``copy_model_version``
-# copies every tag (measured on MLflow 3.8.1), so deploy-model clears these on the copy.
-SOURCE_ONLY = (*VERDICT, *RELEASE, *PROMOTION, *MONITORING)
+# copies every tag (measured on MLflow 3.8.1), so deploy-model clears these on the copy: an
+# approval given in staging is not an approval in prod.
+SOURCE_ONLY = (*VERDICT, *RELEASE, *PROMOTION, *MONITORING, *APPROVAL)
 
 # ---- the alias lock: a registered model of this name exists while a command moves an alias
 LOCK_SUFFIX = "__alias_lock"

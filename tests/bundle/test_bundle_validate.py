@@ -105,10 +105,10 @@ def test_model_source_per_target(repo_root):
 def test_model_deployment_and_retraining_shape(repo_root):
     jobs = load_bundle(repo_root, "prod").jobs
     md = {t["task_key"]: t for t in jobs["model_deployment"]["tasks"]}
-    assert list(md) == ["mode", "prepare", "deploy", "validate", "promote", "record_rejection"]
+    # The copy only: the new prod version starts the deployment job, which decides (deployment_job.job.yml).
+    assert list(md) == ["mode", "prepare", "deploy"]
     assert md["mode"]["condition_task"] == {"op": "EQUAL_TO", "left": "staging", "right": "staging"}
     assert md["prepare"]["depends_on"] == [{"task_key": "mode", "outcome": "true"}]
-    assert md["record_rejection"]["run_if"] == "ALL_FAILED"
     rt = {t["task_key"]: t for t in jobs["retraining"]["tasks"]}
     assert rt["mode"]["condition_task"]["right"] == "train"
     assert rt["train"]["run_job_task"] == {"job_id": "${resources.jobs.training.id}"}
@@ -126,7 +126,7 @@ def test_local_run_of_prod_resolves(repo_root):
     from spark_mlops_dev.bundle.runner import plan_job
 
     bundle = load_bundle(repo_root, "prod", local=True)
-    for job in ("model_deployment", "batch_inference", "release", "training", "rollback", "status"):
+    for job in ("model_deployment", "deployment_job", "batch_inference", "release", "training", "rollback", "status"):
         assert plan_job(bundle, job).task_keys
 
 
@@ -153,8 +153,7 @@ def test_depends_on_an_unknown_task(bundle_copy, schema_source):
                         "- task_key: mod\n                  outcome: \"true\"")
     problems = run_check(bundle_copy.root, schema_source, ["prod"])
     assert_problem(problems, "resources/model_deployment.job.yml: resources.jobs.model_deployment.tasks[1].depends_on[0]"
-                   ".task_key: depends on 'mod', which is not a task of this job; expected one of: mode, deploy, "
-                   "validate, promote, record_rejection")
+                   ".task_key: depends on 'mod', which is not a task of this job; expected one of: mode, deploy")
 
 
 def test_cycle_in_the_task_graph(bundle_copy, schema_source):
@@ -181,7 +180,7 @@ def test_wrong_entry_point(bundle_copy, schema_source):
     problems = run_check(bundle_copy.root, schema_source, ["dev"])
     assert_problem(problems, "resources/batch_inference.job.yml: resources.jobs.batch_inference.tasks[0]"
                    ".python_wheel_task.entry_point: 'check_batch' is not an entry point in "
-                   "[project.entry-points.\"spark_mlops.tasks\"] of pyproject.toml; expected one of: check-batch, ")
+                   "[project.entry-points.\"spark_mlops.tasks\"] of pyproject.toml; expected one of: approval-check, check-batch, ")
 
 
 def test_named_parameter_the_subcommand_does_not_accept(bundle_copy, schema_source):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from spark_mlops.constants import EXIT_OK
 from spark_mlops.errors import ConfigError
@@ -49,7 +50,18 @@ def add_commands(sub: argparse._SubParsersAction, command: CommandFactory) -> No
     p.add_argument("--runs", type=int, default=1, help="run the whole sequence this many times")
     p.add_argument("--process-per-task", action="store_true",
                    help="run every task in a process of its own, as a job cluster does (slower: a JVM each)")
+    p.add_argument("--approve", action="store_true",
+                   help="approve prod's new version when it waits for approval, as a person would, and go on "
+                        "(without it the demo stops there and prints the command)")
     p.set_defaults(handler=run_demo)
+
+    p = command("approve", "approve a model version as the workspace's Approve button does: its tag "
+                "Approval_Check=Approved, then a repair of its deployment job run (exit 5 when its evaluation "
+                "rejected it)")
+    p.add_argument("--version", required=True, help="the version waiting for approval (spark-mlops status)")
+    p.add_argument("--process-per-task", action="store_true",
+                   help="run the repaired tasks each in a process of its own, as a job cluster does")
+    p.set_defaults(handler=run_approve)
 
     bundle = sub.add_parser("bundle", help="offline checks of the Databricks Asset Bundle")
     bsub = bundle.add_subparsers(dest="bundle_command", required=True, metavar="COMMAND")
@@ -108,7 +120,20 @@ def run_demo(args: argparse.Namespace) -> int:
     from spark_mlops.cli import settings_from_args
     from spark_mlops_dev import demo
 
-    return demo.run(settings_from_args(args), runs=args.runs, process_per_task=args.process_per_task)
+    return demo.run(settings_from_args(args), runs=args.runs, process_per_task=args.process_per_task,
+                    approve=args.approve)
+
+
+def run_approve(args: argparse.Namespace) -> int:
+    from spark_mlops.cli import settings_from_args
+    from spark_mlops_dev import workspace
+    from spark_mlops_dev.bundle import targets
+
+    if not args.target:
+        raise ConfigError("approve: name the target whose model version to approve (-t prod)")
+    result = workspace.approve(settings_from_args(args), targets.load_local(args.target), args.version,
+                               process_per_task=args.process_per_task)
+    return result.exit_code
 
 
 def run_bundle(args: argparse.Namespace) -> int:
@@ -120,11 +145,13 @@ def run_bundle(args: argparse.Namespace) -> int:
 def run_job(args: argparse.Namespace) -> int:
     from spark_mlops_dev.bundle import runner
 
-    return runner.main(
+    started = datetime.now(UTC)
+    variables = dict(_split_assignment(v, "--var") for v in args.var)
+    code = runner.main(
         root=args.root,
         job=args.job,
         target=args.bundle_target,
-        variables=dict(_split_assignment(v, "--var") for v in args.var),
+        variables=variables,
         parameters=dict(_split_assignment(v, "--param") for v in args.param),
         state_dir=args.state_dir,
         process_per_task=args.process_per_task,
@@ -134,6 +161,19 @@ def run_job(args: argparse.Namespace) -> int:
         max_parallel=args.max_parallel,
         max_retry_wait_s=args.max_retry_wait,
     )
+    _start_deployment_jobs(args, variables, started)
+    return code
+
+
+def _start_deployment_jobs(args: argparse.Namespace, variables: dict[str, str], started: datetime) -> None:
+    """What the workspace does after a run: a new version of a model linked to a deployment job starts it."""
+    from spark_mlops.config import build_settings
+    from spark_mlops_dev import workspace
+    from spark_mlops_dev.bundle.databricks_cli import resolve_bundle
+
+    bundle = resolve_bundle(args.root, args.bundle_target, variables)
+    workspace.after_run(build_settings(state_dir=args.state_dir), bundle, args.job, started,
+                        process_per_task=args.process_per_task)
 
 
 def _split_assignment(text: str, flag: str) -> tuple[str, str]:
