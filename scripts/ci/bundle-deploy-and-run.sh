@@ -10,6 +10,9 @@
 #                      (the target keeps its @champion); when it CRASHED, the step fails.
 #   --run-gate JOB     a validated job (model_deployment): a rejection fails the step with a clear
 #                      "gate rejected" message (the target keeps its @champion); a crash fails it too.
+#   --link-deployment-job  right after the deploy, before any run: link the target's model to its
+#                      deployment job (link-deployment-job.sh), so that the version a run registers
+#                      starts that job (docs: mlflow/deployment-job).
 #
 # Jobs run in the order given. The wheel deployed is the one in dist/ (built once by the CD build
 # stage, scripts/ci/build-wheel.sh); its name and sha256 are printed before and after the deploy.
@@ -28,12 +31,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 REJECTION_TASK="record_rejection"
 
-usage() { echo "usage: $0 -t TARGET [--no-deploy] [--run JOB]... [--run-release JOB]... [--run-gate JOB]..." >&2; exit 2; }
-target=""; deploy=1; runs=()
+usage() { echo "usage: $0 -t TARGET [--no-deploy] [--link-deployment-job] [--run JOB]... [--run-release JOB]... [--run-gate JOB]..." >&2; exit 2; }
+target=""; deploy=1; link=0; runs=()
 while [ $# -gt 0 ]; do
   case "$1" in
     -t|--target) target="${2:-}"; shift 2 || usage ;;
     --no-deploy) deploy=0; shift ;;
+    --link-deployment-job) link=1; shift ;;
     --run) runs+=("plain:${2:-}"); shift 2 || usage ;;
     --run-release) runs+=("release:${2:-}"); shift 2 || usage ;;
     --run-gate) runs+=("gate:${2:-}"); shift 2 || usage ;;
@@ -78,6 +82,9 @@ if [ "$deploy" -eq 1 ]; then
   ci_section "databricks bundle deploy -t $target"
   ci_databricks bundle deploy -t "$target" || ci_die "bundle deploy -t $target failed"
   echo "deployed wheel to target $target: $(basename "$CI_WHEEL") sha256 $CI_WHEEL_SHA256"
+fi
+if [ "$link" -eq 1 ]; then
+  bash "$CI_ROOT/scripts/ci/link-deployment-job.sh" -t "$target" || ci_die "linking $target's model to its deployment job failed"
 fi
 
 warnings=0

@@ -8,7 +8,12 @@ the CD pipeline does (.azure/pipelines/cd.yml):
 
 1. ``bundle-deploy-and-run.sh -t staging --run training --run-release release``: trains and
    registers a model, releases it;
-2. ``... -t prod --run-gate model_deployment --run batch_inference``: prod's gate and a scored batch;
+2. ``... -t prod --run-gate model_deployment``: the copy of staging's champion into prod; then the
+   workspace's part of an MLflow 3 deployment job (docs: mlflow/deployment-job), which this double
+   does not start by itself: ``bundle run deployment_job`` for the new version stops at
+   ``Approval_Check``; the Approve button's two acts follow (the version tag ``Approval_Check`` =
+   ``Approved`` in the shared registry, then ``jobs repair-run`` of that run), and the repaired run
+   deploys the version as prod's @champion; ``... --no-deploy --run batch_inference`` scores a batch;
 3. ``... -t staging --run-release release`` deployed with an impossible minimum
    (``BUNDLE_VAR_min_thresholds``): the gate REJECTS the model, which CD reads as a warning;
 4. ``... -t staging --run-release release`` deployed with a clean table that does not exist: the
@@ -21,6 +26,7 @@ model versions in the shared registry afterwards.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -40,8 +46,9 @@ def say(text: str) -> None:
 
 
 class CdRuns:
-    def __init__(self, ws: FakeWorkspace, bundle: Path, python: str, fail):
+    def __init__(self, ws: FakeWorkspace, bundle: Path, python: str, fail, state: Path, models: list[str]):
         self.ws, self.bundle, self.python, self.fail = ws, bundle, python, fail
+        self.state, self.models = state, models  # the shared registry's folder; staging's and prod's model
         self.ran: dict[str, dict[str, str]] = {}
         self.verdicts: dict[str, str] = {}
 
@@ -101,11 +108,18 @@ class CdRuns:
         if rc != 0 or "REJECTED" in out:
             self.fail(f"cd staging: bundle-deploy-and-run.sh exited {rc} (expected a released model)")
 
-        say("==> CD: deploy prod, run model_deployment (prod's gate) and batch_inference")
-        rc, out = self.script("-t", "prod", "--run-gate", "model_deployment", "--run", "batch_inference")
-        self.record("prod", ["model_deployment", "batch_inference"], out)
+        say("==> CD: deploy prod, run model_deployment (the copy of staging's champion)")
+        rc, out = self.script("-t", "prod", "--run-gate", "model_deployment")
+        self.record("prod", ["model_deployment"], out)
         if rc != 0:
             self.fail(f"cd prod: bundle-deploy-and-run.sh exited {rc}")
+        self.approve_in_prod()
+
+        say("==> CD: run batch_inference with prod's champion")
+        rc, out = self.script("-t", "prod", "--no-deploy", "--run", "batch_inference")
+        self.record("prod", ["batch_inference"], out)
+        if rc != 0:
+            self.fail(f"cd prod: bundle-deploy-and-run.sh --run batch_inference exited {rc}")
 
         # After prod took staging's champion: a rejected release leaves a failed verdict on the
         # version it validated (here the champion itself), which prod's gate would then refuse.
@@ -124,6 +138,54 @@ class CdRuns:
         self.verdicts["crash"] = "crashed" if crashed else f"exit {rc}"
         if not crashed:
             self.fail(f"cd staging: a release without its clean table was not read as a crash (exit {rc})")
+
+
+    def approve_in_prod(self) -> None:
+        """The deployment job of prod's newest version: waiting at Approval_Check, approved, repaired."""
+        model = next(m for m in self.models if m.startswith("prod."))
+        version = max(int(v.rsplit("/", 1)[1]) for v in registered(self.state, [model]))
+        profile = TARGET_PROFILES["prod"]
+        say(f"==> prod's deployment job for {model} v{version}: evaluation, then waiting for approval")
+        first = self.ws.cli("bundle", "run", "-t", "prod", "deployment_job", "--params",
+                            f"model_name={model},model_version={version}", cwd=self.bundle, check=False,
+                            timeout=1200)
+        say("".join(f"    | {line}\n" for line in (first.stdout + first.stderr).splitlines()[-12:]))
+        found = _RUN_URL.search(first.stdout + first.stderr)
+        run_id = _RUN_ID.search(found.group(1)).group(1) if found else ""
+        run = self.ws.cli("jobs", "get-run", run_id, "-p", profile, "-o", "json", cwd=self.bundle).json() if run_id else {}
+        tasks = {t.get("task_key"): (t.get("state") or {}).get("result_state") for t in run.get("tasks") or []}
+        waiting = first.returncode != 0 and tasks.get("evaluation") == "SUCCESS" and tasks.get("Approval_Check") == "FAILED"
+        self.ran.setdefault("prod", {})["deployment_job (before approval)"] = str((run.get("state") or {}).get("result_state"))
+        if not waiting:
+            self.fail(f"cd prod: the deployment job did not stop at Approval_Check after a passed evaluation: {tasks}")
+            return
+        say(f"==> the Approve button: tag Approval_Check=Approved on v{version}, then repair run {run_id}")
+        set_tag(self.state, model, version, "Approval_Check", "Approved")
+        body = json.dumps({"run_id": int(run_id), "rerun_all_failed_tasks": True})
+        repaired = self.ws.cli("jobs", "repair-run", "--json", body, "-p", profile, cwd=self.bundle, check=False,
+                               timeout=1200)
+        say("".join(f"    | {line}\n" for line in (repaired.stdout + repaired.stderr).splitlines()[-8:]))
+        run = self.ws.cli("jobs", "get-run", run_id, "-p", profile, "-o", "json", cwd=self.bundle).json()
+        state = str((run.get("state") or {}).get("result_state"))
+        self.ran["prod"]["deployment_job"] = state
+        if repaired.returncode != 0 or state != "SUCCESS":
+            self.fail(f"cd prod: the repaired deployment job run {run_id} ended {state} (exit {repaired.returncode})")
+
+
+def set_tag(state_dir: Path, name: str, version: int, key: str, value: str) -> None:
+    """What the Approve button writes: a tag on the model version, in the shared registry."""
+    code = (
+        "import sys\n"
+        "from mlflow.tracking import MlflowClient\n"
+        "from spark_mlops.config import local_registry_uri\n"
+        "from pathlib import Path\n"
+        "uri = local_registry_uri(Path(sys.argv[1]))\n"
+        "MlflowClient(tracking_uri=uri, registry_uri=uri).set_model_version_tag(*sys.argv[2:6])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(state_dir), name, str(version), key, value],
+                          capture_output=True, text=True, env={**os.environ, "MLFLOW_ENABLE_ASYNC_LOGGING": "false"})
+    if proc.returncode != 0:
+        raise RuntimeError(f"setting {key} on {name}/{version} failed: {proc.stderr.strip()[-500:]}")
 
 
 def recipient(target: str) -> str:
@@ -149,6 +211,4 @@ def registered(state_dir: Path, names: list[str]) -> list[str]:
                           env={**os.environ, "MLFLOW_ENABLE_ASYNC_LOGGING": "false"})
     if proc.returncode != 0:
         raise RuntimeError(f"reading the registry failed: {proc.stderr.strip()[-500:]}")
-    import json
-
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -365,7 +365,7 @@ def _run(bin_dir: Path, root: Path, started: float, state: Path | None = None) -
 
         if state is not None and {"staging", "prod"} <= set(resolved):
             stage_fixtures(root, state, resolved)
-            cd = CdRuns(ws, root, sys.executable, checks.fail)
+            cd = CdRuns(ws, root, sys.executable, checks.fail, state, model_names(resolved))
             cd.run()
             result["ran"] = cd.ran
             result["verdicts"] = cd.verdicts

@@ -256,7 +256,7 @@ def _deploy_args(stage: int) -> list[str]:
 
 def test_cd_staging_tolerates_a_rejected_release_and_prod_deploys_the_model() -> None:
     assert _deploy_args(1) == ["-t staging --run training --run-release release"]
-    assert _deploy_args(2) == ["-t prod --run-gate model_deployment"]
+    assert _deploy_args(2) == ["-t prod --run model_deployment --link-deployment-job"]
 
 
 def test_cd_deploy_stages_build_nothing() -> None:
@@ -402,7 +402,7 @@ def test_force_lock_on_the_test_deploy_is_caught(repo: Path) -> None:
 
 
 def test_force_lock_in_a_pipeline_file_is_caught(repo: Path) -> None:
-    _edit(repo, ".azure/pipelines/cd.yml", "arguments: -t prod --run-gate", "arguments: -t prod --force-lock --run-gate")
+    _edit(repo, ".azure/pipelines/cd.yml", "arguments: -t prod --run model_deployment", "arguments: -t prod --force-lock --run model_deployment")
     _assert_caught(repo, ".azure/pipelines/cd.yml: --force-lock in a pipeline file")
 
 
@@ -417,7 +417,7 @@ def test_cancel_timeout_shorter_than_the_destroy_is_caught(repo: Path) -> None:
 
 
 def test_unknown_job_in_a_gated_run_is_caught(repo: Path) -> None:
-    _edit(repo, ".azure/pipelines/cd.yml", "--run-gate model_deployment", "--run-gate model_deploy")
+    _edit(repo, ".azure/pipelines/cd.yml", "--run model_deployment", "--run model_deploy")
     _assert_caught(repo, "unknown bundle job 'model_deploy'")
 
 
@@ -453,7 +453,7 @@ def test_job_renamed_in_the_bundle_is_caught(repo: Path) -> None:
 
 
 def test_unknown_target_is_caught(repo: Path) -> None:
-    _edit(repo, ".azure/pipelines/cd.yml", "arguments: -t prod --run-gate", "arguments: -t production --run-gate")
+    _edit(repo, ".azure/pipelines/cd.yml", "arguments: -t prod --run model_deployment", "arguments: -t production --run model_deployment")
     _assert_caught(repo, "unknown bundle target 'production'")
 
 
@@ -568,7 +568,8 @@ def _rejection_task() -> str:
     return re.search(r'^REJECTION_TASK="([a-z_]+)"', text, re.M).group(1)
 
 
-@pytest.mark.parametrize("job_key", ["release", "model_deployment"])
+# model_deployment only copies since the deployment job (resources/deployment_job.job.yml) gates prod.
+@pytest.mark.parametrize("job_key", ["release"])
 def test_cd_rejection_task_is_the_bundle_jobs_record_rejection(job_key: str) -> None:
     """CD calls a failed run a rejection when this task succeeded: it must be the job's task that
     runs only when validate failed (run_if: ALL_FAILED) and records the verdict."""
