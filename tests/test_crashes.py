@@ -38,7 +38,9 @@ MARKER_WAIT_S = 600  # a JVM start and a step on a loaded 2-core machine
 def killed_at(point: str, args: list[str], tmp_path: Path, written: Path) -> None:
     """Run ``spark-mlops ARGS`` until it reaches ``point``, then SIGKILL its whole process group.
     ``written``: the table the point's write writes; at ``mid-write`` the kill waits for a data file
-    of it that no commit references."""
+    of it that no commit references and that was not there before (an earlier write of an empty
+    DataFrame leaves such a file too: see :func:`unreferenced`)."""
+    before = unreferenced(written)
     marker = tmp_path / f"reached-{point.replace(':', '-')}"
     log = tmp_path / f"killed-{point.replace(':', '-')}.log"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -52,7 +54,7 @@ def killed_at(point: str, args: list[str], tmp_path: Path, written: Path) -> Non
             assert proc.poll() is None, f"the step ended ({proc.returncode}) before {point}:\n{log.read_text()}"
             assert time.monotonic() < deadline, f"{point} not reached in {MARKER_WAIT_S} s:\n{log.read_text()}"
             time.sleep(0.2)
-        while point.startswith("mid-write") and not unreferenced(written):
+        while point.startswith("mid-write") and not unreferenced(written) - before:
             assert time.monotonic() < deadline, f"no data file written before {point}:\n{log.read_text()}"
             time.sleep(0.2)
     finally:
