@@ -30,6 +30,10 @@ os.environ["SPARK_MLOPS_GIT_COMMIT"] = "test-commit"
 # Local job runs resolve the bundle offline, whatever CLI is on PATH (no workspace here); the
 # tests of the CLI resolver set it themselves.
 os.environ["SPARK_MLOPS_BUNDLE_RESOLVER"] = "offline"
+# The bundle's retries wait 60-120 s (min_retry_interval_millis), which the runner now waits in
+# full: a test whose job retries a failing task (score without a champion) waits 3 s instead, and
+# the run's output says so. 3 s > the 2.5 s of the test that checks a full wait.
+os.environ["SPARK_MLOPS_MAX_RETRY_WAIT_S"] = "3"
 
 
 @pytest.fixture(autouse=True)

@@ -51,7 +51,11 @@ def after_run(settings: Settings, bundle: Any, job_key: str, since: datetime, *,
               out: TextIO | None | str = STDOUT, process_per_task: bool = False) -> list[Started]:
     """After a run of ``job_key`` that started at ``since``: start the linked deployment job for
     each version of the target's model created since then, oldest first, one run at a time (the
-    queue of a job with max_concurrent_runs 1); the runs started."""
+    queue of a job with max_concurrent_runs 1); the runs started. A bundle with no job that takes
+    a deployment job's two parameters has nothing a model could be linked to."""
+    if not any({"model_name", "model_version"} <= {p.get("name") for p in job.get("parameters") or []}
+               for job in bundle.jobs.values()):
+        return []
     view = targets.settings_for_target(settings, bundle)
     linked = approval.linked_job(view)
     if linked is None or job_key == linked:
