@@ -21,10 +21,10 @@ from spark_mlops import registry_tags as rt
 from spark_mlops.config import build_settings
 from spark_mlops.spark import get_spark
 from spark_mlops.tables import local_path, tables_for
-from spark_mlops_dev import demo
+from spark_mlops_dev import demo, workspace
 from spark_mlops_dev.bundle.databricks_cli import resolve_bundle
 from spark_mlops_dev.bundle.runner import run_job
-from tests.bundle.test_story_local import workspace_away
+from tests.bundle.test_story_local import _deploy_to_prod, workspace_away
 from tests.conftest import FIXTURES, REPO_ROOT
 
 DATA = FIXTURES / "breast_cancer"
@@ -54,14 +54,19 @@ def story(spark, tmp_path_factory):
     state = tmp_path_factory.mktemp("breast-cancer") / "state"
     settings = build_settings(state_dir=str(state))
     bundles = {t: _bundle(t, settings) for t in ("staging", "prod")}
+    workspace.link(settings, bundles["prod"])  # as CD links it after `bundle deploy -t prod`
     runs = {}
     for job in ("training", "release"):
         runs[job] = run_job(bundles["staging"], job, state_dir=state, out=None, process_per_task=True)
         assert runs[job].ok, runs[job].summary()
     with workspace_away(state, "staging"):
-        for job in ("model_deployment", "batch_inference"):
-            runs[job] = run_job(bundles["prod"], job, state_dir=state, out=None, process_per_task=True)
-            assert runs[job].ok, runs[job].summary()
+        # model_deployment copies; the new version's deployment job waits for approval, is approved
+        # and repaired, as in test_story_local.py
+        runs["model_deployment"], started, repaired = _deploy_to_prod(state, bundles, process_per_task=True)
+        assert [s.version for s in started] == ["1"] and len(repaired) == 1
+        runs["batch_inference"] = run_job(bundles["prod"], "batch_inference", state_dir=state, out=None,
+                                          process_per_task=True)
+        assert runs["batch_inference"].ok, runs["batch_inference"].summary()
     views = {t: demo.job_settings(settings, b) for t, b in bundles.items()}
     return views, runs
 
