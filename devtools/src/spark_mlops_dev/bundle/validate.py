@@ -41,7 +41,7 @@ from spark_mlops.constants import (
     REQUIRED_TARGETS,
 )
 from spark_mlops.errors import ConfigError
-from spark_mlops_dev.bundle import entry_points, graph, loader, timeouts
+from spark_mlops_dev.bundle import entry_points, graph, job_rules, loader, timeouts
 from spark_mlops_dev.bundle.loader import Bundle, format_path, origin_of
 
 # Dynamic value references a job may use ({{...}}); anything else is probably a typo.
@@ -885,6 +885,11 @@ def check(root: str | Path = ".", targets: Iterable[str] | None = None, *,
         check_bundle_target(bundle, root, report, wheel_entry_points, subcommands)
         check_deployment_rules(bundle, schemas, report)
         check_operations(bundle, report)
+        for finding in job_rules.check(bundle.config):  # rules on the resolved jobs (job_rules.py)
+            if finding.severity == job_rules.WARNING:
+                report.warnings.append(finding.message)
+            else:
+                report.add(*_split_where(bundle.where(finding.path)), f"[target {name}] {finding.message}")
         sp = (bundle.config.get("run_as") or {}).get("service_principal_name")
         if sp and set(str(sp)) <= set("0-"):
             report.warnings.append(f"target {name}: run_as is the placeholder service principal {sp}; "
