@@ -8,6 +8,10 @@ and a ``release`` job routed as the project's (promote after validate; record_re
 ``run_if: ALL_FAILED``, which succeeds only after a rejection). What the CLI prints and returns is
 the CLI's own; nothing here writes its output. The project's own jobs run the same way in
 scripts/ci/databricks_cli_checks.py --run-jobs (CI's databricks-cli-checks stage).
+
+CD's link of a registered model to its deployment job (scripts/ci/link-deployment-job.sh) runs
+here with the real CLI too, against the fake workspace's Unity Catalog registry handler
+(scripts/ci/fake-workspace/registry.go), with the failure modes a workspace answers.
 """
 
 from __future__ import annotations
@@ -78,6 +82,11 @@ targets:
       - service_principal_name: aaaaaaaa-bbbb-4ccc-dddd-eeeeeeeeeeee
         level: CAN_MANAGE
 resources:
+  registered_models:
+    model:
+      catalog_name: staging
+      schema_name: gate
+      name: classifier
   jobs:
     release:
       name: release
@@ -293,3 +302,71 @@ def test_each_task_runs_from_the_deployed_wheel_in_a_task_environment(workspace,
     # The source of the wheel's module in the task environment is the deployed wheel's, byte for byte.
     module = installed[0].parent / "gatejobs" / "__init__.py"
     assert module.read_text() == MODULE
+
+
+# ---------------------------------------------------------------- the deployment-job link
+
+MODEL = "staging.gate.classifier"
+REGISTRY = "/api/2.0/mlflow/unity-catalog/registered-models"
+
+
+def _link(workspace: FakeWorkspace, bundle: Path) -> subprocess.CompletedProcess:
+    """scripts/ci/link-deployment-job.sh as CD runs it after the deploy (here: the release job)."""
+    full = workspace.env({"BUNDLE_ROOT": str(bundle), "CI_PYTHON": sys.executable})
+    for name in ("TF_BUILD", "CI_WORKSPACE"):
+        full.pop(name, None)
+    return subprocess.run(["bash", str(REPO_ROOT / "scripts" / "ci" / "link-deployment-job.sh"), "-t", "staging",
+                           "--job", "release"], cwd=bundle, env=full, capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+
+
+def _patch(workspace: FakeWorkspace, bundle: Path, body: dict, *args: str, **env: str):
+    return workspace.cli("api", "patch", f"{REGISTRY}/update", "--json", json.dumps(body), *args,
+                         cwd=bundle, check=False, env=env or None)
+
+
+def test_the_link_script_links_the_deployed_model_with_the_real_cli(workspace, bundle) -> None:
+    _deploy(workspace, bundle, "pass")
+    job_id = str(workspace.cli("bundle", "summary", "-t", "staging", "-o", "json", cwd=bundle)
+                 .json()["resources"]["jobs"]["release"]["id"])
+    # "" disconnects a job (MLflow #18488): the test starts from an unlinked model, however often it runs.
+    unlinked = _patch(workspace, bundle, {"name": MODEL, "deployment_job_id": ""}, "-p", "spark-mlops-staging")
+    assert unlinked.returncode == 0, unlinked.stderr
+    assert "deployment_job_id" not in json.loads(unlinked.stdout)["registered_model"]
+
+    first = _link(workspace, bundle)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"link: {MODEL} deployment_job_id none -> {job_id} (release)" in first.stdout
+    assert f"link: {MODEL} -> deployment job {job_id} (release): every new version of it now starts that job" \
+        in first.stdout
+    got = workspace.api_get(f"{REGISTRY}/get?name={MODEL}", "spark-mlops-staging", cwd=bundle)
+    assert got["registered_model"]["name"] == MODEL and got["registered_model"]["deployment_job_id"] == job_id
+
+    again = _link(workspace, bundle)  # idempotent: read back, equal, nothing written
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"{MODEL} is already linked to deployment job {job_id} (release); nothing changed" in again.stdout
+    assert "dbapi" not in first.stdout + first.stderr + again.stdout + again.stderr  # no token in the log
+
+
+def test_the_registry_answers_what_a_workspace_answers_when_a_link_cannot_be_made(workspace, bundle, tmp_path) -> None:
+    _deploy(workspace, bundle, "pass")
+    sp = ("-p", "spark-mlops-staging")
+    missing = workspace.cli("api", "get", f"{REGISTRY}/get?name=staging.gate.nothing", *sp, cwd=bundle, check=False)
+    assert missing.returncode == 1 and "Routine or Model 'staging.gate.nothing' does not exist." in missing.stderr
+    cases = {  # body -> the workspace's one line
+        "no such job": ({"name": MODEL, "deployment_job_id": "987654321987"}, "Job 987654321987 does not exist."),
+        "not a job id": ({"name": MODEL, "deployment_job_id": "release"}, "Invalid deployment_job_id 'release'"),
+        "two-part name": ({"name": "gate.classifier", "deployment_job_id": ""}, "must specify all three levels"),
+        "no such model": ({"name": "staging.gate.nothing", "deployment_job_id": ""}, "does not exist."),
+    }
+    for case, (body, line) in cases.items():
+        r = _patch(workspace, bundle, body, *sp)
+        assert r.returncode == 1 and line in r.stderr, (case, r.stderr)
+    # A user who neither owns the model (the deploying service principal does) nor holds MANAGE on it.
+    config = tmp_path / "user.cfg"
+    config.write_text(f"[user]\nhost = {workspace.url}\ntoken = dbapi0staging\n")
+    as_user = {"DATABRICKS_CONFIG_FILE": str(config)}
+    r = _patch(workspace, bundle, {"name": MODEL, "deployment_job_id": ""}, "-p", "user", **as_user)
+    assert r.returncode == 1 and f"User does not have MANAGE on Routine or Model '{MODEL}'." in r.stderr, r.stderr
+    r = workspace.cli("api", "get", f"{REGISTRY}/get?name={MODEL}", "-p", "user", cwd=bundle, check=False, env=as_user)
+    assert r.returncode == 1 and "does not have any privilege" in r.stderr, r.stderr

@@ -10,8 +10,10 @@
 //
 // Usage: fake-workspace -url-file PATH [-python PY -runner SCRIPT]
 // With -python and -runner it also RUNS the jobs the CLI deployed (jobs.go); without them,
-// libs/testserver's own run endpoints answer. It writes its base URL to PATH once it listens, serves until SIGTERM or SIGINT, then prints
-// how many requests it could not answer and exits 1 if there were any: a request with no handler
+// libs/testserver's own run endpoints answer. Either way it answers the Unity Catalog registry's
+// registered-models get/update that link a model to its deployment job (registry.go). It writes
+// its base URL to PATH once it listens, serves until SIGTERM or SIGINT, then prints how many
+// requests it could not answer and exits 1 if there were any: a request with no handler
 // means the CLI used an endpoint the double does not reproduce, so the check cannot be trusted.
 package main
 
@@ -111,6 +113,7 @@ func main() {
 		}
 		jobRuns.register(server) // before the defaults: the first handler of a route wins
 	}
+	newModelLinks().register(server) // registry.go: the model -> deployment job link (no default handler)
 	testserver.AddDefaultHandlers(server)
 
 	tmp := *urlFile + ".tmp"
