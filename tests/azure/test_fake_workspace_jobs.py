@@ -348,6 +348,17 @@ def test_the_link_script_links_the_deployed_model_with_the_real_cli(workspace, b
     assert "dbapi" not in first.stdout + first.stderr + again.stdout + again.stderr  # no token in the log
 
 
+def test_a_bundle_not_deployed_is_one_line_and_exit_2(workspace, bundle, tmp_path) -> None:
+    undeployed = tmp_path / "undeployed"
+    undeployed.mkdir()
+    (undeployed / "databricks.yml").write_text((bundle / "databricks.yml").read_text()
+                                               .replace("name: gatejobs", "name: gatejobs_undeployed", 1))
+    result = _link(workspace, undeployed)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "link-deployment-job: job 'release' has no deployed id (none): run `bundle deploy` first" in result.stderr
+    assert "link:" not in result.stdout
+
+
 def test_the_registry_answers_what_a_workspace_answers_when_a_link_cannot_be_made(workspace, bundle, tmp_path) -> None:
     _deploy(workspace, bundle, "pass")
     sp = ("-p", "spark-mlops-staging")
