@@ -8,9 +8,14 @@ the CD pipeline does (.azure/pipelines/cd.yml):
 
 1. ``bundle-deploy-and-run.sh -t staging --run training --run-release release``: trains and
    registers a model, releases it;
-2. ``... -t prod --run-gate model_deployment``: the copy of staging's champion into prod; then the
-   workspace's part of an MLflow 3 deployment job (docs: mlflow/deployment-job), which this double
-   does not start by itself: ``bundle run deployment_job`` for the new version stops at
+2. ``... -t prod --link-deployment-job --run-gate model_deployment``: the deploy, then
+   link-deployment-job.sh links prod's registered model to its deployment job with the real CLI
+   (``databricks api`` on the Unity Catalog registry's registered-models get/update, which the fake
+   workspace answers: fake-workspace/registry.go), then the copy of staging's champion into prod;
+   then the workspace's part of an MLflow 3 deployment job (docs: mlflow/deployment-job), which
+   this double does not start by itself (the registry the tasks write is the local one, not an API
+   of the fake workspace): the job the model is LINKED to (its ``deployment_job_id``, read back from
+   the fake workspace) is run with ``jobs run-now`` for the new version and stops at
    ``Approval_Check``; the Approve button's two acts follow (the version tag ``Approval_Check`` =
    ``Approved`` in the shared registry, then ``jobs repair-run`` of that run), and the repaired run
    deploys the version as prod's @champion; ``... --no-deploy --run batch_inference`` scores a batch;
@@ -31,6 +36,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from fake_workspace import TARGET_PROFILES, FakeWorkspace
@@ -108,11 +114,14 @@ class CdRuns:
         if rc != 0 or "REJECTED" in out:
             self.fail(f"cd staging: bundle-deploy-and-run.sh exited {rc} (expected a released model)")
 
-        say("==> CD: deploy prod, run model_deployment (the copy of staging's champion)")
-        rc, out = self.script("-t", "prod", "--run-gate", "model_deployment")
+        say("==> CD: deploy prod, link its model to the deployment job, run model_deployment (the copy of "
+            "staging's champion)")
+        rc, out = self.script("-t", "prod", "--link-deployment-job", "--run-gate", "model_deployment")
         self.record("prod", ["model_deployment"], out)
         if rc != 0:
             self.fail(f"cd prod: bundle-deploy-and-run.sh exited {rc}")
+        if "every new version of it now starts that job" not in out:
+            self.fail("cd prod: link-deployment-job.sh did not link prod's model to its deployment job")
         self.approve_in_prod()
 
         say("==> CD: run batch_inference with prod's champion")
@@ -145,16 +154,20 @@ class CdRuns:
         model = next(m for m in self.models if m.startswith("prod."))
         version = max(int(v.rsplit("/", 1)[1]) for v in registered(self.state, [model]))
         profile = TARGET_PROFILES["prod"]
-        say(f"==> prod's deployment job for {model} v{version}: evaluation, then waiting for approval")
-        first = self.ws.cli("bundle", "run", "-t", "prod", "deployment_job", "--params",
-                            f"model_name={model},model_version={version}", cwd=self.bundle, check=False,
-                            timeout=1200)
-        say("".join(f"    | {line}\n" for line in (first.stdout + first.stderr).splitlines()[-12:]))
-        found = _RUN_URL.search(first.stdout + first.stderr)
-        run_id = _RUN_ID.search(found.group(1)).group(1) if found else ""
-        run = self.ws.cli("jobs", "get-run", run_id, "-p", profile, "-o", "json", cwd=self.bundle).json() if run_id else {}
+        job_id = self.linked_job(model)
+        if not job_id:
+            return
+        say(f"==> prod's deployment job (job {job_id}, linked to {model}) for v{version}: evaluation, then "
+            "waiting for approval")
+        params = {"model_name": model, "model_version": str(version)}
+        started = self.ws.cli("jobs", "run-now", "--no-wait", "--json",
+                              json.dumps({"job_id": int(job_id), "job_parameters": params}), "-p", profile,
+                              "-o", "json", cwd=self.bundle).json()
+        run_id = str(started.get("run_id", ""))
+        run = self.wait_for(run_id, profile)
         tasks = {t.get("task_key"): (t.get("state") or {}).get("result_state") for t in run.get("tasks") or []}
-        waiting = first.returncode != 0 and tasks.get("evaluation") == "SUCCESS" and tasks.get("Approval_Check") == "FAILED"
+        say(f"    | run {run_id}: {json.dumps(tasks)}")
+        waiting = tasks.get("evaluation") == "SUCCESS" and tasks.get("Approval_Check") == "FAILED"
         self.ran.setdefault("prod", {})["deployment_job (before approval)"] = str((run.get("state") or {}).get("result_state"))
         if not waiting:
             self.fail(f"cd prod: the deployment job did not stop at Approval_Check after a passed evaluation: {tasks}")
@@ -170,6 +183,34 @@ class CdRuns:
         self.ran["prod"]["deployment_job"] = state
         if repaired.returncode != 0 or state != "SUCCESS":
             self.fail(f"cd prod: the repaired deployment job run {run_id} ended {state} (exit {repaired.returncode})")
+
+
+    def linked_job(self, model: str) -> str:
+        """The job prod's model is linked to, as the registry answers (registered-models/get), which
+        must be the deployment job the deploy created (``bundle summary``)."""
+        profile = TARGET_PROFILES["prod"]
+        got = self.ws.api_get(f"/api/2.0/mlflow/unity-catalog/registered-models/get?name={model}", profile,
+                              cwd=self.bundle)
+        linked = str((got.get("registered_model") or {}).get("deployment_job_id") or "")
+        summary = self.ws.cli("bundle", "summary", "-t", "prod", "-o", "json", cwd=self.bundle).json()
+        deployed = str((((summary.get("resources") or {}).get("jobs") or {}).get("deployment_job") or {}).get("id", ""))
+        say(f"  {model}: deployment_job_id {linked or 'none'} (the deployed deployment_job is {deployed or 'none'})")
+        if not linked or linked != deployed:
+            self.fail(f"cd prod: {model} is linked to job {linked or 'none'}, not the deployment job {deployed}")
+            return ""
+        return linked
+
+    def wait_for(self, run_id: str, profile: str, timeout_s: float = 1200) -> dict:
+        """runs/get until the run ended (what `jobs run-now` without --no-wait polls)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            run = self.ws.cli("jobs", "get-run", run_id, "-p", profile, "-o", "json", cwd=self.bundle).json()
+            if (run.get("state") or {}).get("life_cycle_state") in ("TERMINATED", "INTERNAL_ERROR", "SKIPPED"):
+                return run
+            if time.monotonic() > deadline:
+                self.fail(f"cd prod: run {run_id} did not end within {timeout_s:.0f} s")
+                return run
+            time.sleep(2)
 
 
 def set_tag(state_dir: Path, name: str, version: int, key: str, value: str) -> None:

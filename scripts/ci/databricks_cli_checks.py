@@ -16,7 +16,9 @@ Run by scripts/ci/databricks-cli-checks.sh (which builds the CLI and the wheel f
 5. ``deploy -t test`` then ``destroy -t test --auto-approve`` leaves nothing behind;
 6. with ``--run-jobs``: the CD scripts, unchanged, against the fake workspace that runs the jobs
    it was given (cd_runs.py): staging trains and releases, a rejection and a crash are read as
-   such, prod deploys and scores.
+   such, prod deploys, links its model to its deployment job (link-deployment-job.sh with the real
+   CLI against the fake workspace's registry: fake-workspace/registry.go), runs the linked job,
+   approves and scores.
 
 The last stdout line is one JSON object (cli_version, validated, deployed, loader_matches_cli,
 differences, failures; with --run-jobs also ran: target -> job -> the run's result state as
