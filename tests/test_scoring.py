@@ -260,3 +260,124 @@ def test_without_a_target_the_error_names_the_models_the_registry_holds(trained,
     assert f"model {absent} has no @champion" in err
     assert f"prod.spark_mlops.{absent} (-t prod)" in err
     assert "pass -t TARGET or --model-name NAME" in err
+
+
+# ---------------------------------------------------------------- score after check-batch (issue 30)
+
+
+def _in_job_run(settings, job_run_id):
+    from dataclasses import replace
+
+    return replace(settings, job_run_id=job_run_id)
+
+
+def _last_rejects_commit(spark, s, table):
+    commit = tables_for(spark, s).history(s.table_name(table), 1)[0]
+    return commit["operation"], json.loads(commit["userMetadata"]).get("job_run_id")
+
+
+def _typed_batches(tmp_path):
+    """The keyless batch as parquet, clean and with three rows out of contract (Glucose 999)."""
+    lines = KEYLESS_BATCH.read_text().splitlines()
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("\n".join([lines[0], *[",".join([f.split(",")[0], "999", *f.split(",")[2:]])
+                                              for f in lines[1:4]], *lines[4:]]) + "\n")
+    return _as_parquet(KEYLESS_BATCH, tmp_path / "clean"), _as_parquet(bad_csv, tmp_path / "bad")
+
+
+def _score(s, source, table, batch="b1"):
+    r = scoring.run(s, ScoreConfig(input=str(source), output_table=f"p_{table}", rejected_table=f"r_{table}",
+                                   batch_id=batch))
+    return r.rows_in, r.rows_out, r.rows_rejected
+
+
+def _batch_counts(spark, s, name):
+    return {r["batch_id"]: r["count"] for r in tables_for(spark, s).read(s.table_name(name)).groupBy("batch_id")
+            .count().collect()}
+
+
+def test_a_typed_batch_check_batch_counted_clean_in_the_same_job_run_is_read_once(spark, keyless_champion, tmp_path):
+    """check-batch of job run j1 counted the parquet batch clean: score of j1 deletes the batch's old
+    rejects (a DELETE: no read of the batch) instead of writing rejects (a WRITE that reads it)."""
+    from spark_mlops import prepare
+
+    s = keyless_champion
+    clean, bad = _typed_batches(tmp_path)
+    assert _score(_in_job_run(s, "j0"), bad, "once") == (200, 197, 3)  # b1 has old rejects
+    j1 = _in_job_run(s, "j1")
+    assert prepare.check_batch(j1, str(clean)) == (200, 0)
+    assert _score(j1, clean, "once") == (200, 200, 0)
+    assert _last_rejects_commit(spark, s, "r_once") == ("DELETE", "j1")
+    assert "b1" not in _batch_counts(spark, s, "r_once") and _batch_counts(spark, s, "p_once") == {"b1": 200}
+    # Writes since j0's: one DELETE of the rejects, one WRITE of the predictions, nothing else.
+    rejects, predictions = (tables_for(spark, s).history(s.table_name(n), 2) for n in ("r_once", "p_once"))
+    assert [c["operation"] for c in rejects] == ["DELETE", "WRITE"]
+    assert [json.loads(c["userMetadata"])["job_run_id"] for c in predictions] == ["j1", "j0"]
+
+
+def test_a_batch_check_batch_counted_with_rejects_is_written_rejects_first(spark, keyless_champion, tmp_path):
+    from spark_mlops import prepare
+
+    s = keyless_champion
+    _, bad = _typed_batches(tmp_path)
+    j = _in_job_run(s, "jr")
+    assert prepare.check_batch(j, str(bad)) == (200, 3)
+    assert _score(j, bad, "counted") == (200, 197, 3)
+    assert _last_rejects_commit(spark, s, "r_counted") == ("WRITE", "jr")
+
+
+def test_a_check_of_another_job_run_is_not_trusted(spark, keyless_champion, tmp_path):
+    """j3's check of the very same input does not vouch for j4's score: j4 writes the rejects (an
+    empty WRITE, reading the batch); j3's own score only deletes (no rejects left: no commit at all)."""
+    from spark_mlops import prepare
+
+    s = keyless_champion
+    clean, _ = _typed_batches(tmp_path)
+    assert prepare.check_batch(_in_job_run(s, "j3"), str(clean)) == (200, 0)
+    assert _score(_in_job_run(s, "j4"), clean, "other") == (200, 200, 0)
+    assert _last_rejects_commit(spark, s, "r_other") == ("WRITE", "j4")
+    commits = len(tables_for(spark, s).history(s.table_name("r_other")))
+    assert _score(_in_job_run(s, "j3"), clean, "other") == (200, 200, 0)
+    assert len(tables_for(spark, s).history(s.table_name("r_other"))) == commits
+    assert _batch_counts(spark, s, "p_other") == {"b1": 200}
+
+
+def test_an_input_changed_after_its_check_is_scored_as_an_unchecked_one(spark, keyless_champion, tmp_path):
+    """j5 checked the clean batch; then the folder got other content (rows out of contract) under
+    the same path. score writes its rejects first; a repair that checks again is trusted again."""
+    from spark_mlops import prepare
+
+    s = keyless_champion
+    clean, bad = _typed_batches(tmp_path)
+    j5 = _in_job_run(s, "j5")
+    assert prepare.check_batch(j5, str(clean)) == (200, 0)
+    shutil.copy(bad / "part-00000.parquet", clean / "part-00000.parquet")
+    assert _score(j5, clean, "changed") == (200, 197, 3)
+    assert _last_rejects_commit(spark, s, "r_changed") == ("WRITE", "j5")
+    assert _batch_counts(spark, s, "r_changed") == {"b1": 3} and _batch_counts(spark, s, "p_changed") == {"b1": 197}
+    # The repaired run: check-batch again (rejects counted), then the clean content and its check.
+    assert prepare.check_batch(j5, str(clean)) == (200, 3)
+    assert _score(j5, clean, "changed") == (200, 197, 3)
+    _as_parquet(KEYLESS_BATCH, tmp_path / "clean_again")
+    assert prepare.check_batch(j5, str(tmp_path / "clean_again")) == (200, 0)
+    assert _score(j5, tmp_path / "clean_again", "changed") == (200, 200, 0)
+    assert _last_rejects_commit(spark, s, "r_changed") == ("DELETE", "j5")
+
+
+def test_a_change_the_input_identity_does_not_show_is_caught_by_the_predictions_write(spark, keyless_champion,
+                                                                                        tmp_path, capsys):
+    """A check record that names this very input but counted no rejects (as a copy keeping size and
+    modification time would leave): the predictions' write meets the rejected rows, commits nothing,
+    and score writes the rejects first: no row out of contract is scored, none is lost."""
+    from spark_mlops import batch_check
+    from spark_mlops import contract as dc
+
+    s = keyless_champion
+    _, bad = _typed_batches(tmp_path)
+    j6 = _in_job_run(s, "j6")
+    identity = batch_check.input_identity(str(bad), j6, tables_for(spark, s))
+    batch_check.record(j6, identity, dc.load_contract(s.contract), 200, 0)
+    assert _score(j6, bad, "guard") == (200, 197, 3)
+    assert "rows out of contract that check-batch did not count" in capsys.readouterr().out
+    assert _batch_counts(spark, s, "r_guard") == {"b1": 3} and _batch_counts(spark, s, "p_guard") == {"b1": 197}
+    assert [c["operation"] for c in tables_for(spark, s).history(s.table_name("p_guard"))] == ["WRITE"]

@@ -172,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", default="", help="the batch's input (names the batch when --batch-id is empty)")
     p.add_argument("--monitoring-table", default=D.MONITORING_TABLE)
 
-    p = command("check-batch", "check a scoring batch against the data contract; write nothing")
+    p = command("check-batch", "check a scoring batch against the data contract; write no table "
+                "(in a job run, its counts are recorded for that run's score)")
     p.add_argument("--input", required=True)
     p.add_argument("--max-rejected-fraction", type=float, default=D.MAX_REJECTED_FRACTION,
                    help="fail when more than this fraction of rows breaks the contract")

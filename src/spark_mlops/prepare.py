@@ -447,10 +447,15 @@ def check_batch(
 
     Fails when more than ``max_rejected_fraction`` of the rows break the contract, when a
     feature is missing in more than ``max_null_fraction`` of the rows (it would be imputed
-    for almost every row and scored silently), or when a key repeats.
+    for almost every row and scored silently), or when a key repeats. A passed check of a job run
+    (``settings.job_run_id``) is recorded for that run's ``score`` (batch_check.py).
     """
+    from spark_mlops import batch_check
+
     spark = get_spark(settings)
     contract = dc.load_contract(settings.contract)
+    # The input's identity before the read: a change during the check then shows as another input.
+    identity = batch_check.input_identity(source, settings, tables_for(spark, settings))
     checked = read_checked(spark, settings, source, contract, with_label=False, count_duplicate_keys=True,
                            count_rejected=True)
     check_missing(checked, source, max_null_fraction)
@@ -463,4 +468,5 @@ def check_batch(
             f"{max_rejected_fraction:.0%}); first reasons: "
             f"{[r[0] for r in checked.df.where(F.col(dc.REASON_COLUMN).isNotNull()).select(dc.REASON_COLUMN).limit(3).collect()]}"
         )
+    batch_check.record(settings, identity, contract, rows, rejected)  # for score of this job run
     return rows, rejected

@@ -123,6 +123,9 @@ LOCK_SUFFIX = "__alias_lock"
 # ---- the validation run a verdict names (its tags and params are the evidence promote re-reads)
 RUN_STEP = "step"  # run tag: which step made the run
 STEP_VALIDATE = "validate"
+STEP_CHECK_BATCH = "check-batch"  # a passed batch check, for score of the same job run (batch_check.py)
+CHECKED_INPUT = "checked_input"  # run tag: the checked input's identity (batch_check.input_identity)
+CHECKED_CONTRACT = "checked_contract"  # run tag: the digest of the contract it was checked against
 RUN_VERDICT = "verdict"  # run tag: PASSED or FAILED
 RUN_MODEL_NAME = "model_name"  # run param
 RUN_MODEL_VERSION = "model_version"  # run param (and tag)

@@ -9,35 +9,25 @@ replaces it and duplicates nothing. Without ``--batch-id`` the id names the inpu
 
 from __future__ import annotations
 
-import hashlib
-import os
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
 
 import mlflow
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from spark_mlops import contract as dc
-from spark_mlops import evaluation, registry, tracking
+from spark_mlops import batch_check, evaluation, registry, tracking
 from spark_mlops.config import CHAMPION_ALIAS, ScoreConfig, Settings, redact
 from spark_mlops.errors import ConfigError, DataContractError, NoChampion
 from spark_mlops.prepare import INPUT_SUFFIX, read_checked
 from spark_mlops.spark import get_spark
-from spark_mlops.tables import (
-    DeltaTables,
-    check_partition_value,
-    is_path,
-    local_path,
-    rows_written,
-    tables_for,
-)
+from spark_mlops.tables import DeltaTables, check_partition_value, rows_written, tables_for
 from spark_mlops.timing import span
 
 BATCH_COLUMN = "batch_id"
-_DIGEST_CHARS = 12
+# The message of the predictions' guard (see run): a row out of contract in a batch vouched clean.
+_VOUCHED_ROW_REJECTED = "score: a row of a batch check-batch counted clean breaks the contract"
 
 
 def default_batch_id(source: str, settings: Settings | None = None, tables: DeltaTables | None = None) -> str:
@@ -57,32 +47,7 @@ def default_batch_id(source: str, settings: Settings | None = None, tables: Delt
       cannot be read without Spark; pass ``--batch-id`` to tell versions apart.
     ``<name>`` is the file (or table) name, for people reading the table; the digest makes it unique.
     """
-    digest = hashlib.sha256()
-    if not is_path(source):
-        name = source.split(".")[-1]
-        qualified = settings.table_name(source) if settings else source
-        digest.update(qualified.encode())
-        digest.update(str(tables.version(qualified) if tables else "").encode())
-    else:
-        path = local_path(settings, source) if settings else source
-        name = PurePosixPath(source.rstrip("/")).stem
-        if "://" in path or path.startswith(("dbfs:", "s3:", "abfss:")) or not os.path.exists(path):
-            digest.update(path.encode())
-        else:
-            _digest_files(digest, Path(path).resolve())
-    readable = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[: 127 - _DIGEST_CHARS] or "batch"
-    return f"{readable}-{digest.hexdigest()[:_DIGEST_CHARS]}"
-
-
-def _digest_files(digest, path: Path) -> None:
-    digest.update(str(path).encode())
-    files = [path] if path.is_file() else sorted(
-        p for p in path.rglob("*") if p.is_file() and not p.name.startswith(("_", "."))
-    )
-    for file in files:
-        stat = file.stat()
-        name = str(file.relative_to(path) if file != path else file.name)
-        digest.update(f"\0{name}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+    return batch_check.input_identity(source, settings, tables).batch_id
 
 
 def with_lineage(
@@ -158,6 +123,14 @@ def check_signature(signature, columns: dict[str, str], version: str, source: st
         )
 
 
+def _counted_clean(settings: Settings, experiment_id: str, identity: batch_check.InputIdentity, contract) -> bool:
+    record = batch_check.find(settings, experiment_id, identity, contract)
+    if record is None:
+        return False
+    print(f"score: check-batch of this job run counted {record.rows} rows, {record.rejected} rejected, in this input")
+    return record.rejected == 0
+
+
 @dataclass(frozen=True)
 class ScoreResult:
     batch_id: str
@@ -177,7 +150,9 @@ def run(settings: Settings, conf: ScoreConfig) -> ScoreResult:
         check_partition_value(conf.batch_id, "--batch-id")
     spark = get_spark(settings)
     tables = tables_for(spark, settings)
-    batch_id = conf.batch_id or check_partition_value(default_batch_id(conf.input, settings, tables), "batch id")
+    # The input's identity before anything reads it: a check record is trusted only for this identity.
+    input_identity = batch_check.input_identity(conf.input, settings, tables)
+    batch_id = conf.batch_id or check_partition_value(input_identity.batch_id, "batch id")
     contract = dc.load_contract(settings.contract)
     experiment_id = tracking.configure(settings)
     version = registry.alias_version(settings, CHAMPION_ALIAS)
@@ -188,9 +163,9 @@ def run(settings: Settings, conf: ScoreConfig) -> ScoreResult:
     pass_through_hint = contract.pass_through_columns or contract.feature_names
     # The contract's structure (columns, types) from the schema. A typed input (parquet, a table)
     # is then read only by the writes below: counting it first would be a pass over the batch that
-    # the job's check_batch has made already. An input whose values may fail their types (a CSV)
-    # is counted here, rejects included, since a bad value must stop the step before anything is
-    # written.
+    # the job's check_batch has made already (and recorded: batch_check.py). An input whose values
+    # may fail their types (a CSV) is counted here, rejects included, since a bad value must stop
+    # the step before anything is written.
     with span("score.check"):
         checked = read_checked(spark, settings, conf.input, contract, with_label=False, count_missing=False,
                                count_rejected=True, only_if_needed=True,
@@ -210,9 +185,15 @@ def run(settings: Settings, conf: ScoreConfig) -> ScoreResult:
                *[c for c in pass_through if c not in contract.feature_names]]
     model_inputs = [*dict.fromkeys([*carried, *contract.feature_names])]
     scored_at = datetime.now(UTC).replace(microsecond=0)
-    scored = without_raw_prediction(fitted).transform(checked.df.where(valid).select(*model_inputs))
-    predictions = with_lineage(scored, contract, settings.model_name, version, scored_at, identity=identity,
-                               pass_through=pass_through)
+    # A typed batch this job run's check-batch counted clean (batch_check.py says what is trusted).
+    vouched = checked.rejected is None and _counted_clean(settings, experiment_id, input_identity, contract)
+    model = without_raw_prediction(fitted)
+
+    def predictions(rows: Column) -> DataFrame:
+        scored = model.transform(checked.df.where(rows).select(*model_inputs))
+        return with_lineage(scored, contract, settings.model_name, version, scored_at, identity=identity,
+                            pass_through=pass_through)
+
     rejected = checked.df.where(~valid).select(
         *dict.fromkeys([*identity, *contract.feature_names, *pass_through]), dc.REASON_COLUMN,
         F.lit(scored_at).alias("rejected_at"))
@@ -220,20 +201,37 @@ def run(settings: Settings, conf: ScoreConfig) -> ScoreResult:
     # One Delta commit per table, none across them: the rejects first, the predictions last, so
     # a batch's predictions never appear before its rejects. A crash in between leaves this batch's
     # new rejects beside its old predictions (or none); rerunning the batch replaces both, and other
-    # batches are never touched. Rejects counted as none are not written (a rerun's DELETE clears
-    # the batch's old ones); uncounted, they are written even when there are none (the commit then
-    # empties the batch's partition), since only reading the batch would tell. The row counts are
+    # batches are never touched. Rejects counted as none (here, or by this job run's check-batch of
+    # this very input) are not written (a DELETE clears the batch's old ones); otherwise they are
+    # written even when there are none (the commit then empties the batch's partition), since only
+    # reading the batch would tell. The row counts are
     # what each commit records it wrote (Delta's operation metrics), not another pass. Not DataFrame.observe: once a score had observed its write, later Spark jobs over cached
     # data in the same session failed with "Task not serializable: ObservationManager" (Spark 4.1.4,
     # seen when the local runner's next task trained and evaluated in the same process). The
     # positive rate is the monitor's, which reads the predictions anyway.
+    # A batch vouched clean by its check is read once: its old rejects are deleted (whole files, no
+    # read of the batch) and the predictions' write is the one pass. That write holds every row it
+    # reads to the contract again (the guard: a rejected row fails the write's Spark job, so nothing
+    # is committed), since a change of content that the input's identity does not show (a copy that
+    # keeps size and modification time, a rewrite while score reads) must never be scored on the
+    # strength of an older check: then the batch is written as an unvouched one, rejects first.
     with span("score.write"):
-        if checked.rejected == 0:
+        rows_out = None
+        if checked.rejected == 0 or vouched:
             tables.delete_partition(rejected_table, BATCH_COLUMN, batch_id)
             rows_rejected = 0
-        else:
+            guard = F.when(valid, F.lit(True)).otherwise(F.raise_error(F.lit(_VOUCHED_ROW_REJECTED)))
+            try:
+                rows_out = rows_written(tables.replace_partition(
+                    output, predictions(guard if vouched else valid), BATCH_COLUMN, batch_id))
+            except Exception as exc:  # the guard's failure arrives wrapped in Spark's job failure
+                if not vouched or _VOUCHED_ROW_REJECTED not in str(exc):
+                    raise
+                print(f"score: {conf.input} has rows out of contract that check-batch did not count (it "
+                      "changed since the check): writing its rejects first, as for an unchecked batch")
+        if rows_out is None:
             rows_rejected = rows_written(tables.replace_partition(rejected_table, rejected, BATCH_COLUMN, batch_id))
-        rows_out = rows_written(tables.replace_partition(output, predictions, BATCH_COLUMN, batch_id))
+            rows_out = rows_written(tables.replace_partition(output, predictions(valid), BATCH_COLUMN, batch_id))
     result = ScoreResult(batch_id, str(version), rows_out + rows_rejected, rows_out, rows_rejected, output)
 
     with span("score.log_run"), mlflow.start_run(experiment_id=experiment_id, run_name=f"score-{batch_id}",
