@@ -16,9 +16,11 @@ Scoring paths, all on the same ``@champion`` model and the same parquet input (s
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -243,19 +245,22 @@ def batch_inference_rounds(spark, workdir: Path, rows: int, rounds: int, tables_
              "monitoring_table": f"bench_bi_monitoring{tables_suffix}"}
     batch = f"bi{rows}"
     tasks = {
-        "check_batch": lambda: prepare.check_batch(settings, source),
-        "score": lambda: scoring.run(settings, ScoreConfig(input=source, output_table=names["output_table"],
-                                                           rejected_table=names["rejected_table"], batch_id=batch)),
-        "monitor": lambda: monitoring.run(settings, monitoring.MonitorConfig(
+        "check_batch": lambda settings: prepare.check_batch(settings, source),
+        "score": lambda settings: scoring.run(settings, ScoreConfig(
+            input=source, output_table=names["output_table"], rejected_table=names["rejected_table"], batch_id=batch)),
+        "monitor": lambda settings: monitoring.run(settings, monitoring.MonitorConfig(
             batch_id=batch, predictions_table=names["output_table"], rejected_table=names["rejected_table"],
             monitoring_table=names["monitoring_table"], input=source)),
-        "drift_check": lambda: monitoring.drift_check(settings, batch, names["monitoring_table"], source=source),
+        "drift_check": lambda settings: monitoring.drift_check(settings, batch, names["monitoring_table"], source=source),
     }
     out = []
     for i in range(rounds + 1):
+        # Each round is one job run, as the job's tasks get {{job.run_id}} (--job-run-id): what
+        # check_batch records is then read back by score of the same round only (issue 30).
+        job_run = dataclasses.replace(settings, job_run_id=f"bench-{uuid.uuid4().hex[:12]}-{i}")
         for task in BATCH_INFERENCE_TASKS:
             wall, cpu = time.perf_counter(), _cpu_seconds()
-            tasks[task]()
+            tasks[task](job_run)
             out.append({"round": i, "task": task, "warm_up": i == 0, "seconds": round(time.perf_counter() - wall, 3),
                         "cpu_seconds": round(_cpu_seconds() - cpu, 3)})
     import spark_mlops
