@@ -224,6 +224,47 @@ def test_score_killed_at_each_write_point_is_repaired_by_a_rerun(spark, trained,
     only_delta_tables(warehouse.root)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["mid-write:1", "after-commit:1"])
+def test_score_of_a_batch_checked_clean_killed_at_its_write_is_repaired_by_a_rerun(spark, trained, tmp_path, point):
+    """A parquet batch the job run's check-batch counted clean: score deletes the batch's old
+    rejects (a DELETE, no DataFrame write) and writes its predictions, its one write. Before: b0
+    and b1 scored from the batch with 2 rejects. The killed score and its rerun (the same job run,
+    as a task retry) give b1 200 predictions and no rejects; b0 is never touched."""
+    view, args = released(trained, "1")
+    suffix = "checked_" + point.replace(":", "_").replace("-", "_")
+    names = ["--output-table", f"p_{suffix}", "--rejected-table", f"r_{suffix}"]
+    output, rejected = view.table_name(f"p_{suffix}"), view.table_name(f"r_{suffix}")
+    bad = str(as_parquet(batch_with_rejects(tmp_path), tmp_path / "with_rejects"))
+    clean = str(as_parquet(FIXTURES / "scoring_batch.csv", tmp_path / "clean"))
+    for batch in ("b0", "b1"):
+        assert run_cli("score", *args, *names, "--input", bad, "--batch-id", batch) == 0
+    tables, warehouse = tables_for(spark, view), LocalWarehouse(view.state_dir / "warehouse")
+    b0 = sorted(tuple(r) for r in tables.read(output).where(F.col("batch_id") == "b0").collect())
+    assert batch_counts(tables, rejected) == {"b0": 2, "b1": 2} and batch_counts(tables, output) == {"b0": 198, "b1": 198}
+    earlier = unreferenced(warehouse.location(output)) | unreferenced(warehouse.location(rejected))
+    assert run_cli("check-batch", *args, "--input", clean, "--job-run-id", "job7") == 0
+
+    job = ["score", *args, *names, "--input", clean, "--batch-id", "b1", "--job-run-id", "job7"]
+    killed_at(point, job, tmp_path, warehouse.location(output))
+    committed = point.startswith("after-commit")
+    assert batch_counts(tables, rejected) == {"b0": 2}  # the DELETE came first
+    assert batch_counts(tables, output) == {"b0": 198, "b1": 200 if committed else 198}
+    leftovers = unreferenced(warehouse.location(output)) - earlier
+    assert bool(leftovers) == (not committed), leftovers
+
+    assert run_cli(*job) == 0
+    assert batch_counts(tables, rejected) == {"b0": 2}
+    assert batch_counts(tables, output) == {"b0": 198, "b1": 200}
+    ids = [r["patient_id"] for r in tables.read(output).where(F.col("batch_id") == "b1").select("patient_id").collect()]
+    assert len(set(ids)) == 200  # every scored row exactly once
+    assert sorted(tuple(r) for r in tables.read(output).where(F.col("batch_id") == "b0").collect()) == b0
+    assert [c["operation"] for c in tables.history(rejected, 1)] == ["DELETE"]  # no rejects write read the batch
+    assert last_run_ids(tables, output, 1) == ["job7"]
+    assert unreferenced(warehouse.location(output)) | unreferenced(warehouse.location(rejected)) == earlier | leftovers
+    only_delta_tables(warehouse.root)
+
+
 # ---------------------------------------------------------------- monitor
 
 

@@ -16,8 +16,8 @@ import mlflow
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from spark_mlops import contract as dc
 from spark_mlops import batch_check, evaluation, registry, tracking
+from spark_mlops import contract as dc
 from spark_mlops.config import CHAMPION_ALIAS, ScoreConfig, Settings, redact
 from spark_mlops.errors import ConfigError, DataContractError, NoChampion
 from spark_mlops.prepare import INPUT_SUFFIX, read_checked
@@ -204,8 +204,8 @@ def run(settings: Settings, conf: ScoreConfig) -> ScoreResult:
     # batches are never touched. Rejects counted as none (here, or by this job run's check-batch of
     # this very input) are not written (a DELETE clears the batch's old ones); otherwise they are
     # written even when there are none (the commit then empties the batch's partition), since only
-    # reading the batch would tell. The row counts are
-    # what each commit records it wrote (Delta's operation metrics), not another pass. Not DataFrame.observe: once a score had observed its write, later Spark jobs over cached
+    # reading the batch would tell. The row counts are what each commit records it wrote (Delta's
+    # operation metrics), not another pass. Not DataFrame.observe: once a score had observed its write, later Spark jobs over cached
     # data in the same session failed with "Task not serializable: ObservationManager" (Spark 4.1.4,
     # seen when the local runner's next task trained and evaluated in the same process). The
     # positive rate is the monitor's, which reads the predictions anyway.
