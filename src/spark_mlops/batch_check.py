@@ -106,15 +106,20 @@ def record(settings: Settings, identity: InputIdentity, contract, rows: int, rej
     if not _keyed(settings) or identity.fingerprint is None:
         return
     import mlflow  # here: a check by hand never imports MLflow
+    from mlflow.exceptions import MlflowException
 
     from spark_mlops import tracking
 
-    experiment_id = tracking.configure(settings)
     tags = {**settings.run_tags(), rt.RUN_STEP: rt.STEP_CHECK_BATCH, rt.CHECKED_INPUT: identity.fingerprint,
             rt.CHECKED_CONTRACT: contract_digest(contract)}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"check-batch-{identity.batch_id}",
-                          tags=tracking.safe(tags)):
-        mlflow.log_metrics({"rows_in": rows, "rows_rejected": rejected})
+    try:
+        experiment_id = tracking.configure(settings)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"check-batch-{identity.batch_id}",
+                              tags=tracking.safe(tags)):
+            mlflow.log_metrics({"rows_in": rows, "rows_rejected": rejected})
+    except MlflowException as exc:  # the record only saves score a read: the check itself passed
+        print(f"check-batch: the check is not recorded for score ({str(exc).splitlines()[0]}); "
+              "score will read the batch for its rejects and again for its predictions")
 
 
 def find(settings: Settings, experiment_id: str, identity: InputIdentity, contract) -> CheckRecord | None:
