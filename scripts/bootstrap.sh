@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Creates (or refreshes) the project's virtualenv in .venv: the lifecycle with the pinned runtime
 # versions from pyproject.toml, and the development kit (devtools/); then fetches Delta Lake's
-# jars for local Spark once (scripts/fetch-delta-jars.sh). Sourced by scripts/demo.sh and
-# scripts/test.sh; idempotent.
+# jars for local Spark once (scripts/fetch-delta-jars.sh) and sets up the Databricks CLI with its
+# fake workspace (below). Sourced by scripts/demo.sh and scripts/test.sh; idempotent.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
@@ -48,4 +48,25 @@ if [ "$(cat "$VENV/.installed" 2>/dev/null)" != "$(stamp_of)" ]; then
   stamp_of > "$VENV/.installed"
 fi
 "$ROOT/scripts/fetch-delta-jars.sh" "$VENV/bin/python" || exit 1
+
+# The real Databricks CLI and its fake workspace: every local resolution of the bundle (spark-mlops
+# run, bundle validate, the demo, the tests) is `databricks bundle validate` against that fake
+# workspace (docs/bundle.md). Built once from the Go module proxy at the pipelines' pin and cached
+# (scripts/ci/build-databricks-cli.sh: a warm call builds nothing), then linked into .venv/bin.
+# SPARK_MLOPS_DATABRICKS_CLI_BIN already naming both binaries is used as it is; a caller that builds
+# the CLI itself meanwhile (.ci/run) sets SPARK_MLOPS_BOOTSTRAP_SKIP_CLI=1.
+if [ -z "${SPARK_MLOPS_BOOTSTRAP_SKIP_CLI:-}" ]; then
+  cli_bin="${SPARK_MLOPS_DATABRICKS_CLI_BIN:-}"
+  if [ -z "$cli_bin" ] || [ ! -x "$cli_bin/databricks" ] || [ ! -x "$cli_bin/fake-workspace" ]; then
+    go_version="$(go env GOVERSION 2>/dev/null || echo none)"
+    go_minor="$(echo "$go_version" | sed -n 's/^go1\.\([0-9]*\).*/\1/p')"
+    [ -n "$go_minor" ] && [ "$go_minor" -ge 26 ] \
+      || die "Go >= 1.26 is needed to build the Databricks CLI that resolves the bundle (found: $go_version); install it from https://go.dev/dl/ and run this command again."
+    cli_bin="$(bash "$ROOT/scripts/ci/build-databricks-cli.sh" | tail -n 1)" \
+      || die "building the Databricks CLI failed (output above)"
+  fi
+  ln -sfn "$cli_bin/databricks" "$VENV/bin/databricks"
+  ln -sfn "$cli_bin/fake-workspace" "$VENV/bin/fake-workspace"
+  export SPARK_MLOPS_DATABRICKS_CLI_BIN="$cli_bin"
+fi
 export PATH="$VENV/bin:$PATH"

@@ -27,13 +27,24 @@ for _var in list(os.environ):
     if _var.startswith(("SPARK_MLOPS_", "MLFLOW_TRACKING", "MLFLOW_REGISTRY", "DATABRICKS_", "BUNDLE_VAR_")):
         del os.environ[_var]
 os.environ["SPARK_MLOPS_GIT_COMMIT"] = "test-commit"
-# Local job runs resolve the bundle offline, whatever CLI is on PATH (no workspace here); the
-# tests of the CLI resolver set it themselves.
-os.environ["SPARK_MLOPS_BUNDLE_RESOLVER"] = "offline"
+# Every test that resolves the bundle does it with the real Databricks CLI against its fake
+# workspace (spark_mlops_dev.bundle.databricks_cli): scripts/test.sh sets both up through
+# scripts/bootstrap.sh (without them, resolving fails with the line that says what to run).
+if DATABRICKS_CLI_BIN:
+    os.environ["SPARK_MLOPS_DATABRICKS_CLI_BIN"] = DATABRICKS_CLI_BIN
 # The bundle's retries wait 60-120 s (min_retry_interval_millis), which the runner now waits in
 # full: a test whose job retries a failing task (score without a champion) waits 3 s instead, and
 # the run's output says so. 3 s > the 2.5 s of the test that checks a full wait.
 os.environ["SPARK_MLOPS_MAX_RETRY_WAIT_S"] = "3"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _local_fake_workspace_stopped():
+    """The fake workspace that resolving the bundle started (one per test process) ends with the session."""
+    yield
+    from spark_mlops_dev.bundle import databricks_cli
+
+    databricks_cli.stop_local_workspace()
 
 
 @pytest.fixture(autouse=True)

@@ -21,10 +21,10 @@ def test_each_workspace_tracks_to_its_own_store_and_all_share_one_registry(tmp_p
 def test_local_workspaces_follow_the_bundles_workspace_profiles():
     """Targets that deploy to one workspace (the same workspace.profile) share a local tracking store."""
     from spark_mlops.config import local_workspace
-    from spark_mlops_dev.bundle.loader import load_bundle
+    from spark_mlops_dev.bundle.databricks_cli import resolve_bundle
     from tests.conftest import REPO_ROOT
 
-    profiles = {t: (load_bundle(REPO_ROOT, t, local=True).config.get("workspace") or {}).get("profile")
+    profiles = {t: (resolve_bundle(REPO_ROOT, t).config.get("workspace") or {}).get("profile")
                 for t in ("dev", "test", "staging", "prod")}
     for a in profiles:
         for b in profiles:

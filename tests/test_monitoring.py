@@ -288,10 +288,10 @@ def test_drift_starts_the_retraining_job_through_the_local_runner(world, tmp_pat
     import io
 
     from spark_mlops_dev.bundle import runner
-    from spark_mlops_dev.bundle.loader import load_bundle
+    from spark_mlops_dev.bundle.databricks_cli import resolve_bundle
 
     root = gate_bundle(tmp_path, world)
-    bundle = load_bundle(root, target, local=True)
+    bundle = resolve_bundle(root, target)
     result = runner.run_job(bundle, "batch_inference", {"batch_id": batch, "input": world.inputs[batch]},
                             out=io.StringIO())
     assert str(result.state) == state, result.summary()

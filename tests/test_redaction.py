@@ -210,7 +210,7 @@ fail_with = "tests.bundle.sample_tasks:fail_with"
 @pytest.mark.parametrize("form", FORMS)
 def test_runner_output_and_task_errors_are_redacted(form, tmp_path: Path):
     from spark_mlops_dev.bundle import runner
-    from spark_mlops_dev.bundle.loader import load_bundle
+    from spark_mlops_dev.bundle.databricks_cli import resolve_bundle
 
     uri = forms("db.example.com")[form]
     job = {"name": "leaky", "parameters": [{"name": "input", "default": uri}],
@@ -222,7 +222,7 @@ def test_runner_output_and_task_errors_are_redacted(form, tmp_path: Path):
     (tmp_path / "databricks.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     (tmp_path / "pyproject.toml").write_text(PYPROJECT)
     out = io.StringIO()
-    result = runner.run_job(load_bundle(tmp_path, None, local=True), "leaky", out=out)
+    result = runner.run_job(resolve_bundle(tmp_path, None), "leaky", out=out)
     assert result.tasks["read"].status is runner.TaskStatus.FAILED
     printed = out.getvalue()
     assert "parameters: input=http://" in printed and "<- read: FAILED" in printed

@@ -6,13 +6,13 @@
 # 1. builds (or takes from its cache) the Databricks CLI at the pipelines' pin and the fake
 #    workspace (build-databricks-cli.sh; Go module proxy, no Terraform, no real workspace);
 # 2. builds the prebuilt wheel that databricks.yml's artifact uploads (build-wheel.sh dist);
-# 3. runs databricks_cli_checks.py: `bundle validate --strict` for dev/test/staging/prod, our
-#    loader against `bundle validate -o json`, deploy of staging and prod read back from the fake
+# 3. runs databricks_cli_checks.py: `bundle validate --strict` for dev/test/staging/prod, the
+#    deploy of staging and prod read back from the fake
 #    workspace, a second deploy that changes nothing, deploy + destroy of test;
-# 4. runs the tests that need the real CLI (marker databricks_cli): the loader comparison, the
-#    breakers, the official schema.
+# 4. runs the tests that need the real CLI's own fake workspace (marker databricks_cli): strict
+#    validation, the breakers, the official schema.
 # Its last stdout line is the checks' JSON summary (cli_version, validated, deployed,
-# loader_matches_cli, differences, failures).
+# failures).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$CI_ROOT"

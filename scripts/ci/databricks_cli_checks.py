@@ -4,9 +4,9 @@ Run by scripts/ci/databricks-cli-checks.sh (which builds the CLI and the wheel f
 
     python scripts/ci/databricks_cli_checks.py --bin BIN_DIR [--root .]
 
-1. ``databricks bundle validate --strict -t T`` for dev, test, staging and prod;
-2. our loader's resolved jobs and UC objects against ``bundle validate -o json -t T``
-   (spark_mlops_dev.bundle.databricks_cli.differences), per target;
+1. ``databricks bundle validate --strict -t T`` for dev, test, staging and prod (the CLI is the one
+   resolver of the bundle, also locally: spark_mlops_dev.bundle.databricks_cli);
+2. (removed: the comparison with the offline loader, which is gone)
 3. ``bundle deploy -t staging`` and ``-t prod`` (direct engine, the prebuilt wheel in dist/), then
    everything created is read back from the fake workspace and checked against the CLI's own
    resolved configuration: jobs (tasks and dependencies, entry points and parameters, libraries,
@@ -20,8 +20,7 @@ Run by scripts/ci/databricks-cli-checks.sh (which builds the CLI and the wheel f
    CLI against the fake workspace's registry: fake-workspace/registry.go), runs the linked job,
    approves and scores.
 
-The last stdout line is one JSON object (cli_version, validated, deployed, loader_matches_cli,
-differences, failures; with --run-jobs also ran: target -> job -> the run's result state as
+The last stdout line is one JSON object (cli_version, validated, deployed, failures; with --run-jobs also ran: target -> job -> the run's result state as
 runs/get reports it, registered: the model versions in the registry afterwards, and verdicts: how
 CD read the rejection and the crash). Exit 0 when every check passed.
 """
@@ -40,7 +39,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cd_runs import CdRuns, registered  # noqa: E402
 from fake_workspace import (  # noqa: E402
-    BUNDLE_VARIABLES,
     SERVICE_PRINCIPAL,
     TARGET_PROFILES,
     CliError,
@@ -48,7 +46,7 @@ from fake_workspace import (  # noqa: E402
     copy_bundle,
 )
 
-from spark_mlops_dev.bundle.databricks_cli import differences, resolve_resource_refs  # noqa: E402
+from spark_mlops_dev.bundle.databricks_cli import resolve_resource_refs  # noqa: E402
 
 TARGETS = ("dev", "test", "staging", "prod")
 DEPLOYED = ("staging", "prod")
@@ -295,8 +293,7 @@ def _run(bin_dir: Path, root: Path, started: float, state: Path | None = None) -
         raise SystemExit(f"dist/: expected one prebuilt wheel (bash scripts/ci/build-wheel.sh dist), found {len(wheels)}")
     wheel = wheels[0]
     wheel_sha_before = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    result: dict = {"cli_version": "", "validated": [], "deployed": {}, "loader_matches_cli": False,
-                    "differences": [], "failures": []}
+    result: dict = {"cli_version": "", "validated": [], "deployed": {}, "failures": []}
     with FakeWorkspace(bin_dir, python=sys.executable if state else None, state_dir=state) as ws:
         checks = Checks(ws, root)
         version = ws.cli("version", cwd=root).stdout.strip()
@@ -312,14 +309,6 @@ def _run(bin_dir: Path, root: Path, started: float, state: Path | None = None) -
                 result["validated"].append(target)
                 say(f"  ok {target}")
 
-        say("==> our loader against the CLI's resolved configuration")
-        for target, config in resolved.items():
-            found = differences(root, target, config, BUNDLE_VARIABLES)
-            result["differences"] += found
-            say(f"  {target}: {len(found)} difference(s)")
-            for line in found[:20]:
-                say(f"    {line}")
-        result["loader_matches_cli"] = len(resolved) == len(TARGETS) and not result["differences"]
 
         for target in DEPLOYED:
             if target not in resolved:
@@ -413,10 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run(args.bin, args.root.resolve(), args.run_jobs)
     except CliError as exc:
-        result = {"cli_version": "", "validated": [], "deployed": {}, "loader_matches_cli": False,
-                  "differences": [], "failures": [str(exc)]}
+        result = {"cli_version": "", "validated": [], "deployed": {}, "failures": [str(exc)]}
         say(f"  FAIL {exc}")
-    ok = not result["failures"] and result["loader_matches_cli"]
+    ok = not result["failures"]
     say(f"==> {'every check passed' if ok else 'FAILED'}")
     print(json.dumps(result, sort_keys=False))
     return 0 if ok else 1

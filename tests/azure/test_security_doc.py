@@ -7,7 +7,7 @@ import re
 
 import yaml
 
-from spark_mlops_dev.bundle.loader import load_bundle
+from spark_mlops_dev.bundle.databricks_cli import resolve_bundle
 
 from .helpers import PIPELINES_DIR, REPO_ROOT, check_pipelines
 
@@ -28,7 +28,7 @@ def test_the_groups_it_names_are_the_bundle_defaults():
     variables = yaml.safe_load((REPO_ROOT / "databricks.yml").read_text())["variables"]
     for name in ("workspace_readers_group", "uc_model_readers", "oncall_group"):
         assert f"`{variables[name]['default']}`" in text, name
-    prod = load_bundle(REPO_ROOT, "prod")
+    prod = resolve_bundle(REPO_ROOT, "prod")
     assert {"level": "CAN_MANAGE_RUN", "group_name": variables["oncall_group"]["default"]} in \
         prod.jobs["rollback"]["permissions"]
 

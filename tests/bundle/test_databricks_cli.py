@@ -1,9 +1,10 @@
 """The real Databricks CLI against the CLI's own fake workspace (scripts/ci/fake-workspace).
 
-* our offline loader resolves every target as ``databricks bundle validate -o json`` does;
+* every target passes ``bundle validate --strict``;
 * every kind of deploy-breaker found in earlier rounds is refused by the real CLI
   (``bundle validate --strict``) or by our validator (``spark-mlops bundle validate``);
-* ``spark-mlops run`` takes the CLI's resolution when the CLI is on PATH;
+* ``spark-mlops run`` resolves with the CLI, against the dev kit's local fake workspace, and with no
+  fallback: a CLI that fails is an error;
 * the bundle schema the tests use is the CLI's own (``databricks bundle schema``).
 
 Needs ``databricks`` and ``fake-workspace`` from scripts/ci/build-databricks-cli.sh (found through
@@ -20,12 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from spark_mlops_dev.bundle import databricks_cli, loader, validate
+from spark_mlops.errors import ConfigError
+from spark_mlops_dev.bundle import databricks_cli, validate
 from spark_mlops_dev.bundle import schema as bschema
 from tests.conftest import DATABRICKS_CLI_BIN, REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "scripts" / "ci"))
-from fake_workspace import BUNDLE_VARIABLES, FakeWorkspace, copy_bundle, find_bin  # noqa: E402
+from fake_workspace import FakeWorkspace, copy_bundle, find_bin  # noqa: E402
 
 pytestmark = [pytest.mark.databricks_cli, pytest.mark.slow]
 
@@ -40,10 +42,7 @@ def _ci() -> bool:
 def cli_bin() -> Path:
     if DATABRICKS_CLI_BIN:
         os.environ["SPARK_MLOPS_DATABRICKS_CLI_BIN"] = DATABRICKS_CLI_BIN
-    try:
-        found = find_bin()
-    finally:
-        os.environ.pop("SPARK_MLOPS_DATABRICKS_CLI_BIN", None)
+    found = find_bin()
     if found is None:
         message = ("the Databricks CLI and fake-workspace are not built: run "
                    "bin=\"$(bash scripts/ci/build-databricks-cli.sh | tail -n 1)\" and set "
@@ -65,17 +64,7 @@ def bundle(tmp_path_factory) -> Path:
     return copy_bundle(REPO_ROOT, tmp_path_factory.mktemp("copy") / "bundle")
 
 
-@pytest.fixture(scope="module")
-def resolved(workspace, bundle) -> dict[str, dict]:
-    return {t: workspace.cli("bundle", "validate", "-o", "json", "-t", t, cwd=bundle).json() for t in TARGETS}
-
-
-# ---------------------------------------------------------------- the loader against the CLI
-
-
-@pytest.mark.parametrize("target", TARGETS)
-def test_loader_matches_the_cli(bundle, resolved, target):
-    assert databricks_cli.differences(bundle, target, resolved[target], BUNDLE_VARIABLES) == []
+# ---------------------------------------------------------------- the CLI as the one resolver
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -84,24 +73,8 @@ def test_every_target_passes_strict_validation(workspace, bundle, target):
     assert r.returncode == 0, r.stderr[-3000:]
 
 
-def test_the_comparison_sees_a_loader_that_forgets_the_presets(bundle, resolved, monkeypatch):
-    # The comparison must be able to fail: a loader without the CLI's name prefixes differs on
-    # the names of jobs, schema, model and experiment, and on every parameter that names them.
-    monkeypatch.setattr(loader, "_apply_presets", lambda *a, **k: None)
-    found = databricks_cli.differences(bundle, "test", resolved["test"], BUNDLE_VARIABLES)
-    assert "test.jobs.training.name: ours \"spark-mlops train model (test)\", the CLI " \
-           "\"[test manual] spark-mlops train model (test)\"" in found
-    assert any(line.startswith("test.schemas.deployment_schema.full_name: ours \"staging.spark_mlops\"")
-               for line in found)
-    assert any(".named_parameters.model-name: ours \"staging.spark_mlops.diabetes_classifier\"" in line
-               for line in found)
-
-
-def test_run_takes_the_cli_resolution_when_the_cli_is_on_path(workspace, bundle, monkeypatch):
-    for key, value in workspace.env().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv(databricks_cli.RESOLVER_ENV, "cli")
-    monkeypatch.chdir(bundle)
+def test_run_resolves_with_the_cli_against_the_local_fake_workspace(bundle, monkeypatch):
+    monkeypatch.setenv("DATABRICKS_HOST", "https://adb-1.2.azuredatabricks.net")  # never reached
     b = databricks_cli.resolve_bundle(bundle, "dev")
     # the fake workspace's user deploys dev: development mode names things after that user
     assert b.jobs["training"]["name"] == "[dev tester] spark-mlops train model (dev)"
@@ -111,19 +84,19 @@ def test_run_takes_the_cli_resolution_when_the_cli_is_on_path(workspace, bundle,
     assert b.variables["schema"] == "dev_tester_spark_mlops"
     retrain = next(t for t in b.jobs["batch_inference"]["tasks"] if t["task_key"] == "retrain")
     assert retrain["run_job_task"]["job_id"] == "${resources.jobs.retraining.id}"  # known after deploy
+    assert b.config["workspace"]["host"].startswith("http://127.0.0.1:")
 
 
-def test_run_without_a_working_cli_falls_back_or_fails(bundle, monkeypatch, capsys, tmp_path):
-    broken = tmp_path / "databricks"
-    broken.write_text("#!/bin/sh\necho 'Error: cannot resolve bundle auth configuration' >&2\nexit 1\n")
-    broken.chmod(0o755)
-    monkeypatch.setenv(databricks_cli.CLI_ENV, str(broken))
-    monkeypatch.setenv(databricks_cli.RESOLVER_ENV, "auto")
-    b = databricks_cli.resolve_bundle(bundle, "dev")
-    assert b.jobs["training"]["name"] == "[dev local_user] spark-mlops train model (dev)"
-    assert "cannot resolve bundle auth configuration; resolving the bundle offline" in capsys.readouterr().err
-    monkeypatch.setenv(databricks_cli.RESOLVER_ENV, "cli")
-    with pytest.raises(Exception, match="cannot resolve bundle auth configuration"):
+def test_a_failing_cli_is_an_error_not_a_fallback(bundle, monkeypatch, tmp_path, cli_bin):
+    broken = tmp_path / "bin"
+    broken.mkdir()
+    (broken / "databricks").write_text("#!/bin/sh\necho 'Error: cannot resolve bundle auth configuration' >&2\nexit 1\n")
+    (broken / "databricks").chmod(0o755)
+    (broken / "fake-workspace").symlink_to(cli_bin / "fake-workspace")
+    monkeypatch.setenv("SPARK_MLOPS_DATABRICKS_CLI_BIN", str(broken))
+    monkeypatch.setenv("SPARK_MLOPS_STATE_DIR", str(tmp_path / "state"))  # nothing cached
+    monkeypatch.setattr(databricks_cli, "_local", None)  # a workspace of this CLI
+    with pytest.raises(ConfigError, match="databricks bundle validate -t dev: cannot resolve bundle auth configuration"):
         databricks_cli.resolve_bundle(bundle, "dev")
 
 

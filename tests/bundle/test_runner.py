@@ -18,7 +18,7 @@ import yaml
 from spark_mlops import cli
 from spark_mlops.errors import ConfigError
 from spark_mlops_dev.bundle import runner
-from spark_mlops_dev.bundle.loader import load_bundle
+from spark_mlops_dev.bundle.databricks_cli import resolve_bundle
 
 PYPROJECT = """\
 [project]
@@ -88,7 +88,7 @@ class Job:
 
     def run(self, parameters: dict | None = None, **kwargs) -> runner.JobRunResult:
         self.write()
-        bundle = load_bundle(self.root, None, local=True)
+        bundle = resolve_bundle(self.root, None)
         kwargs.setdefault("out", io.StringIO())
         kwargs.setdefault("state_dir", self.root / "state")
         return runner.run_job(bundle, self.key, parameters, **kwargs)
@@ -446,10 +446,10 @@ def test_run_metadata_references(job: Job):
     result = job.run(run_id=42)
     args = result.tasks["a"].argv
     # development mode: the job is named as the CLI deploys it for the local identity
-    assert "--run=42" in args and "--task=a" in args and "--job_name=[dev local_user] demo job" in args
+    assert "--run=42" in args and "--task=a" in args and "--job_name=[dev tester] demo job" in args
     assert f"--day={result.start_time.date().isoformat()}" in args
     assert "--other={{other.thing}}" in args  # unknown namespace: literal, like Databricks
-    assert "--bundle_var=v1" in args  # ${...} resolved by the loader
+    assert "--bundle_var=v1" in args  # ${...} resolved by the CLI
     assert next(a for a in args if a.startswith("--job_id=")).removeprefix("--job_id=").isdigit()
     assert result.run_id == "42"
 

@@ -13,7 +13,7 @@ import pytest
 
 from spark_mlops.errors import ConfigError
 from spark_mlops_dev.bundle import runner
-from spark_mlops_dev.bundle.loader import load_bundle
+from spark_mlops_dev.bundle.databricks_cli import resolve_bundle
 from tests.bundle.test_runner import Job
 
 
@@ -32,7 +32,7 @@ def _failing_middle(job: Job, tmp_path: Path) -> None:
 def _repair(job: Job, run_id: str, **kwargs) -> runner.JobRunResult:
     kwargs.setdefault("out", io.StringIO())
     kwargs.setdefault("state_dir", job.root / "state")
-    return runner.repair_run(load_bundle(job.root, None, local=True), run_id, **kwargs)
+    return runner.repair_run(resolve_bundle(job.root, None), run_id, **kwargs)
 
 
 def test_a_repair_reruns_the_failed_and_skipped_tasks_and_keeps_the_rest(job: Job, tmp_path: Path):
@@ -112,7 +112,7 @@ def test_a_run_in_progress_is_recorded_and_can_be_canceled(job: Job):
     cleanup = job.wheel("cleanup", after=["slow"])
     cleanup["run_if"] = "ALL_DONE"
     job.write()
-    bundle = load_bundle(job.root, None, local=True)
+    bundle = resolve_bundle(job.root, None)
     state = job.root / "state"
     results: list[runner.JobRunResult] = []
     options = runner.RunOptions(process_per_task=True, kill_grace_s=1.0)

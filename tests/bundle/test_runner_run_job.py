@@ -16,7 +16,7 @@ import yaml
 
 from spark_mlops.errors import ConfigError
 from spark_mlops_dev.bundle import runner
-from spark_mlops_dev.bundle.loader import load_bundle
+from spark_mlops_dev.bundle.databricks_cli import resolve_bundle
 
 PYPROJECT = """\
 [project]
@@ -65,7 +65,7 @@ def write_bundle(root: Path, jobs: dict, variables: dict | None = None) -> Path:
 
 
 def run(root: Path, job: str, variables: dict | None = None, **kwargs) -> runner.JobRunResult:
-    bundle = load_bundle(root, None, variables, local=True)
+    bundle = resolve_bundle(root, None, variables)
     kwargs.setdefault("out", io.StringIO())
     kwargs.setdefault("state_dir", root / "state")
     return runner.run_job(bundle, job, **kwargs)
@@ -254,10 +254,10 @@ def test_a_scoring_batch_does_not_become_the_training_input_of_a_retraining(tmp_
     training reads (issue 26)."""
     import copy
 
-    from spark_mlops_dev.bundle.loader import Bundle
+    from spark_mlops_dev.bundle.resolved import Bundle
     from tests.conftest import REPO_ROOT
 
-    real = load_bundle(REPO_ROOT, "staging", {"retrain_on_drift": "true", "model_source": "train"}, local=True)
+    real = resolve_bundle(REPO_ROOT, "staging", {"retrain_on_drift": "true", "model_source": "train"})
     config = copy.deepcopy(real.config)
     log = tmp_path / "calls.jsonl"
     _stand_in_tasks(config, log, failing={"drift_check": 7})  # drift: the gate starts a retraining
@@ -305,7 +305,7 @@ def test_a_parent_parameter_that_would_override_a_job_below_it_is_named(bundle_c
     bundle_copy.replace("resources/batch_inference.job.yml", "- name: scoring_input", "- name: input")
     bundle_copy.replace("resources/batch_inference.job.yml", "{{job.parameters.scoring_input}}",
                         "{{job.parameters.input}}", count=4)
-    bundle = load_bundle(bundle_copy.root, "staging", local=True)
+    bundle = resolve_bundle(bundle_copy.root, "staging")
     (line,) = runner.pushdown_collisions(bundle, "batch_inference")
     assert line == ("job parameter 'input' of batch_inference reaches job training (batch_inference -> retraining -> "
                     "training, task 'train') and overrides its parameter 'input', task 'prepare''s --input")
@@ -313,7 +313,7 @@ def test_a_parent_parameter_that_would_override_a_job_below_it_is_named(bundle_c
 
 def test_the_bundle_s_jobs_push_nothing_down_that_overrides_a_job_below_them(repo_root):
     for target in ("dev", "test", "staging", "prod"):
-        bundle = load_bundle(repo_root, target, local=True)
+        bundle = resolve_bundle(repo_root, target)
         assert {key: runner.pushdown_collisions(bundle, key) for key in bundle.jobs} == dict.fromkeys(bundle.jobs, [])
 
 
@@ -324,7 +324,7 @@ def test_an_explicitly_forwarded_parameter_is_meant(tmp_path):
         {"task_key": "go", "run_job_task": {"job_id": "${resources.jobs.child.id}",
                                             "job_parameters": {"input": "{{job.parameters.input}}"}}}]}
     write_bundle(tmp_path, {"parent": parent, "child": child})
-    bundle = load_bundle(tmp_path, None, local=True)
+    bundle = resolve_bundle(tmp_path, None)
     assert runner.pushdown_collisions(bundle, "parent") == []
     del parent["tasks"][0]["run_job_task"]["job_parameters"]
     write_bundle(tmp_path, {"parent": parent, "child": child})

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from spark_mlops_dev.bundle import runner
-from spark_mlops_dev.bundle.loader import load_bundle
+from spark_mlops_dev.bundle.databricks_cli import resolve_bundle
 
 PYPROJECT = """\
 [project]
@@ -48,7 +48,7 @@ def run(root: Path, jobs: dict, job: str, **kwargs) -> runner.JobRunResult:
     (root / "pyproject.toml").write_text(PYPROJECT)
     kwargs.setdefault("out", io.StringIO())
     kwargs.setdefault("state_dir", root / "state")
-    return runner.run_job(load_bundle(root, None, local=True), job, **kwargs)
+    return runner.run_job(resolve_bundle(root, None), job, **kwargs)
 
 
 def events(log: Path) -> list[str]:

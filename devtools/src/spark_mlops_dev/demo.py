@@ -31,7 +31,7 @@ from spark_mlops.tables import local_path
 from spark_mlops.timing import span
 from spark_mlops_dev import workspace
 from spark_mlops_dev.bundle import targets
-from spark_mlops_dev.bundle.loader import Bundle
+from spark_mlops_dev.bundle.resolved import Bundle
 from spark_mlops_dev.bundle.runner import JobRunResult, run_job
 
 # (target, jobs in order): the way a model reaches production in deploy-the-model mode.

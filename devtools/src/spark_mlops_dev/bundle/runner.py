@@ -692,8 +692,8 @@ def run_bundle_job(
     process_per_task: bool = False,
     options: RunOptions | None = None,
 ) -> JobRunResult:
-    """Load the bundle at ``root`` for ``target`` and run ``job``: resolved by the Databricks CLI
-    where it is on PATH, else offline with local workspace values (databricks_cli.resolve_bundle)."""
+    """Load the bundle at ``root`` for ``target`` as the real Databricks CLI resolves it
+    (databricks_cli.resolve_bundle) and run ``job``."""
     from spark_mlops_dev.bundle.databricks_cli import resolve_bundle
 
     bundle = resolve_bundle(root, target, dict(variables or {}))

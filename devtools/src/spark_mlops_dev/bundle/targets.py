@@ -14,7 +14,7 @@ from pathlib import Path
 from spark_mlops.config import Settings, local_tracking_uri
 from spark_mlops.errors import ConfigError
 from spark_mlops_dev.bundle.databricks_cli import resolve_bundle
-from spark_mlops_dev.bundle.loader import Bundle
+from spark_mlops_dev.bundle.resolved import Bundle
 
 
 def bundle_root(start: Path | None = None) -> Path:

@@ -1,23 +1,25 @@
 """``spark-mlops bundle validate``: offline checks of databricks.yml + resources/.
 
-The real Databricks CLI is the reference: CI runs ``databricks bundle validate --strict`` on every
-target and deploys staging and prod against the CLI's fake workspace
-(scripts/ci/databricks-cli-checks.sh). This validator keeps what the CLI does not check (each
-rule says which doc or source makes it a breaker; tests/bundle/test_databricks_cli.py re-introduces
-every breaker found so far and shows that the CLI or this validator refuses it), plus two offline
-stand-ins for the CLI, for machines without it:
+The real Databricks CLI is the reference and the only resolver: every target is resolved by
+``databricks bundle validate -o json --include-locations`` against the CLI's own fake workspace
+(:mod:`.databricks_cli`), and CI also runs ``bundle validate --strict`` and deploys staging and prod
+(scripts/ci/databricks-cli-checks.sh). This validator adds what the CLI does not check (each rule
+says which doc or source makes it a breaker; tests/bundle/test_databricks_cli.py re-introduces
+every breaker found so far and shows that the CLI or this validator refuses it):
 
 1. **schema**: every bundle file, as written, against the CLI's own bundle JSON schema
    (``databricks bundle schema``; see :mod:`spark_mlops_dev.bundle.schema`);
-2. **resolution**: every target merged and resolved by :mod:`.loader` (undeclared variables,
-   references to missing resources, cycles);
-3. **rules the CLI does not check**: the task graph and what it runs (entry points of the wheel
+2. **resolution**: the CLI's own errors for each target (undeclared variables, unknown references,
+   cycles, duplicate resources, ...), one line each with the file:line the CLI names; its
+   warnings are shown as warnings (``bundle validate --strict`` fails on them in CI);
+3. **rules the CLI does not check**, on the CLI's resolved configuration: the task graph and what it runs (entry points of the wheel
    and their flags, task values a wheel task cannot set, job parameters), what the CLI accepts but
    a workspace refuses or mis-runs (runtime keys, principals of permissions vs grants, dfs-tmpdir
    of Spark-model tasks, per-developer schemas), this project's target rules (run_as, workspace
    profiles, paused triggers outside prod, service-principal roots), hard-coded hosts and secrets.
 
-Every problem names the file, the YAML path and what was expected vs found.
+Every problem names the file (and line, where the CLI records one), the YAML path and what was
+expected vs found.
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ from spark_mlops.constants import (
     REQUIRED_TARGETS,
 )
 from spark_mlops.errors import ConfigError
-from spark_mlops_dev.bundle import entry_points, graph, job_rules, loader, timeouts
-from spark_mlops_dev.bundle.loader import Bundle, format_path, origin_of
+from spark_mlops_dev.bundle import databricks_cli, entry_points, graph, job_rules, timeouts
+from spark_mlops_dev.bundle.files import bundle_files, format_path, origin_of, written_sections
+from spark_mlops_dev.bundle.resolved import Bundle
 
 # Dynamic value references a job may use ({{...}}); anything else is probably a typo.
 _DYNAMIC = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
@@ -73,9 +76,11 @@ class Problem:
     file: str
     path: str
     message: str
+    line: int | None = None  # where the CLI's locations say the path was written
 
     def __str__(self) -> str:
-        return f"{self.file}: {self.path}: {self.message}"
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path}: {self.message}"
 
 
 @dataclass
@@ -92,8 +97,8 @@ class Report:
     targets: list[TargetResult] = field(default_factory=list)
     schema_source: str | None = None
 
-    def add(self, file: str, path: tuple | str, message: str) -> None:
-        p = Problem(file, path if isinstance(path, str) else format_path(path), message)
+    def add(self, file: str, path: tuple | str, message: str, line: int | None = None) -> None:
+        p = Problem(file, path if isinstance(path, str) else format_path(path), message, line)
         if p not in self.problems:
             self.problems.append(p)
 
@@ -155,7 +160,7 @@ def check_schema(files: list[tuple[str, dict]], root: Path, report: Report, sche
 
 
 def check_written(files: list[tuple[str, dict]], report: Report) -> None:
-    # (An undeclared ${var.x} the CLI refuses itself; offline, resolving each target reports it.)
+    # (An undeclared ${var.x} the CLI refuses itself: the resolution stage reports its error.)
     for rel, data in files:
         # Task keys must be unique within each definition: the CLI merges tasks of one job by
         # task_key (resourcemutator/merge_job_tasks.go), so a repeated key silently becomes one task.
@@ -266,12 +271,11 @@ def check_bundle_target(bundle: Bundle, root: Path, report: Report, wheel_entry_
     target = bundle.target
     run_as = bundle.config.get("run_as") or {}
     if target in PRODUCTION_TARGETS and not (run_as.get("service_principal_name") or run_as.get("user_name")):
-        report.add(*_split_where(bundle.where(("run_as",))),
+        _add_at(report, bundle, ("run_as",),
                    f"[target {target}] run_as resolves to {run_as!r}; expected a service principal")
 
     for jkey, job in bundle.jobs.items():
         jpath = ("resources", "jobs", jkey)
-        file = _split_where(bundle.where(jpath))[0]
         # active triggers in dev/test
         if target in NO_ACTIVE_TRIGGER_TARGETS:
             for section in ("schedule", "trigger", "continuous"):
@@ -279,37 +283,43 @@ def check_bundle_target(bundle: Bundle, root: Path, report: Report, wheel_entry_
                     ppath = (*jpath, section, "pause_status")
                     written = _written(bundle, ppath)
                     how = f" (written as {written!r})" if written not in (None, "UNPAUSED") else ""
-                    report.add(*_split_where(bundle.where(ppath)),
+                    _add_at(report, bundle, ppath,
                                f"[target {target}] expected PAUSED (no active {section} outside prod), "
                                f"found UNPAUSED{how}")
 
-        _check_tasks(bundle, job, jpath, file, report, wheel_entry_points, subcommands)
+        _check_tasks(bundle, job, jpath, report, wheel_entry_points, subcommands)
 
 
 def _written(bundle: Bundle, path: tuple) -> Any:
-    """The value at ``path`` as written (the target override's if it sets it), or None."""
-    raw = bundle.origins.get("__raw__") or {}
+    """The value at ``path`` as written in the bundle's files (the target override's if one sets
+    it), or None: for messages that show what was written behind a resolved value."""
+    try:
+        files = bundle_files(bundle.root)
+    except ConfigError:
+        return None
     for candidate in (("targets", bundle.target, *path), path):
-        node: Any = raw
-        for part in candidate:
-            if isinstance(node, dict) and part in node:
-                node = node[part]
-            else:
-                node = None
-                break
-        if node is not None:
-            return node
+        for _, data in files:
+            node: Any = data
+            for part in candidate:
+                if isinstance(node, dict) and part in node:
+                    node = node[part]
+                else:
+                    node = None
+                    break
+            if node is not None:
+                return node
     return None
 
 
-def _split_where(where: str) -> tuple[str, str]:
-    file, _, path = where.partition(": ")
-    return file, path
+def _add_at(report: Report, bundle: Bundle, path: tuple, message: str) -> None:
+    """A problem at ``path`` of the resolved configuration, with the file and line the CLI names."""
+    file, line = bundle.where(path)
+    report.add(file, path, message, line)
 
 
 # Each rule below says where it breaks: `bundle validate --strict` (databricks/cli v1.12.1) refuses only those
 # marked "also refused by databricks/cli"; the rest pass the CLI and break at deploy or run, or are ours.
-def _check_tasks(bundle: Bundle, job: dict, jpath: tuple, file: str, report: Report,
+def _check_tasks(bundle: Bundle, job: dict, jpath: tuple, report: Report,
                  wheel_entry_points: dict[str, str] | None,
                  subcommands: dict[str, argparse.ArgumentParser]) -> None:
     tasks = [t for t in job.get("tasks") or [] if isinstance(t, dict)]
@@ -327,26 +337,26 @@ def _check_tasks(bundle: Bundle, job: dict, jpath: tuple, file: str, report: Rep
             dkey = dep.get("task_key") if isinstance(dep, dict) else None
             # not checked by databricks/cli v1.12.1; the Jobs API answers "Invalid dependency graph" at deploy
             if dkey not in by_key:
-                report.add(file, (*tpath, "depends_on", j, "task_key"),
+                _add_at(report, bundle, (*tpath, "depends_on", j, "task_key"),
                            f"depends on {dkey!r}, which is not a task of this job; expected one of: "
                            f"{', '.join(k for k in keys if k != task.get('task_key'))}")
                 continue
             task_graph[task.get("task_key")].append(dkey)
             # the Jobs API: outcome "can only be specified on condition task dependencies": docs: api/jobs
             if "outcome" in dep and "condition_task" not in by_key[dkey]:
-                report.add(file, (*tpath, "depends_on", j, "outcome"),
+                _add_at(report, bundle, (*tpath, "depends_on", j, "outcome"),
                            f"outcome set, but {dkey!r} is not a condition_task")
         jck = task.get("job_cluster_key")
         # also refused by databricks/cli bundle/config/validate/job_cluster_key_defined.go (warning; --strict)
         if jck is not None and jck not in clusters:
-            report.add(file, (*tpath, "job_cluster_key"),
+            _add_at(report, bundle, (*tpath, "job_cluster_key"),
                        f"{jck!r} is not a job_clusters entry; expected one of: {', '.join(sorted(clusters))}")
 
     # not checked by databricks/cli v1.12.1; the Jobs API answers "Invalid dependency graph" at deploy
     cycle = graph.find_cycle(task_graph)
     if cycle:
         first = keys.index(cycle[0])
-        report.add(file, (*jpath, "tasks", first, "depends_on"),
+        _add_at(report, bundle, (*jpath, "tasks", first, "depends_on"),
                    f"the task graph has a cycle: {' -> '.join(cycle)} (each depends on the next); "
                    "expected an acyclic graph")
         upstream = {k: set() for k in task_graph}
@@ -359,74 +369,74 @@ def _check_tasks(bundle: Bundle, job: dict, jpath: tuple, file: str, report: Rep
         # python_wheel_task: entry point + flags
         pwt = task.get("python_wheel_task")
         if isinstance(pwt, dict):
-            _check_wheel_task(pwt, (*tpath, "python_wheel_task"), file, report, wheel_entry_points, subcommands)
+            _check_wheel_task(pwt, (*tpath, "python_wheel_task"), bundle, report, wheel_entry_points, subcommands)
             # runs, then fails (the package is not installed): docs: jobs/python-wheel
             if not task.get("libraries") and not task.get("environment_key"):
-                report.add(file, tpath, "python_wheel_task without the wheel; expected libraries: "
+                _add_at(report, bundle, tpath, "python_wheel_task without the wheel; expected libraries: "
                            "[{whl: ../dist/*.whl}] or an environment_key")
         # dynamic references in every string of the task
         for spath, text in _strings(task, tpath):
             # a bad one is an error or passed on as text: docs: jobs/dynamic-value-references
             for ref in _DYNAMIC.findall(text):
                 if not _KNOWN_DYNAMIC.match(ref):
-                    report.add(file, spath, f"unknown dynamic value reference {{{{{ref}}}}}")
+                    _add_at(report, bundle, spath, f"unknown dynamic value reference {{{{{ref}}}}}")
             # resolves only to a defined job parameter: docs: jobs/job-parameters
             for pname in _JOB_PARAM_REF.findall(text):
                 if pname not in params:
-                    report.add(file, spath, f"{{{{job.parameters.{pname}}}}} is not a job parameter; "
+                    _add_at(report, bundle, spath, f"{{{{job.parameters.{pname}}}}} is not a job parameter; "
                                f"expected one of: {', '.join(sorted(p for p in params if p)) or 'none'}")
             for src, value in _TASK_VALUE_REF.findall(text):
                 where = f"{{{{tasks.{src}.values.{value}}}}}"
                 if src not in by_key:  # docs: jobs/dynamic-value-references
-                    report.add(file, spath, f"{where}: no task {src!r} in this job")
+                    _add_at(report, bundle, spath, f"{where}: no task {src!r} in this job")
                     continue
                 # a task value is read by subsequent tasks only: docs: jobs/task-values
                 if src not in upstream.get(key, set()):
-                    report.add(file, spath, f"{where}: task {src!r} is not upstream of {key!r}; expected "
+                    _add_at(report, bundle, spath, f"{where}: task {src!r} is not upstream of {key!r}; expected "
                                f"{key!r} to depend on it (directly or transitively)")
                 # runs, then never resolves: only Python notebooks set task values: docs: jobs/task-values
                 if "notebook_task" not in by_key[src]:
                     kind = next((k for k in by_key[src] if k.endswith("_task")), "task")
-                    report.add(file, spath, f"{where}: task {src!r} is a {kind}; only Python notebook tasks "
+                    _add_at(report, bundle, spath, f"{where}: task {src!r} is a {kind}; only Python notebook tasks "
                                "can set task values (dbutils.jobs.taskValues, docs: jobs/task-values), so this "
                                "never resolves; expected a gate on exit codes, run_if, or a condition on a literal")
 
 
-def _check_wheel_task(pwt: dict, path: tuple, file: str, report: Report,
+def _check_wheel_task(pwt: dict, path: tuple, bundle: Bundle, report: Report,
                       wheel_entry_points: dict[str, str] | None,
                       subcommands: dict[str, argparse.ArgumentParser]) -> None:
     pkg = pwt.get("package_name")
     # missing: also refused by databricks/cli bundle/config/validate/required.go; wrong: docs: jobs/python-wheel
     if pkg != PACKAGE_NAME:
-        report.add(file, (*path, "package_name"), f"expected {PACKAGE_NAME!r}, found {pkg!r}")
+        _add_at(report, bundle, (*path, "package_name"), f"expected {PACKAGE_NAME!r}, found {pkg!r}")
     ep = pwt.get("entry_point")
     # missing: also refused by databricks/cli bundle/config/validate/required.go; unknown: docs: jobs/python-wheel
     if wheel_entry_points is not None and ep not in wheel_entry_points:
-        report.add(file, (*path, "entry_point"),
+        _add_at(report, bundle, (*path, "entry_point"),
                    f"{ep!r} is not an entry point in [project.entry-points.\"{ENTRY_POINT_GROUP}\"] of "
                    f"pyproject.toml; expected one of: {', '.join(sorted(wheel_entry_points))}")
         return
     sub = subcommands.get(ep)
     if sub is None:  # ours: every entry point of the wheel is a spark-mlops subcommand
-        report.add(file, (*path, "entry_point"), f"{ep!r} is not a spark-mlops subcommand; expected one of: "
+        _add_at(report, bundle, (*path, "entry_point"), f"{ep!r} is not a spark-mlops subcommand; expected one of: "
                    f"{', '.join(sorted(subcommands))}")
         return
     options, required = commands.long_options(sub)
     named = pwt.get("named_parameters") or {}
     # ours: job parameters are pushed down only into keyword-argument wheel tasks (docs: jobs/task-parameters)
     if pwt.get("parameters"):
-        report.add(file, (*path, "parameters"), "positional parameters; expected named_parameters (--key=value)")
+        _add_at(report, bundle, (*path, "parameters"), "positional parameters; expected named_parameters (--key=value)")
     for name in named:  # ours: the wheel's CLI would exit 2 (EXIT_CONFIG, argparse) at run time
         if f"--{name}" not in options:
-            report.add(file, (*path, "named_parameters", name),
+            _add_at(report, bundle, (*path, "named_parameters", name),
                        f"`spark-mlops {ep}` has no option --{name}; expected one of: "
                        f"{', '.join(sorted(o[2:] for o in options if o != '--help'))}")
     for opt in sorted(required):  # ours: the wheel's CLI would exit 2 (argparse) at run time
         if opt[2:] not in named:
-            report.add(file, (*path, "named_parameters"), f"`spark-mlops {ep}` requires {opt}; not passed")
+            _add_at(report, bundle, (*path, "named_parameters"), f"`spark-mlops {ep}` requires {opt}; not passed")
     if "report-only" in named and str(named["report-only"]).strip().lower() not in ("false", "0", "no", "off", ""):
         # ours: the gate is validate's exit code (promote depends on it): report-only exits 0 on a rejection.
-        report.add(file, (*path, "named_parameters", "report-only"),
+        _add_at(report, bundle, (*path, "named_parameters", "report-only"),
                    "report-only makes validate exit 0 when it rejects, so promote would run on a rejected "
                    "model; expected no report-only in a job")
 
@@ -456,58 +466,32 @@ class BundleSchemas:
 
 
 def _normalize_prefix(prefix: str) -> str:
-    """databricks/cli ``normalizePrefix`` (apply_presets.go): '[dev lennart] ' -> 'dev_lennart_'.
-    ``${...}`` references (not known offline) are kept as written."""
-    refs: list[str] = []
-
-    def hold(m: re.Match) -> str:
-        refs.append(m.group(0))
-        return f"zzref{len(refs) - 1}zz"
-
-    text = loader.REFERENCE.sub(hold, prefix).replace("[", "").strip(" ")
+    """databricks/cli ``normalizePrefix`` (apply_presets.go): '[dev lennart] ' -> 'dev_lennart_'."""
+    text = prefix.replace("[", "").strip(" ")
     suffix = "_" if text.endswith("]") else ""
-    text = re.sub(r"_+", "_", re.sub(r"[^\w]|_", "_", text.lower())).strip("_") + suffix
-    for i, ref in enumerate(refs):
-        text = text.replace(f"zzref{i}zz", ref)
-    return text
+    return re.sub(r"_+", "_", re.sub(r"[^\w]|_", "_", text.lower())).strip("_") + suffix
 
 
 def schema_prefix(config: dict) -> str:
-    """The prefix the CLI gives schemas the bundle creates in this (resolved) target:
-    ``presets.name_prefix``, or in development mode ``[dev <short name>] `` (apply_target_mode.go),
-    normalized; none with ``experimental.skip_name_prefix_for_schema`` (apply_presets.go)."""
+    """The prefix the CLI gave schemas the bundle creates in this resolved target:
+    ``presets.name_prefix`` (development mode sets it to ``[dev <short name>] ``:
+    apply_target_mode.go), normalized; none with ``experimental.skip_name_prefix_for_schema``
+    (apply_presets.go)."""
     skip = (config.get("experimental") or {}).get("skip_name_prefix_for_schema")
     if skip is True or str(skip).lower() == "true":
         return ""
     prefix = (config.get("presets") or {}).get("name_prefix") or ""
-    if not prefix and (config.get("bundle") or {}).get("mode") == "development":
-        prefix = "[dev ${workspace.current_user.short_name}] "
     return _normalize_prefix(str(prefix)) if prefix else ""
 
 
-def load_as_deployed(root: str | Path, target: str) -> tuple[Bundle, BundleSchemas]:
-    """One target resolved as :func:`loader.load_bundle` does (workspace values left as written),
-    except that schemas the bundle creates carry the prefix the CLI gives them, so that every
-    ``${resources.schemas.<key>.name}`` reference resolves to the schema that actually exists and a
-    name written any other way does not."""
-    root = Path(root).resolve()
-    raw, origins = loader.load_raw(root)
-    for rel, data in loader.bundle_files(root):  # resources defined inside a target, per file
-        for tname, tdef in (data.get("targets") or {}).items():
-            for rtype, items in ((tdef or {}).get("resources") or {}).items() if isinstance(tdef, dict) else ():
-                for rkey in items or {} if isinstance(items, dict) else {}:
-                    origins.setdefault(("targets", tname, "resources", rtype, rkey), rel)
-    merged = loader.merge_target(raw, target)
-    values = loader.variable_values(raw, origins, target, None)
-    as_written, _ = loader.resolve(merged, values, origins, target, local=False)
-    info = BundleSchemas(schema_prefix(as_written))
-    for key, schema in ((as_written.get("resources") or {}).get("schemas") or {}).items():
+def bundle_schemas(bundle: Bundle) -> BundleSchemas:
+    """The schemas the target creates, as the CLI deploys them (prefixed) and as written."""
+    info = BundleSchemas(schema_prefix(bundle.config))
+    for key, schema in ((bundle.config.get("resources") or {}).get("schemas") or {}).items():
         if isinstance(schema, dict) and isinstance(schema.get("name"), str):
-            info.written[key] = schema["name"]
-            info.deployed[key] = info.prefix + schema["name"]
-            merged["resources"]["schemas"][key]["name"] = info.prefix + str(merged["resources"]["schemas"][key]["name"])
-    config, resolved_vars = loader.resolve(merged, values, origins, target, local=False)
-    return Bundle(root=root, target=target, config=config, variables=resolved_vars, origins=origins), info
+            info.deployed[key] = schema["name"]
+            info.written[key] = schema["name"].removeprefix(info.prefix)
+    return info
 
 
 # ---------------------------------------------------------------- deployment rules (issue 9, issue 8)
@@ -521,7 +505,6 @@ _SHARED_PATH = re.compile(r"^(/Workspace)?/Shared(/|$)")
 # A Beta or preview runtime: the first release of a major (18.0.x) or a snapshot/beta key.
 _BETA_RUNTIME = re.compile(r"^\d+\.0\.x-|snapshot|beta", re.I)
 _RESOURCE_ID_REF = re.compile(r"^\$\{resources\.jobs\.([\w-]+)\.id\}$")
-_CURRENT_USER = "${workspace.current_user."
 # Workspace fields that configure authentication: the CLI does not interpolate them
 # (databricks/cli bundle/config/validate/interpolation_in_auth_config.go; acceptance test variables/host).
 _AUTH_FIELDS = ("host", "profile", "auth_type", "client_id", "azure_client_id", "azure_tenant_id",
@@ -568,20 +551,38 @@ def check_workspace_pinning(raw: dict, origins: dict, report: Report) -> None:
                    "workspace's own profile")
 
 
+def _top_level_groups(bundle: Bundle) -> set[str]:
+    """Groups of the top-level ``permissions``: the CLI copies them onto every resource
+    (apply_bundle_permissions.go), so a rule about them is said once, at the top level."""
+    return {str(p.get("group_name")) for p in bundle.config.get("permissions") or []
+            if isinstance(p, dict) and p.get("group_name")}
+
+
+def _current_user(bundle: Bundle) -> dict:
+    return (bundle.config.get("workspace") or {}).get("current_user") or {}
+
+
+def _per_user(schema: str, bundle: Bundle) -> bool:
+    """Whether a resolved schema name is the deploying user's own (it carries their short name)."""
+    short = str(_current_user(bundle).get("short_name") or "")
+    return bool(short) and (short in schema or _normalize_prefix(short) in schema)
+
+
 def check_deployment_rules(bundle: Bundle, schemas: BundleSchemas, report: Report) -> None:
     target = bundle.target
     tag = f"[target {target}]"
     production = bundle.mode == "production" or target in PRODUCTION_TARGETS
 
     def add(path: tuple, message: str) -> None:
-        report.add(*_split_where(bundle.where(path)), f"{tag} {message}")
+        _add_at(report, bundle, path, f"{tag} {message}")
 
     # -- root path and experiments: never where every workspace user can write (production mode)
     if production:
         # (A root under /Workspace/Shared, writable by every user, the CLI itself refuses with
         # --strict: databricks/cli bundle/permissions/validate.go; tests/bundle/test_databricks_cli.py.)
         root_path = str((bundle.config.get("workspace") or {}).get("root_path") or "")
-        if root_path and not root_path.startswith(SP_HOME_ROOT + "/"):
+        home = f"/Workspace/Users/{_current_user(bundle).get('userName', '')}/"
+        if root_path and not root_path.startswith(home):
             add(("workspace", "root_path"),
                 f"{root_path!r}; expected a root path under the deploying service principal's home, "
                 f"{SP_HOME_ROOT}/... (databricks/cli validate_target_mode.go)")
@@ -618,16 +619,18 @@ def check_deployment_rules(bundle: Bundle, schemas: BundleSchemas, report: Repor
                       f"{unprefixed[schema]!r} (presets.name_prefix and development mode prefix UC schemas: "
                       "databricks/cli bundle/config/mutator/resourcemutator/apply_presets.go); expected "
                       f"${{resources.schemas.{keys[schema]}.name}}")
-        elif bundle.mode == "development" and _CURRENT_USER not in schema:
+        elif bundle.mode == "development" and not _per_user(schema, bundle):
             add(path, f"writes to schema {schema!r}, which every developer shares (development mode prefixes "
                       "jobs, experiments, models and bundle-created schemas, but not volumes or tables); "
                       "expected a schema per developer: a resources.schemas entry referenced as "
                       "${resources.schemas.<key>.name}, or a name with ${workspace.current_user.short_name}")
 
     # -- principals: workspace groups for permissions, account principals for grants
+    top_groups = _top_level_groups(bundle)
     for path, node in _walk_dicts(resources, ("resources",)):
         for i, perm in enumerate(node.get("permissions") or [] if isinstance(node.get("permissions"), list) else []):
-            if isinstance(perm, dict) and str(perm.get("group_name", "")).lower() == "account users":
+            if (isinstance(perm, dict) and str(perm.get("group_name", "")).lower() == "account users"
+                    and perm.get("group_name") not in top_groups):
                 add((*path, "permissions", i, "group_name"),
                     "'account users' is an account-level group for Unity Catalog grants; workspace permissions "
                     "take a workspace group (e.g. 'users'): expected ${var.workspace_readers_group}")
@@ -725,7 +728,7 @@ def check_operations(bundle: Bundle, report: Report) -> None:
     production = bundle.mode == "production" or target in PRODUCTION_TARGETS
 
     def add(path: tuple, message: str) -> None:
-        report.add(*_split_where(bundle.where(path)), f"[target {target}] {message}")
+        _add_at(report, bundle, path, f"[target {target}] {message}")
 
     for jkey, job in bundle.jobs.items():
         jpath = ("resources", "jobs", jkey)
@@ -761,11 +764,14 @@ def check_operations(bundle: Bundle, report: Report) -> None:
         # -- readers are a named group, not everyone
         everyone = [(path, node) for path, node in _walk_dicts(bundle.config.get("resources") or {}, ("resources",))]
         everyone.append((("permissions",), {"permissions": bundle.config.get("permissions")}))
+        top_groups = _top_level_groups(bundle)
         for path, node in everyone:
             for section, field_name in (("permissions", "group_name"), ("grants", "principal")):
                 entries = node.get(section)
                 for i, entry in enumerate(entries if isinstance(entries, list) else []):
                     who = str((entry or {}).get(field_name, "")) if isinstance(entry, dict) else ""
+                    if section == "permissions" and path != ("permissions",) and who in top_groups:
+                        continue  # the CLI's copy of a top-level permission: said at the top level
                     if who.lower() in EVERYONE[section]:
                         where = path if path == ("permissions",) else (*path, section)
                         add((*where, i, field_name),
@@ -855,8 +861,8 @@ def check(root: str | Path = ".", targets: Iterable[str] | None = None, *,
     root = Path(root).resolve()
     report = Report()
     try:
-        files = loader.bundle_files(root)
-        raw, origins = loader.load_raw(root)
+        files = bundle_files(root)
+        raw, origins = written_sections(files)
     except ConfigError as exc:
         report.add(*_split_config_error(exc))
         return report
@@ -874,26 +880,31 @@ def check(root: str | Path = ".", targets: Iterable[str] | None = None, *,
     subcommands = commands.subcommands()
 
     names = list(targets) if targets else list((raw.get("targets") or {}).keys())
+    placeholder = ((raw.get("variables") or {}).get("service_principal") or {})
+    placeholder = placeholder.get("default") if isinstance(placeholder, dict) else None
     for name in names:
-        try:
-            bundle, schemas = load_as_deployed(root, name)
-        except ConfigError as exc:
-            file, path, message = _split_config_error(exc)
-            report.add(file, path, f"[target {name}] {message}")
-            report.targets.append(TargetResult(name, None, "could not be resolved"))
+        result = databricks_cli.validate(root, name)
+        for diagnostic in result.diagnostics:  # the CLI's own verdicts, each with where it was written
+            if diagnostic.severity == "Error":
+                report.add(diagnostic.file or "databricks.yml", diagnostic.path or "<bundle>",
+                           f"[target {name}] the Databricks CLI refuses it: {diagnostic.text}", diagnostic.line)
+            elif diagnostic.severity == "Warning":
+                report.warnings.append(f"target {name}: databricks bundle validate: {diagnostic}")
+        if result.errors or result.config is None:
+            report.targets.append(TargetResult(name, None, "refused by the Databricks CLI"))
             continue
+        bundle = databricks_cli.bundle_of(root, result)
         check_bundle_target(bundle, root, report, wheel_entry_points, subcommands)
-        check_deployment_rules(bundle, schemas, report)
+        check_deployment_rules(bundle, bundle_schemas(bundle), report)
         check_operations(bundle, report)
         for finding in job_rules.check(bundle.config):  # rules on the resolved jobs (job_rules.py)
             if finding.severity == job_rules.WARNING:
                 report.warnings.append(finding.message)
             else:
-                report.add(*_split_where(bundle.where(finding.path)), f"[target {name}] {finding.message}")
-        sp = (bundle.config.get("run_as") or {}).get("service_principal_name")
-        if sp and set(str(sp)) <= set("0-"):
-            report.warnings.append(f"target {name}: run_as is the placeholder service principal {sp}; "
-                                   "set BUNDLE_VAR_service_principal (or --var) before deploying")
+                _add_at(report, bundle, tuple(finding.path), f"[target {name}] {finding.message}")
+        if isinstance(placeholder, str) and placeholder and set(placeholder) <= set("0-"):
+            report.warnings.append(f"target {name}: the service principal defaults to the placeholder "
+                                   f"{placeholder}; set BUNDLE_VAR_service_principal (or --var) before deploying")
         report.targets.append(TargetResult(name, bundle, _summary(bundle)))
     return report
 
