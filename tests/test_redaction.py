@@ -216,7 +216,7 @@ def test_runner_output_and_task_errors_are_redacted(form, tmp_path: Path):
     job = {"name": "leaky", "parameters": [{"name": "input", "default": uri}],
            "tasks": [{"task_key": "read", "python_wheel_task": {
                "package_name": "sample_tasks", "entry_point": "fail_with",
-               "named_parameters": {"message": f"cannot read {uri}"}}}]}
+               "named_parameters": {"message": f"cannot read {uri}"}}, "environment_key": "default"}]}
     config = {"bundle": {"name": "sample"}, "targets": {"dev": {"default": True, "mode": "development"}},
               "resources": {"jobs": {"leaky": job}}}
     (tmp_path / "databricks.yml").write_text(yaml.safe_dump(config, sort_keys=False))

@@ -124,12 +124,13 @@ def test_graph_order_follows_depends_on_then_yaml_order(job: Job):
     assert all(t.status == "SUCCESS" and t.attempts == 1 for t in result.tasks.values())
 
 
-def test_named_parameters_become_key_value_args_in_yaml_order(job: Job):
+def test_named_parameters_become_key_value_args_in_the_deployed_order(job: Job):
+    # named_parameters is a map: the CLI deploys it with its keys sorted (its JSON), not in YAML order
     job.wheel("a", alpha="1", beta=2, gamma=True)
     job.run()
     (call,) = job.calls()
-    assert call["argv"] == ["sample_tasks", "--name=a", f"--log={job.log}", "--alpha=1", "--beta=2",
-                            "--gamma=true"]
+    assert call["argv"] == ["sample_tasks", "--alpha=1", "--beta=2", "--gamma=true", f"--log={job.log}",
+                            "--name=a"]
 
 
 def test_positional_parameters_are_passed_as_given(job: Job):
@@ -399,8 +400,8 @@ def test_job_parameters_defaults_override_and_push_down(job: Job):
     result = job.run()
     assert result.parameters == {"x": "from-default", "n": "3"}
     # job parameters are pushed down to named_parameters; the job's value wins over the task's
-    assert result.tasks["a"].argv == ["--name=a", f"--log={job.log}", "--arg=value-from-default",
-                                      "--x=from-default", "--n=3"]
+    assert result.tasks["a"].argv == ["--arg=value-from-default", f"--log={job.log}", "--name=a",
+                                      "--x=from-default", "--n=3"]  # the deployed (sorted) keys, then pushed-down ones
     result = job.run({"x": "override"})
     assert "--arg=value-override" in result.tasks["a"].argv
     assert "--x=override" in result.tasks["a"].argv
@@ -495,6 +496,7 @@ def test_unsupported_task_type_is_an_error_before_anything_runs(job: Job):
     job.wheel("a")
     job.tasks.append({"task_key": "nb", "notebook_task": {"notebook_path": "./nb.ipynb"}, "depends_on": [
         {"task_key": "a"}]})
+    (job.root / "nb.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
     with pytest.raises(ConfigError, match=r"task 'nb': notebook_task is not supported by the local runner"):
         job.run()
     assert job.calls() == []

@@ -47,7 +47,8 @@ def exit_with() -> None:
 def wheel(key: str, log: Path, entry: str = "record", after: list | None = None, **named) -> dict:
     task = {"task_key": key, "python_wheel_task": {
         "package_name": "run_job_sample", "entry_point": entry,
-        "named_parameters": {"name": key, "log": str(log), **named}}}
+        "named_parameters": {"name": key, "log": str(log), **named}},
+        "environment_key": "default"}  # the CLI refuses a wheel task without compute
     if after:
         task["depends_on"] = [{"task_key": a} if isinstance(a, str) else {"task_key": a[0], "outcome": a[1]}
                               for a in after]
@@ -108,7 +109,7 @@ def test_a_failed_child_run_fails_the_run_job_task(tmp_path):
 
 @pytest.mark.parametrize(("spec", "message"), [
     ({"job_id": 123}, "jobs of this bundle only"),
-    ({"job_id": "${resources.jobs.nope.id}"}, "no resource jobs.nope"),
+    ({"job_id": "${resources.jobs.nope.id}"}, "run_job_task names job 'nope', which is not in the bundle"),
     ({"job_id": "${resources.jobs.child.id}", "python_params": ["a"]}, "run_job_task.python_params is not supported"),
     ({"job_id": "${resources.jobs.child.id}", "job_parameters": {"unknown": "x"}}, "has no parameter(s) ['unknown']"),
     ({"job_id": "${resources.jobs.parent.id}"}, "run_job_task cycle: parent -> parent"),
@@ -262,7 +263,7 @@ def test_a_scoring_batch_does_not_become_the_training_input_of_a_retraining(tmp_
     log = tmp_path / "calls.jsonl"
     _stand_in_tasks(config, log, failing={"drift_check": 7})  # drift: the gate starts a retraining
     (tmp_path / "pyproject.toml").write_text(PYPROJECT)
-    bundle = Bundle(root=tmp_path, target="staging", config=config, variables=real.variables, origins=real.origins)
+    bundle = Bundle(root=tmp_path, target="staging", config=config, variables=real.variables, locations=real.locations)
     scoring_batch = str(tmp_path / "tonight.csv")
     declared = [p["name"] for p in config["resources"]["jobs"]["batch_inference"]["parameters"]]
     batch_input = next(n for n in declared if "input" in n)

@@ -34,7 +34,8 @@ def wheel(key: str, entry: str = "ok", *, after: str | None = None, log: Path | 
     if log is not None:
         named.update(name=key, log=str(log))
     task = {"task_key": key, "python_wheel_task": {"package_name": "sample_tasks", "entry_point": entry,
-                                                   "named_parameters": named}}
+                                                   "named_parameters": named},
+            "environment_key": "default"}  # the CLI refuses a wheel task without compute
     task.update({k: v for k, v in extra.items() if k != "seconds"})
     if after:
         task["depends_on"] = [{"task_key": after}]
