@@ -73,7 +73,8 @@ def test_every_target_passes_strict_validation(workspace, bundle, target):
     assert r.returncode == 0, r.stderr[-3000:]
 
 
-def test_run_resolves_with_the_cli_against_the_local_fake_workspace(bundle, monkeypatch):
+def test_run_resolves_with_the_cli_against_the_local_fake_workspace(bundle, monkeypatch, tmp_path):
+    monkeypatch.setenv("SPARK_MLOPS_STATE_DIR", str(tmp_path / "state"))  # nothing cached: the CLI runs
     monkeypatch.setenv("DATABRICKS_HOST", "https://adb-1.2.azuredatabricks.net")  # never reached
     b = databricks_cli.resolve_bundle(bundle, "dev")
     # the fake workspace's user deploys dev: development mode names things after that user
@@ -84,7 +85,7 @@ def test_run_resolves_with_the_cli_against_the_local_fake_workspace(bundle, monk
     assert b.variables["schema"] == "dev_tester_spark_mlops"
     retrain = next(t for t in b.jobs["batch_inference"]["tasks"] if t["task_key"] == "retrain")
     assert retrain["run_job_task"]["job_id"] == "${resources.jobs.retraining.id}"  # known after deploy
-    assert b.config["workspace"]["host"].startswith("http://127.0.0.1:")
+    assert b.config["workspace"]["current_user"]["userName"] == "tester@databricks.com"  # the fake answered
 
 
 def test_a_failing_cli_is_an_error_not_a_fallback(bundle, monkeypatch, tmp_path, cli_bin):
