@@ -261,7 +261,8 @@ def gate_bundle(root, world: World):
     retraining = {"name": "retraining", "max_concurrent_runs": 1, "queue": {"enabled": False},
                   "tasks": [{"task_key": "train", "python_wheel_task": {
                       "package_name": "spark_mlops", "entry_point": "record-retraining",
-                      "named_parameters": {"log": str(root / RETRAINING_LOG)}}}]}
+                      "named_parameters": {"log": str(root / RETRAINING_LOG)}},
+                      "environment_key": "default"}]}  # the CLI refuses a wheel task without compute
     config = {"bundle": {"name": "gate"},
               "variables": {"retrain_on_drift": {"default": "false"}, "model_source": {"default": "train"}},
               "targets": {"staging": {"default": True, "variables": {"retrain_on_drift": "true"}},
