@@ -460,6 +460,18 @@ def test_circular_variables_are_refused_by_the_cli(small_bundle):
     path.write_text(path.read_text().replace("catalog: {default: main}", "catalog: {default: \"${var.schema}\"}"))
     with pytest.raises(ConfigError, match="cycle detected in field resolution"):
         resolve_bundle(small_bundle, "dev")
+    problems = [str(p) for p in validate.check(small_bundle, ["dev"]).problems]
+    assert any("[target dev] the Databricks CLI refuses it: cycle detected in field resolution" in p
+               for p in problems), problems
+
+
+def test_a_target_value_for_an_undeclared_variable_is_refused_by_the_cli(small_bundle):
+    path = small_bundle / "databricks.yml"
+    path.write_text(path.read_text().replace("variables: {catalog: prod_cat}", "variables: {catalgo: prod_cat}"))
+    problems = [str(p) for p in validate.check(small_bundle, ["prod"]).problems]
+    assert any("[target prod] the Databricks CLI refuses it: failed to perform target override for target=prod: "
+               "variable catalgo is not defined but is assigned a value"
+               in p for p in problems), problems
 
 
 def test_without_the_cli_resolving_says_what_to_run(small_bundle, monkeypatch, tmp_path):
