@@ -4,8 +4,14 @@
 point with ``sys.argv = [PACKAGE, *ARGS]``; its exit code is the task's. On Databricks a wheel
 task's entry point runs in a Python process of its own (each task run has its own output and exit
 code), so nothing one task leaves in Python's memory (a loaded model, an MLflow setting, an
-environment variable) reaches the next. The local runner's in-process mode shares all of that,
-and the Spark session too; ``spark-mlops run JOB --process-per-task`` runs each task here instead.
+environment variable) reaches the next. This is how the runner runs wheel tasks by default; its
+in-process mode (``spark-mlops run JOB --in-process``) shares all of that, and the Spark session too.
+
+A task on a cluster (cluster.py) is given the cluster's py4j gateway (``PYSPARK_GATEWAY_PORT``,
+``PYSPARK_GATEWAY_SECRET``) and attaches to it before its entry point runs
+(:func:`spark_mlops_dev.bundle.cluster.attach`): ``SparkSession.builder.getOrCreate()`` then returns
+a session on the cluster's SparkContext, as on a Databricks cluster. A task with no cluster starts
+its own local Spark if it uses any.
 
 The process gets only what a job cluster would give it: its arguments, and an environment of the
 machine's basics (:data:`MACHINE`: path, home, locale, temporary folder, Java, the Python path)
@@ -57,13 +63,17 @@ class Outcome:
 
 
 def run(entry: str, package: str, argv: list[str], *, timeout: float | None = None,
-        cancel: threading.Event | None = None, grace: float = KILL_GRACE_S) -> Outcome:
+        cancel: threading.Event | None = None, grace: float = KILL_GRACE_S,
+        env: Mapping[str, str] | None = None) -> Outcome:
     """Run the task in a new process; its output goes to this process's stdout and stderr as it comes.
 
     After ``timeout`` seconds, or when ``cancel`` is set, the process group (the task and what it
     started, a JVM included) gets SIGTERM, then SIGKILL ``grace`` seconds later: as Databricks ends
-    a task at its timeout_seconds, nothing the task would do after it (a ``finally``) is promised."""
-    proc = subprocess.Popen(command(entry, package, argv), env=task_environment(), stdout=subprocess.PIPE,
+    a task at its timeout_seconds, nothing the task would do after it (a ``finally``) is promised.
+    ``env``: added to the task's environment (a cluster's gateway); the cluster's JVM is not in the
+    task's process group and outlives it."""
+    proc = subprocess.Popen(command(entry, package, argv), env={**task_environment(), **(env or {})},
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True)
     copies = [threading.Thread(target=_copy, args=(proc.stdout, "stdout"), daemon=True),
               threading.Thread(target=_copy, args=(proc.stderr, "stderr"), daemon=True)]
@@ -114,9 +124,11 @@ def _copy(stream: TextIO, name: str) -> None:
 
 
 def main(args: list[str]) -> None:
-    from spark_mlops_dev.bundle import entry_points
+    from spark_mlops_dev.bundle import cluster, entry_points
 
     entry, package, *argv = args
+    if os.environ.get(cluster.GATEWAY_PORT):
+        cluster.attach()
     sys.argv = [package, *argv]
     entry_points.load(entry)()
 
