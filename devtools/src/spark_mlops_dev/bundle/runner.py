@@ -655,7 +655,7 @@ class _Run:
             return f"attempt {attempt} stopped at its timeout_seconds {limit} ({how}, {took:.1f} s)", True
         if ended.stopped == "canceled":
             return f"attempt {attempt} stopped: the run timed out or was canceled ({how}, {took:.1f} s)", False
-        return (None if ended.code == 0 else f"exited with code {ended.code}"), False
+        return (None if ended.code == 0 else ended.error or f"exited with code {ended.code}"), False
 
     def _retry_wait(self, t: Task, why: str, attempt: int) -> None:
         wait, cap = t.retry_wait_s, self.options.max_retry_wait_s

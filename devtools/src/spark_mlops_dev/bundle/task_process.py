@@ -20,7 +20,9 @@ workspaces and Unity Catalog, and the kit's own switches). No MLflow, Databricks
 ``SPARK_MLOPS_`` variable of the parent passes.
 
 A task past its ``timeout_seconds`` (or in a run that timed out or was canceled) is stopped:
-SIGTERM to its process group, SIGKILL after :data:`KILL_GRACE_S` (:func:`run`).
+SIGTERM to its process group, SIGKILL after :data:`KILL_GRACE_S` (:func:`run`). A task that
+raises prints its traceback (redacted) and is FAILED with the exception's line as its error, as in
+the runner's in-process mode.
 """
 
 from __future__ import annotations
@@ -30,10 +32,13 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
 MACHINE = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "JAVA_HOME", "PYTHONPATH",
@@ -41,6 +46,7 @@ MACHINE = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR"
 MACHINE_PREFIXES = ("LC_",)
 KIT = ("SPARK_MLOPS_STATE_DIR", "SPARK_MLOPS_JVM_CACHE", "SPARK_MLOPS_VERBOSE", "SPARK_MLOPS_DEBUG")
 KILL_GRACE_S = 10.0  # SIGTERM, then SIGKILL this much later
+ERROR_FILE = "SPARK_MLOPS_TASK_ERROR_FILE"  # where the task says which exception ended it
 POLL_S = 0.05
 
 
@@ -60,6 +66,7 @@ class Outcome:
     code: int | None  # None when it was stopped
     stopped: str | None = None  # "timeout" | "canceled"
     killed: bool = False  # it outlived SIGTERM by the grace period and got SIGKILL
+    error: str | None = None  # the exception that ended it ("RuntimeError: ..."), redacted
 
 
 def run(entry: str, package: str, argv: list[str], *, timeout: float | None = None,
@@ -72,7 +79,10 @@ def run(entry: str, package: str, argv: list[str], *, timeout: float | None = No
     a task at its timeout_seconds, nothing the task would do after it (a ``finally``) is promised.
     ``env``: added to the task's environment (a cluster's gateway); the cluster's JVM is not in the
     task's process group and outlives it."""
-    proc = subprocess.Popen(command(entry, package, argv), env={**task_environment(), **(env or {})},
+    fd, error_file = tempfile.mkstemp(prefix="task-error-")
+    os.close(fd)
+    proc = subprocess.Popen(command(entry, package, argv),
+                            env={**task_environment(), **(env or {}), ERROR_FILE: error_file},
                             stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True)
     copies = [threading.Thread(target=_copy, args=(proc.stdout, "stdout"), daemon=True),
@@ -96,9 +106,12 @@ def run(entry: str, package: str, argv: list[str], *, timeout: float | None = No
     except BaseException:
         _stop(proc, 0)
         raise
+    finally:
+        error = Path(error_file).read_text(encoding="utf-8").strip() or None
+        Path(error_file).unlink(missing_ok=True)
     for t in copies:
         t.join(timeout=grace)
-    return Outcome(None if stopped else proc.returncode, stopped, killed)
+    return Outcome(None if stopped else proc.returncode, stopped, killed, error)
 
 
 def _stop(proc: subprocess.Popen, grace: float) -> bool:
@@ -130,7 +143,15 @@ def main(args: list[str]) -> None:
     if os.environ.get(cluster.GATEWAY_PORT):
         cluster.attach()
     sys.argv = [package, *argv]
-    entry_points.load(entry)()
+    try:
+        entry_points.load(entry)()
+    except Exception as exc:  # noqa: BLE001 - the task's failure, said as the in-process mode says it
+        from spark_mlops.config import redact
+
+        print(redact("".join(traceback.format_exception(exc))), file=sys.stderr, end="", flush=True)
+        if os.environ.get(ERROR_FILE):
+            Path(os.environ[ERROR_FILE]).write_text(redact(f"{type(exc).__name__}: {exc}"), encoding="utf-8")
+        sys.exit(1)
 
 
 if __name__ == "__main__":
