@@ -324,7 +324,7 @@ def test_condition_true_branch_runs_and_false_branch_is_excluded(job: Job):
 
 def test_condition_false_branch_with_a_param_override(job: Job):
     _branching_job(job)
-    result = job.run({"threshold": "0.9"})
+    result = job.run({"threshold": "0.9"}, options=runner.RunOptions(max_parallel=1))  # after_reject, then report
     assert result.tasks["good_enough"].outcome is False
     assert result.statuses()["promote"] == "EXCLUDED"
     assert result.statuses()["reject"] == "SUCCESS"
