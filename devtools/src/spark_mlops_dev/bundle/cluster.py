@@ -52,7 +52,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,19 +185,16 @@ def _wait_gone(pid: int, seconds: float) -> None:
 
 class Clusters:
     """The clusters of one job run: started on a task's first need, stopped when the run no longer
-    needs them. ``uses``: how many of the run's tasks name each cluster (:func:`compute_of`)."""
+    needs them. ``uses``: the cluster each task of the run names (:func:`compute_of`; None: none)."""
 
-    def __init__(self, uses: Mapping[str, str | None], task_env: Callable[[], dict[str, str]],
-                 say: Callable[[str], None] | None = None):
+    def __init__(self, uses: Mapping[str, str | None], task_env: Callable[[], dict[str, str]]):
         self.compute = dict(uses)  # task key -> cluster name (or None)
         self.left: dict[str, int] = {}
         for name in self.compute.values():
             if name is not None:
                 self.left[name] = self.left.get(name, 0) + 1
         self.task_env = task_env
-        self.say = say or (lambda text: None)
         self.running: dict[str, Driver] = {}
-        self.stopped: list[Driver] = []
         self.done: set[str] = set()
         self.lock = threading.Lock()
         self.starting: dict[str, threading.Lock] = {name: threading.Lock() for name in self.left}
@@ -227,7 +224,7 @@ class Clusters:
             self.left[name] -= 1
             driver = self.running.pop(name, None) if self.left[name] <= 0 else None
         if driver is not None:
-            self._stop(driver)
+            driver.stop()
 
     def close(self) -> None:
         """Stop every cluster still running (the run has ended)."""
@@ -235,15 +232,7 @@ class Clusters:
             drivers = list(self.running.values())
             self.running.clear()
         for driver in drivers:
-            self._stop(driver)
-
-    def _stop(self, driver: Driver) -> None:
-        driver.stop()
-        self.stopped.append(driver)
-
-    @property
-    def all(self) -> Iterable[Driver]:
-        return [*self.stopped, *self.running.values()]
+            driver.stop()
 
 
 # ---------------------------------------------------------------- the task's side
