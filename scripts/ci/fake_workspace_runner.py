@@ -16,8 +16,9 @@ project's own environment, as Databricks Runtime provides them), created once pe
 sha256) and runtime under ``SPARK_MLOPS_TASK_ENVS`` (default ``~/.cache/spark-mlops/task-envs``).
 The script re-runs itself in that environment, checks that each task's package is imported from the wheel and
 not the source tree, then runs the job with every task in a process of its own
-(runner ``process_per_task``). Jobs sharing a ``job_cluster_key`` do NOT share one JVM here: each
-task process starts its own local Spark.
+(runner ``process_per_task``), the tasks naming the same ``job_cluster_key`` attached to that
+cluster's one Spark driver JVM (devtools/src/spark_mlops_dev/bundle/cluster.py), started in this
+task environment.
 
 The local stand-ins of the workspace: ``SPARK_MLOPS_STATE_DIR`` (required: the folder of the local
 workspaces and the shared registry; the tasks' ``--target`` picks the workspace's tracking store,

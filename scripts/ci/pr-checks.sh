@@ -84,11 +84,11 @@ local_jobs() {
     || ci_die "spark_mlops in $env is not the built wheel's"
   echo "task environment: $env (spark_mlops from $(basename dist/spark_mlops-*.whl))"
   ci_section "spark-mlops run training (built wheel, a process per task)"
-  "$py" -m spark_mlops run training --process-per-task --state-dir "$state" --param "input=$state/data/training.csv"
+  "$py" -m spark_mlops run training --state-dir "$state" --param "input=$state/data/training.csv"
   ci_section "spark-mlops run release (built wheel, a process per task)"
-  "$py" -m spark_mlops run release --process-per-task --state-dir "$state"
+  "$py" -m spark_mlops run release --state-dir "$state"
   ci_section "spark-mlops run batch_inference (built wheel, a process per task)"
-  "$py" -m spark_mlops run batch_inference --process-per-task --state-dir "$state" --param "scoring_input=$state/data/scoring.csv"
+  "$py" -m spark_mlops run batch_inference --state-dir "$state" --param "scoring_input=$state/data/scoring.csv"
 }
 
 cmd="${1:-all}"; [ $# -gt 0 ] && shift

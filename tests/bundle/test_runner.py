@@ -116,7 +116,7 @@ def test_graph_order_follows_depends_on_then_yaml_order(job: Job):
     job.wheel("b", after=["a"])
     job.wheel("d")
     job.wheel("e", after=["a", "d"])
-    result = job.run()
+    result = job.run(options=runner.RunOptions(max_parallel=1))  # one at a time: the start order shows
     assert job.order() == ["a", "b", "c", "d", "e"]
     assert list(result.tasks) == ["a", "b", "c", "d", "e"]
     assert result.state == runner.RunState.SUCCESS
@@ -201,7 +201,7 @@ def test_always_failing_task_stops_its_dependants_and_fails_the_job(job: Job):
     job.wheel("d", after=["c"])
     job.wheel("side", after=["a"])
     out = io.StringIO()
-    result = job.run(out=out)
+    result = job.run(out=out, options=runner.RunOptions(max_parallel=1))
     assert result.statuses() == {"a": "SUCCESS", "b": "FAILED", "c": "UPSTREAM_FAILED",
                                  "d": "UPSTREAM_FAILED", "side": "SUCCESS"}
     assert result.tasks["b"].attempts == 2
@@ -325,7 +325,7 @@ def test_condition_true_branch_runs_and_false_branch_is_excluded(job: Job):
 
 def test_condition_false_branch_with_a_param_override(job: Job):
     _branching_job(job)
-    result = job.run({"threshold": "0.9"})
+    result = job.run({"threshold": "0.9"}, options=runner.RunOptions(max_parallel=1))  # after_reject, then report
     assert result.tasks["good_enough"].outcome is False
     assert result.statuses()["promote"] == "EXCLUDED"
     assert result.statuses()["reject"] == "SUCCESS"
@@ -558,7 +558,7 @@ def test_a_task_sees_what_an_earlier_task_left_in_process_but_not_in_a_process_o
     monkeypatch.chdir(Path(__file__).resolve().parents[2])  # `tests.bundle.sample_tasks` importable
     job.wheel("remember", "remember")
     job.wheel("recall", "recall", after=["remember"])
-    job.run(state_dir=tmp_path / "state")
+    job.run(state_dir=tmp_path / "state", process_per_task=False)
     shared = job.calls()[-1]
     assert shared["global"] == ["set"] and shared["env"]["SAMPLE_TASKS_REMEMBERED"] == "1"
     assert shared["pid"] == os.getpid()

@@ -1,5 +1,6 @@
-"""The local runner applies timeouts as Databricks does, checked when a task ends (issue 19):
-an attempt past its task's timeout_seconds is TIMEDOUT (retried only with retry_on_timeout), a Run
+"""The local runner applies timeouts as Databricks does: a task past its timeout_seconds is
+stopped (its process, the runner's default), or in the in-process mode judged when it ends; an
+attempt past its task's timeout_seconds is TIMEDOUT (retried only with retry_on_timeout), a Run
 Job task's wait for its child counts against its own timeout and the parent job's (docs:
 jobs/run-job), and a run past the job's timeout_seconds cancels what has not started.
 
@@ -56,10 +57,15 @@ def events(log: Path) -> list[str]:
     return [json.loads(line)["task"] for line in log.read_text().splitlines()] if log.exists() else []
 
 
+# ---------------------------------------------------------------- in-process tasks: judged when they end
+
+IN_PROCESS = runner.RunOptions(process_per_task=False)
+
+
 def test_an_attempt_past_its_timeout_is_timedout_and_not_retried_by_default(tmp_path):
     result = run(tmp_path, {"j": {"name": "j", "tasks": [
         wheel("slow", "sleep", seconds="1.5", timeout_seconds=1, max_retries=2),
-        wheel("next", after="slow")]}}, "j")
+        wheel("next", after="slow")]}}, "j", options=IN_PROCESS)
     slow = result.tasks["slow"]
     assert slow.status is runner.TaskStatus.TIMEDOUT and slow.attempts == 1
     assert slow.error.startswith("attempt 1 ran 1.") and "over its timeout_seconds 1" in slow.error
@@ -69,7 +75,8 @@ def test_an_attempt_past_its_timeout_is_timedout_and_not_retried_by_default(tmp_
 
 def test_retry_on_timeout_retries_a_timed_out_attempt(tmp_path):
     result = run(tmp_path, {"j": {"name": "j", "tasks": [
-        wheel("slow", "sleep", seconds="1.5", timeout_seconds=1, max_retries=1, retry_on_timeout=True)]}}, "j")
+        wheel("slow", "sleep", seconds="1.5", timeout_seconds=1, max_retries=1, retry_on_timeout=True)]}}, "j",
+                 options=IN_PROCESS)
     assert result.tasks["slow"].status is runner.TaskStatus.TIMEDOUT
     assert result.tasks["slow"].attempts == 2
 
@@ -86,7 +93,7 @@ def _parent_and_child(parent_timeout: int, task_timeout: int | None = None) -> d
 
 
 def test_the_parent_timeout_covers_the_wait_for_its_child(tmp_path):
-    result = run(tmp_path, _parent_and_child(parent_timeout=1), "parent")
+    result = run(tmp_path, _parent_and_child(parent_timeout=1), "parent", options=IN_PROCESS)
     assert result.tasks["wait"].child.state is runner.RunState.SUCCESS  # the child itself finished
     assert result.tasks["after"].status is runner.TaskStatus.CANCELED
     assert "over the job's timeout_seconds 1" in result.tasks["after"].error
@@ -94,19 +101,19 @@ def test_the_parent_timeout_covers_the_wait_for_its_child(tmp_path):
 
 
 def test_a_run_job_task_times_out_on_its_own_timeout(tmp_path):
-    result = run(tmp_path, _parent_and_child(parent_timeout=600, task_timeout=1), "parent")
+    result = run(tmp_path, _parent_and_child(parent_timeout=600, task_timeout=1), "parent", options=IN_PROCESS)
     wait = result.tasks["wait"]
     assert wait.status is runner.TaskStatus.TIMEDOUT and "over its timeout_seconds 1" in wait.error
     assert result.state is runner.RunState.FAILED
 
 
 def test_coherent_timeouts_let_the_wait_finish(tmp_path):
-    result = run(tmp_path, _parent_and_child(parent_timeout=600, task_timeout=600), "parent")
+    result = run(tmp_path, _parent_and_child(parent_timeout=600, task_timeout=600), "parent", options=IN_PROCESS)
     assert result.statuses() == {"wait": "SUCCESS", "after": "SUCCESS"}
     assert result.state is runner.RunState.SUCCESS
 
 
-# ---------------------------------------------------------------- stopping tasks (process per task)
+# ---------------------------------------------------------------- stopping tasks (process per task, the default)
 
 PER_TASK = runner.RunOptions(process_per_task=True, kill_grace_s=1.0)
 

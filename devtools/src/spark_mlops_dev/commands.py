@@ -14,6 +14,8 @@ from spark_mlops.constants import EXIT_OK
 from spark_mlops.errors import ConfigError
 
 CommandFactory = Callable[..., argparse.ArgumentParser]
+IN_PROCESS_HELP = ("run every task in this process, one at a time, with one Spark session (for a debugger); by "
+                   "default each task is a process of its own, attached to its job cluster's one JVM")
 
 
 def add_commands(sub: argparse._SubParsersAction, command: CommandFactory) -> None:
@@ -48,8 +50,7 @@ def add_commands(sub: argparse._SubParsersAction, command: CommandFactory) -> No
 
     p = command("demo", "the main job: the bundle's jobs run locally, staging to prod")
     p.add_argument("--runs", type=int, default=1, help="run the whole sequence this many times")
-    p.add_argument("--process-per-task", action="store_true",
-                   help="run every task in a process of its own, as a job cluster does (slower: a JVM each)")
+    p.add_argument("--in-process", action="store_true", help=IN_PROCESS_HELP)
     p.add_argument("--approve", action="store_true",
                    help="approve prod's new version when it waits for approval, as a person would, and go on "
                         "(without it the demo stops there and prints the command)")
@@ -59,8 +60,7 @@ def add_commands(sub: argparse._SubParsersAction, command: CommandFactory) -> No
                 "Approval_Check=Approved, then a repair of its deployment job run (exit 5 when its evaluation "
                 "rejected it)")
     p.add_argument("--version", required=True, help="the version waiting for approval (spark-mlops status)")
-    p.add_argument("--process-per-task", action="store_true",
-                   help="run the repaired tasks each in a process of its own, as a job cluster does")
+    p.add_argument("--in-process", action="store_true", help=IN_PROCESS_HELP)
     p.set_defaults(handler=run_approve)
 
     bundle = sub.add_parser("bundle", help="offline checks of the Databricks Asset Bundle")
@@ -79,11 +79,9 @@ def add_commands(sub: argparse._SubParsersAction, command: CommandFactory) -> No
     p.add_argument("--param", action="append", default=[], help="override a job parameter: k=v")
     p.add_argument("--root", default=".", help="bundle root folder")
     p.add_argument("--state-dir", help="local state folder [$SPARK_MLOPS_STATE_DIR, default .mlops]")
-    p.add_argument("--process-per-task", action="store_true",
-                   help="run every task in a process of its own with only its arguments, as a job cluster does; "
-                        "tasks then run in parallel and are stopped at their timeouts")
+    p.add_argument("--in-process", action="store_true", help=IN_PROCESS_HELP)
     p.add_argument("--max-parallel", type=int, default=None, metavar="N",
-                   help="tasks at once with --process-per-task [$SPARK_MLOPS_MAX_PARALLEL_TASKS, default 2]")
+                   help="tasks at once [$SPARK_MLOPS_MAX_PARALLEL_TASKS, default 2]")
     p.add_argument("--max-retry-wait", type=float, default=None, metavar="SECONDS",
                    help="wait at most this long between retries, whatever min_retry_interval_millis says "
                         "[$SPARK_MLOPS_MAX_RETRY_WAIT_S]")
@@ -120,7 +118,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from spark_mlops.cli import settings_from_args
     from spark_mlops_dev import demo
 
-    return demo.run(settings_from_args(args), runs=args.runs, process_per_task=args.process_per_task,
+    return demo.run(settings_from_args(args), runs=args.runs, process_per_task=not args.in_process,
                     approve=args.approve)
 
 
@@ -132,7 +130,7 @@ def run_approve(args: argparse.Namespace) -> int:
     if not args.target:
         raise ConfigError("approve: name the target whose model version to approve (-t prod)")
     result = workspace.approve(settings_from_args(args), targets.load_local(args.target), args.version,
-                               process_per_task=args.process_per_task)
+                               process_per_task=not args.in_process)
     return result.exit_code
 
 
@@ -154,7 +152,7 @@ def run_job(args: argparse.Namespace) -> int:
         variables=variables,
         parameters=dict(_split_assignment(v, "--param") for v in args.param),
         state_dir=args.state_dir,
-        process_per_task=args.process_per_task,
+        process_per_task=not args.in_process,
         repair=args.repair,
         rerun_tasks=args.rerun,
         rerun_dependent=args.rerun_dependent,
@@ -173,7 +171,7 @@ def _start_deployment_jobs(args: argparse.Namespace, variables: dict[str, str], 
 
     bundle = resolve_bundle(args.root, args.bundle_target, variables)
     workspace.after_run(build_settings(state_dir=args.state_dir), bundle, args.job, started,
-                        process_per_task=args.process_per_task)
+                        process_per_task=not args.in_process)
 
 
 def _split_assignment(text: str, flag: str) -> tuple[str, str]:

@@ -15,7 +15,8 @@ are separate workspaces, each with a tracking store of its own (``<state>/worksp
 sharing one registry, as the two workspaces share one Unity Catalog metastore: two catalogs in it
 (``staging.<schema>.<model>`` and ``prod.<schema>.<model>``), version files in registry storage.
 The fixture data is copied to where the targets expect their inputs (``/Volumes/...`` maps to
-``<state>/volumes``). ``--process-per-task`` runs each task in a process of its own.
+``<state>/volumes``). Each task runs in a process of its own on its job cluster's shared JVM (the
+runner's default); ``--in-process`` runs them all in this process.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def job_settings(settings: Settings, bundle: Bundle) -> Settings:
     return targets.settings_for_target(settings, bundle)
 
 
-def run(settings: Settings, runs: int = 1, *, process_per_task: bool = False, approve: bool = False) -> int:
+def run(settings: Settings, runs: int = 1, *, process_per_task: bool = True, approve: bool = False) -> int:
     root = targets.bundle_root()
     bundles = {target: targets.load_local(target, root) for target, _ in STORY}
     for bundle in bundles.values():

@@ -48,7 +48,7 @@ def link(settings: Settings, bundle: Any, job_key: str = DEPLOYMENT_JOB) -> bool
 
 
 def after_run(settings: Settings, bundle: Any, job_key: str, since: datetime, *,
-              out: TextIO | None | str = STDOUT, process_per_task: bool = False) -> list[Started]:
+              out: TextIO | None | str = STDOUT, process_per_task: bool = True) -> list[Started]:
     """After a run of ``job_key`` that started at ``since``: start the linked deployment job for
     each version of the target's model created since then, oldest first, one run at a time (the
     queue of a job with max_concurrent_runs 1); the runs started. A bundle with no job that takes
@@ -70,7 +70,7 @@ def after_run(settings: Settings, bundle: Any, job_key: str, since: datetime, *,
 
 
 def start(view: Settings, bundle: Any, version: str, job_key: str = DEPLOYMENT_JOB, *,
-          out: TextIO | None | str = STDOUT, process_per_task: bool = False) -> Started:
+          out: TextIO | None | str = STDOUT, process_per_task: bool = True) -> Started:
     """One deployment job run for ``version`` (what the workspace does when the version is created)."""
     run_id = new_run_id()
     # The workspace records the run on the version (ModelVersion.deployment_job_state on Unity Catalog).
@@ -114,7 +114,7 @@ def _say(out: TextIO | None | str, text: str) -> None:
 
 
 def approve(settings: Settings, bundle: Any, version: str, *, out: TextIO | None | str = STDOUT,
-            process_per_task: bool = False) -> JobRunResult:
+            process_per_task: bool = True) -> JobRunResult:
     """The Approve button: the approval tag on the version, then a repair of the version's
     deployment job run (every task that did not succeed: the approval task and what follows),
     which resumes from the approval task with the evaluation's result and the run id kept."""

@@ -1,6 +1,6 @@
 """Run the bundle's jobs locally the way Databricks Workflows runs them, and repair their runs.
 
-``spark-mlops run JOB [-t TARGET] [--var k=v] [--param k=v] [--process-per-task]`` loads the bundle
+``spark-mlops run JOB [-t TARGET] [--var k=v] [--param k=v] [--in-process]`` loads the bundle
 as the Databricks CLI resolves it (:func:`.databricks_cli.resolve_bundle`), checks the job before
 anything runs (job_plan.py), then runs it. ``spark-mlops run --repair RUN_ID [--rerun TASK]
 [--rerun-dependent] [--param k=v]`` repairs a recorded run.
@@ -21,8 +21,17 @@ Execution API (for callers that hold job definitions as deployed, e.g. a fake wo
   TERMINATED, SKIPPED; INTERNAL_ERROR when the process running it is gone).
 * ``cancel_run(run_id, state_dir=...)``: runs/cancel, from any process sharing the state folder.
 * ``RunOptions(process_per_task=True, max_parallel=N, max_retry_wait_s=..., kill_grace_s=...)``:
-  how tasks run locally. run_job and repair_run raise ConfigError before anything runs when the
-  job cannot run.
+  how tasks run locally (``process_per_task=False``: the in-process mode). run_job and repair_run
+  raise ConfigError before anything runs when the job cannot run.
+
+How tasks run (cluster.py, task_process.py), as on Databricks: each wheel task in a Python process
+of its own, with only its arguments; the tasks of a run that name the same ``job_cluster_key``
+(or ``existing_cluster_id``) share that cluster's one Spark driver JVM, started when the first of
+them starts and stopped when none of them is left to run; a task with a ``new_cluster`` of its own
+gets a driver of its own; a task with none (serverless) starts Spark itself if it uses it. The
+in-process mode (``process_per_task=False``, ``--in-process``) runs every task in this Python, one
+at a time, with one Spark session: for a debugger's breakpoints in a task, and for the runner's
+own tests of scheduling with tasks that use no Spark; it cannot stop a task at its timeout.
 
 Jobs semantics, each as Databricks documents it:
 
@@ -41,14 +50,15 @@ Jobs semantics, each as Databricks documents it:
   run's (SUCCESS and SUCCESS_WITH_FAILURES succeed); the task waits for the run, and at its
   ``timeout_seconds`` the run is canceled (docs: jobs/run-job). Circular Run Job tasks are refused.
 * Dependencies and ``run_if`` (scheduling.py, docs: jobs/run-if): tasks whose dependencies have
-  ended start at once, up to ``max_parallel`` together (process per task only: in-process tasks
-  share sys.argv, the environment and one Spark session, so they run one at a time).
+  ended start at once, up to ``max_parallel`` together (in-process tasks share sys.argv, the
+  environment and one Spark session, so they run one at a time).
 * Timeouts: a task is stopped at its ``timeout_seconds`` (SIGTERM to its process group, SIGKILL
   after ``kill_grace_s``; task_process.py) and is TIMEDOUT, retried only with ``retry_on_timeout``;
   at the job's ``timeout_seconds`` the running tasks are stopped, tasks not started are CANCELED
   unless their ``run_if`` handles failure (those still run), and the run is TIMEDOUT; a canceled
-  run (``cancel_run``) ends the same way as CANCELED. An in-process task cannot be stopped: it is
-  judged when it ends (said in the run's notes), and a cancel takes effect after it.
+  run (``cancel_run``) ends the same way as CANCELED. A stopped task's Spark jobs are canceled on
+  its cluster, which goes on serving the run's other tasks. An in-process task cannot be stopped:
+  it is judged when it ends (said in the run's notes), and a cancel takes effect after it.
 * Retries: ``max_retries`` (``-1`` is capped at :data:`~.job_plan.UNLIMITED_RETRIES_CAP`) after
   ``min_retry_interval_millis``, waited in full unless ``SPARK_MLOPS_MAX_RETRY_WAIT_S`` (or
   ``--max-retry-wait``) shortens it, which the output says.
@@ -66,8 +76,9 @@ Jobs semantics, each as Databricks documents it:
 Refused, because Databricks would not do it: ``{{tasks.<key>.values.<name>}}`` of a wheel task
 (task values are set from Python notebooks only, docs: jobs/task-values; from a wheel the SDK's
 ``set()`` silently does nothing). Not done locally: ``health`` rules, schedules/triggers,
-notifications, ``libraries``, clusters and environments; other task types are rejected before
-anything runs.
+notifications, ``libraries`` (the fake workspace installs the deployed wheel), cluster sizes
+and Spark settings of a cluster spec, environments; other task types are rejected before anything
+runs.
 """
 
 from __future__ import annotations
@@ -87,7 +98,7 @@ from typing import Any, TextIO
 
 from spark_mlops.config import redact
 from spark_mlops.errors import ConfigError
-from spark_mlops_dev.bundle import concurrency, entry_points, run_state, scheduling, task_process
+from spark_mlops_dev.bundle import cluster, concurrency, entry_points, run_state, scheduling, task_process
 from spark_mlops_dev.bundle.job_plan import (  # noqa: F401 (re-exported: the runner's public names)
     CONDITION_OPS,
     RUN_IF,
@@ -102,7 +113,7 @@ from spark_mlops_dev.bundle.job_plan import (  # noqa: F401 (re-exported: the ru
 from spark_mlops_dev.bundle.references import Context, RefError, as_text
 from spark_mlops_dev.bundle.results import JobRunResult, RunState, TaskResult, TaskStatus  # noqa: F401
 
-DEFAULT_MAX_PARALLEL = 2  # ready tasks at once (process-per-task): the machines this runs on have 2 cores
+DEFAULT_MAX_PARALLEL = 2  # ready tasks at once: the machines this runs on have 2 cores
 MAX_PARALLEL_ENV = "SPARK_MLOPS_MAX_PARALLEL_TASKS"
 MAX_RETRY_WAIT_ENV = "SPARK_MLOPS_MAX_RETRY_WAIT_S"  # unset: min_retry_interval_millis is waited in full
 DEBUG_ENV = "SPARK_MLOPS_DEBUG"
@@ -128,13 +139,13 @@ def new_run_id() -> str:
 class RunOptions:
     """How the runner runs tasks locally (none of this changes what a task is given)."""
 
-    process_per_task: bool = False  # each wheel task in a process of its own (task_process.py)
+    process_per_task: bool = True  # each wheel task in a process of its own (task_process.py); False: in-process
     max_parallel: int = DEFAULT_MAX_PARALLEL  # ready tasks at once; process-per-task only
     max_retry_wait_s: float | None = None  # shortens min_retry_interval_millis locally (stated in the output)
     kill_grace_s: float = task_process.KILL_GRACE_S  # SIGTERM, then SIGKILL this much later
 
     @classmethod
-    def from_env(cls, *, process_per_task: bool = False, max_parallel: int | None = None,
+    def from_env(cls, *, process_per_task: bool = True, max_parallel: int | None = None,
                  max_retry_wait_s: float | None = None) -> RunOptions:
         """Options with ``SPARK_MLOPS_MAX_PARALLEL_TASKS`` / ``SPARK_MLOPS_MAX_RETRY_WAIT_S`` read
         where an argument is None."""
@@ -275,7 +286,7 @@ def run_job(
     *,
     state_dir: str | os.PathLike | None = None,
     out: TextIO | None | str = STDOUT,
-    process_per_task: bool = False,
+    process_per_task: bool = True,
     options: RunOptions | None = None,
 ) -> JobRunResult:
     """Run ``job_key`` of ``bundle`` (see the module docstring: anything with ``root``, ``target``
@@ -308,7 +319,7 @@ def repair_run(
     latest_repair_id: str | None = None,
     state_dir: str | os.PathLike | None = None,
     out: TextIO | None | str = STDOUT,
-    process_per_task: bool = False,
+    process_per_task: bool = True,
     options: RunOptions | None = None,
 ) -> JobRunResult:
     """Repair a recorded run as ``POST /api/2.2/jobs/runs/repair`` does: re-run ``rerun_tasks``
@@ -373,6 +384,7 @@ class _Run:
         self.late: dict[str, threading.Event] = {}  # tasks started after the run timed out: their own stop
         self.stop_reason: str | None = None  # "timeout" | "canceled" once the run is stopped
         self.record_lock = threading.Lock()
+        self.clusters: cluster.Clusters | None = None  # the run's clusters (process per task)
         self.results: dict[str, TaskResult] = {}
         self.ctx = Context(job_key=plan.job_key, job=plan.job, run_id=run_id, start=self.start_time,
                            parameters={}, tasks=plan.tasks, results=self.results, repair_count=repair_count)
@@ -432,10 +444,18 @@ class _Run:
             say("parameters: " + ", ".join(f"{k}={v}" for k, v in self.ctx.parameters.items()))
         self._record(life_cycle="RUNNING")
         limit = _seconds(plan.job.get("timeout_seconds"))
-        timed_out = scheduling.execute(
-            plan.order, task_graph(plan.tasks), start=self._start_task, max_parallel=self.options.parallel,
-            deadline=clock + limit if limit else None, on_deadline=self._deadline,
-            inline=not self.options.process_per_task, poll=self._poll)
+        if self.options.process_per_task:
+            self.clusters = cluster.Clusters(
+                {k: cluster.compute_of(k, t.spec) if t.type == "python_wheel_task" and k not in self.kept else None
+                 for k, t in plan.tasks.items()}, task_process.task_environment)
+        try:
+            timed_out = scheduling.execute(
+                plan.order, task_graph(plan.tasks), start=self._start_task, max_parallel=self.options.parallel,
+                deadline=clock + limit if limit else None, on_deadline=self._deadline,
+                inline=not self.options.process_per_task, poll=self._poll)
+        finally:
+            if self.clusters is not None:
+                self.clusters.close()
         if timed_out:
             state = RunState.TIMEDOUT
         elif self.cancel.is_set():
@@ -446,7 +466,7 @@ class _Run:
         if not self.options.process_per_task and any(
                 plan.job.get("timeout_seconds") or t.spec.get("timeout_seconds") for t in plan.tasks.values()):
             notes.append("in-process tasks are not stopped at a timeout, only judged when they end "
-                         "(--process-per-task stops them)")
+                         "(a process per task, the default, stops them)")
         result = JobRunResult(
             job_key=plan.job_key, job_name=self.name, target=self.bundle.target, run_id=self.run_id,
             parameters=self.ctx.parameters, tasks=self.results, state=state, start_time=self.start_time,
@@ -474,6 +494,12 @@ class _Run:
             child.set()
 
     def _start_task(self, key: str, after_deadline: bool) -> Callable[[], None] | None:
+        work = self._decide(key, after_deadline)
+        if work is None and self.clusters is not None:
+            self.clusters.release(key)  # it will not run: its cluster may not be needed any more
+        return work
+
+    def _decide(self, key: str, after_deadline: bool) -> Callable[[], None] | None:
         t, result = self.plan.tasks[key], self.results[key]
         if key in self.kept:
             self.say(f"-- {key}: {result.status} (kept from the run being repaired)")
@@ -511,6 +537,8 @@ class _Run:
                 self._run_wheel(t, result)
         finally:
             result.duration = time.monotonic() - clock
+            if self.clusters is not None:
+                self.clusters.release(t.key)
             self._record(life_cycle="RUNNING")
         extra = f" -> {'true' if result.outcome else 'false'}" if result.outcome is not None else ""
         tail = f": {result.error}" if result.status is not TaskStatus.SUCCESS and result.error else ""
@@ -611,15 +639,23 @@ class _Run:
                         "(Databricks would have stopped it)"), True
             return error, False
         package = str(t.spec["python_wheel_task"]["package_name"])
+        try:
+            driver = self.clusters.driver_for(t.key) if self.clusters is not None else None
+        except cluster.ClusterError as exc:
+            return f"attempt {attempt}: {exc}", False
+        tag_file = driver.tags / f"{t.key}-{attempt}" if driver is not None else None
         ended = task_process.run(t.entry or "", package, argv, timeout=limit, cancel=self._stop_of(t.key),
-                                 grace=self.options.kill_grace_s)
+                                 grace=self.options.kill_grace_s,
+                                 env=driver.env(tag_file) if driver is not None and tag_file else None)
+        if driver is not None and tag_file is not None:
+            driver.cancel_jobs_of(tag_file)  # what a stopped (or dead) task left running on its cluster
         took = time.monotonic() - started
         how = "SIGTERM, then SIGKILL" if ended.killed else "SIGTERM"
         if ended.stopped == "timeout":
             return f"attempt {attempt} stopped at its timeout_seconds {limit} ({how}, {took:.1f} s)", True
         if ended.stopped == "canceled":
             return f"attempt {attempt} stopped: the run timed out or was canceled ({how}, {took:.1f} s)", False
-        return (None if ended.code == 0 else f"exited with code {ended.code}"), False
+        return (None if ended.code == 0 else ended.error or f"exited with code {ended.code}"), False
 
     def _retry_wait(self, t: Task, why: str, attempt: int) -> None:
         wait, cap = t.retry_wait_s, self.options.max_retry_wait_s
@@ -689,7 +725,7 @@ def run_bundle_job(
     state_dir: str | os.PathLike | None = None,
     run_id: str | int | None = None,
     out: TextIO | None | str = STDOUT,
-    process_per_task: bool = False,
+    process_per_task: bool = True,
     options: RunOptions | None = None,
 ) -> JobRunResult:
     """Load the bundle at ``root`` for ``target`` as the real Databricks CLI resolves it
@@ -708,7 +744,7 @@ def main(
     variables: Mapping[str, str] | None = None,
     parameters: Mapping[str, Any] | None = None,
     state_dir: str | os.PathLike | None = None,
-    process_per_task: bool = False,
+    process_per_task: bool = True,
     *,
     repair: str | None = None,
     rerun_tasks: list[str] | None = None,
