@@ -285,6 +285,7 @@ def gate_bundle(root, world: World):
     # deploy the model: drift fails drift_check (its notification is the alert), nothing retrains
     ("prod", "glucose", False, "SUCCESS_WITH_FAILURES"),
 ])
+@pytest.mark.slow  # whole jobs through the local runner: a JVM per job cluster, a process per task
 def test_drift_starts_the_retraining_job_through_the_local_runner(world, tmp_path, target, batch, retrained, state):
     import io
 

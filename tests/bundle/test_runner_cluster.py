@@ -20,6 +20,8 @@ import pytest
 from spark_mlops_dev.bundle import runner
 from spark_mlops_dev.bundle.job_plan import DeployedJobs
 
+pytestmark = pytest.mark.slow  # whole jobs through the local runner, each starting its job clusters
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = """\
 [project]

@@ -249,6 +249,7 @@ def _stand_in_tasks(config: dict, log: Path, failing: dict[str, int]) -> None:
                                          "entry_point": "exit_with" if key in failing else "record"}
 
 
+@pytest.mark.slow  # whole jobs through the local runner: a JVM per job cluster, a process per task
 def test_a_scoring_batch_does_not_become_the_training_input_of_a_retraining(tmp_path):
     """batch_inference -> retrain (Run Job) -> retraining -> train (Run Job) -> training: with
     pushdown, batch_inference's job parameters reach every job below it; none may set what

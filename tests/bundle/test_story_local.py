@@ -160,6 +160,7 @@ def test_status_and_rollback_run_as_jobs(story):
     assert registry.alias_version(views["prod"], "champion") == "1"
 
 
+@pytest.mark.slow  # whole jobs through the local runner: a JVM per job cluster, a process per task
 def test_first_scoring_run_in_prod_without_a_champion_exits_8(tmp_path, spark, capsys):
     settings = build_settings(state_dir=str(tmp_path / "state"))
     bundle = targets.load_local("prod", REPO_ROOT)

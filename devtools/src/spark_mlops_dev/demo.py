@@ -22,9 +22,8 @@ runner's default); ``--in-process`` runs them all in this process.
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
-
 from datetime import UTC, datetime
+from pathlib import Path
 
 from spark_mlops import registry_tags as rt
 from spark_mlops.config import DEFAULT_STATE_DIR, Settings
