@@ -256,17 +256,20 @@ def _knows_signatures(src: Path) -> bool:
 def _signatures_aside(state: Path, aside: bool):
     """A baseline from before model signatures (issue 27) refuses the champion's
     ``files.sha256.json.sig``, a file its manifest does not name: while it runs, the signatures
-    are renamed aside, the model's own files untouched; they are back before the next side runs."""
-    moved = []
+    are moved out of the state folder, the model's own files untouched; they are back before the next side runs."""
+    moved: list[tuple[Path, Path]] = []
+    holding = state.with_name(state.name + "-signatures-aside")  # outside the models: any extra file is refused
     try:
         if aside:
             for sig in state.rglob("files.sha256.json.sig"):
-                sig.rename(sig.with_name(sig.name + ".aside"))
-                moved.append(sig)
+                kept = holding / sig.relative_to(state)
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                sig.rename(kept)
+                moved.append((sig, kept))
         yield
     finally:
-        for sig in moved:
-            sig.with_name(sig.name + ".aside").rename(sig)
+        for sig, kept in moved:
+            kept.rename(sig)
 
 
 def bench_batch_inference(workdir: Path, p: dict) -> dict:
