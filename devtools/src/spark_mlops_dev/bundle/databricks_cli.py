@@ -230,14 +230,17 @@ def validate(root: str | os.PathLike, target: str | None, variables: Mapping[str
             # hidden flag: file:line of what was written where (databricks/cli cmd/bundle/validate.go)
             "--include-locations",
             *(["-t", target] if target else []),
-            *(f"--var={k}={v}" for k, v in variables.items())]
+            # --var is a string-slice flag that splits on commas, so a value with a comma goes as
+            # BUNDLE_VAR_<name>, which the CLI reads whole (bundle/config/mutator/set_variables.go)
+            *(f"--var={k}={v}" for k, v in variables.items() if "," not in str(v))]
+    with_commas = {f"BUNDLE_VAR_{k}": str(v) for k, v in variables.items() if "," in str(v)}
     with tempfile.TemporaryDirectory(prefix="bundle-validate-") as tmp:
         copy = fake_workspace.copy_bundle(root, Path(tmp) / "bundle", wheel=_prebuilt_wheel(root))
         for overrides in _override_files(root):  # the only local state the CLI's answer depends on
             (copy / overrides.relative_to(root)).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(overrides, copy / overrides.relative_to(root))
         try:
-            r = ws.cli(*args, cwd=copy, check=False, timeout=VALIDATE_TIMEOUT_S, env=_environment_variables())
+            r = ws.cli(*args, cwd=copy, check=False, timeout=VALIDATE_TIMEOUT_S, env={**_environment_variables(), **with_commas})
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise ConfigError(f"databricks bundle validate{' -t ' + target if target else ''}: {exc}") from exc
     try:
