@@ -12,8 +12,9 @@ source "$ROOT/scripts/bootstrap.sh"
 cd "$ROOT"
 mkdir -p test-results
 if [ $# -eq 0 ]; then
-  # Two pytest workers, each test file on one of them (module fixtures are built once): on 2
-  # cores the in-process Spark tests leave a core partly idle while one waits on the JVM.
+  # Two pytest workers, each test file on one of them (module fixtures are built once), the files
+  # that share the trained registry together (tests/conftest.py): on 2 cores the in-process Spark
+  # tests leave a core partly idle while one waits on the JVM.
   set -- -m "not slow and not databricks_cli" -n 2 --dist loadfile
 fi
 exec python -m pytest --junitxml=test-results/junit.xml "$@"

@@ -36,6 +36,48 @@ if DATABRICKS_CLI_BIN:
 # full: a test whose job retries a failing task (score without a champion) waits 3 s instead, and
 # the run's output says so. 3 s > the 2.5 s of the test that checks a full wait.
 os.environ["SPARK_MLOPS_MAX_RETRY_WAIT_S"] = "3"
+# Whole jobs run their tasks in processes of their own attached to the test process's Spark, which
+# serves every run as an all-purpose cluster would (runner.RunOptions.shared_cluster): a run costs
+# its tasks, not a cold JVM. tests/bundle/test_runner_cluster.py checks job clusters, one per run.
+os.environ["SPARK_MLOPS_SHARED_CLUSTER"] = "1"
+
+
+# ---------------------------------------------------------------- which worker runs what
+
+# The test files that use the session's ``trained`` registry (below): it prepares two tables and
+# trains two models, most of a minute, which every pytest worker running one of these files pays.
+# With ``--dist loadfile`` (scripts/test.sh) they run as one unit, on one worker.
+TRAINED_FILES = frozenset({
+    "tests/test_alias_lock.py", "tests/test_benchmarks_smoke.py", "tests/test_crashes.py",
+    "tests/test_deployment.py", "tests/test_gates.py", "tests/test_scoring.py", "tests/test_trust.py",
+    "tests/test_trust_attacks.py", "tests/test_typed_versions.py", "tests/test_unity_catalog_registry.py",
+    "tests/bundle/test_runner_run_job.py",
+})
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile``, except that the files of :data:`TRAINED_FILES` are one unit. (The
+    scheduler sees test ids only, hence the list; ``--dist loadgroup``'s marks are not read by
+    pytest-xdist 3.8 under pytest 9, whose node ids it can no longer rewrite.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class TrainedOnOneWorker(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return "the trained registry's files" if file in TRAINED_FILES else file
+
+    return TrainedOnOneWorker(config, log)
+
+
+def pytest_collection_modifyitems(items):
+    """A file that uses ``trained`` and is missing from :data:`TRAINED_FILES` fails collection."""
+    missing = sorted({item.nodeid.split("::", 1)[0] for item in items if "trained" in getattr(item, "fixturenames", ())}
+                     - TRAINED_FILES)
+    if missing:
+        raise pytest.UsageError(f"tests/conftest.py: {', '.join(missing)} use the trained registry: add them to "
+                                "TRAINED_FILES (one pytest worker builds it for all of them)")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -218,6 +218,7 @@ with alias_lock.held(settings, "rollback", lease_s=5):
 """
 
 
+@pytest.mark.slow  # a SIGKILL fault, and a lease waited out
 def test_a_hard_killed_holder_blocks_alias_moves_for_one_lease_only(view, capsys):
     """SIGKILL, as Databricks ends a task at its timeout: no ``finally`` releases the lock. While the
     holder lives it renews, and a waiter with the same lease does not take the lock; once killed,

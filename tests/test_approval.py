@@ -15,6 +15,7 @@ from spark_mlops.config import build_settings
 from spark_mlops.constants import EXIT_CONFIG, EXIT_PROMOTION_REFUSED
 from tests.conftest import run_cli
 
+
 @pytest.fixture(scope="module")
 def registry_state(tmp_path_factory):
     """One sqlite registry for the module (creating one costs seconds); each test has a model of its own."""

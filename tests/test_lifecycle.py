@@ -15,6 +15,10 @@ from spark_mlops.config import build_settings
 from spark_mlops.tables import tables_for
 from tests.conftest import FIXTURES, run_cli
 
+# The whole lifecycle twice: with the slow checks, beside the same story through the runner
+# (tests/bundle/test_story_local.py) and the README's main command (tests/test_readme.py).
+pytestmark = pytest.mark.slow
+
 
 @dataclass
 class Lifecycle:

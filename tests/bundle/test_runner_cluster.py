@@ -72,6 +72,7 @@ def cluster_run(tmp_path_factory):
     out = io.StringIO()
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(REPO_ROOT)  # tests.bundle.cluster_tasks importable in the task processes
+        mp.delenv(runner.SHARED_CLUSTER_ENV)  # job clusters, each started for the run (conftest.py shares one)
         result = runner.run_job(jobs, "clusters", state_dir=root / "state", out=out)
     entries: dict[str, dict] = {}
     for line in log.read_text().splitlines() if log.exists() else []:
@@ -140,3 +141,26 @@ def test_spark_stop_in_a_task_leaves_the_clusters_context_up(cluster_run):
 def test_python_udfs_run_on_the_shared_cluster(cluster_run):
     result, seen, out = cluster_run
     assert seen["a3"]["udf"] == [0, 2, 4], out
+
+
+def test_a_shared_cluster_is_the_runners_own_spark_for_every_run_and_outlives_them(spark, tmp_path, monkeypatch):
+    """RunOptions.shared_cluster: an all-purpose cluster (existing_cluster_id) serves every run."""
+    log = tmp_path / "calls.jsonl"
+    (tmp_path / "pyproject.toml").write_text(PYPROJECT)
+    cluster = {"spark_version": "18.0.x-cpu-ml-scala2.13", "num_workers": 0}
+    job = {"name": "shared", "job_clusters": [{"job_cluster_key": "a", "new_cluster": cluster},
+                                              {"job_cluster_key": "b", "new_cluster": cluster}],
+           "tasks": [_task("a1", "report", "a", log), _task("b1", "report", "b", log, after=["a1"])]}
+    jobs = DeployedJobs(root=tmp_path, target="dev", jobs={"shared": job})
+    monkeypatch.chdir(REPO_ROOT)
+    for _ in range(2):
+        result = runner.run_job(jobs, "shared", state_dir=tmp_path / "state", out=io.StringIO(),
+                                options=runner.RunOptions(shared_cluster=True))
+        assert result.state is runner.RunState.SUCCESS
+    seen = [json.loads(line) for line in log.read_text().splitlines()]
+    ours = int(spark._jvm.java.lang.ProcessHandle.current().pid())
+    assert len(seen) == 4 and {e["jvm_pid"] for e in seen} == {ours}
+    assert {e["app_id"] for e in seen} == {spark.sparkContext.applicationId}
+    assert len({e["pid"] for e in seen}) == 4 and os.getpid() not in {e["pid"] for e in seen}
+    assert seen[1]["temp_views"] == []  # each task still has a session of its own
+    assert spark.range(3).count() == 3  # the runs did not stop it

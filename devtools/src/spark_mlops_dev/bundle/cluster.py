@@ -39,6 +39,13 @@ What pyspark would do otherwise, and what is done instead (pyspark 4.1 ``core/co
   the JVM stay referenced until the cluster stops.
 * Python UDF workers are started by the JVM with the interpreter the attaching task names
   (``PYSPARK_PYTHON``, this task's own interpreter unless set).
+
+An all-purpose cluster (:func:`this_process`, the runner's ``shared_cluster`` option): the
+runner's own Spark driver serves every task of every run it starts, and no run stops it, as an
+all-purpose cluster named by ``existing_cluster_id`` serves the runs of any job and outlives them
+(docs: jobs/compute). Tasks still run in processes of their own with a session each; what they
+share beyond one run is the driver's JVM (its cache, its catalog). The tests of whole jobs use
+it, so that a run costs its tasks and not a cold JVM; the default stays a job cluster per run.
 """
 
 from __future__ import annotations
@@ -86,18 +93,12 @@ def compute_of(task_key: str, spec: Mapping) -> str | None:
 
 
 @dataclass
-class Driver:
-    """A running cluster: its driver process, the gateway tasks attach to."""
+class Gateway:
+    """A running Spark driver that tasks attach to: its py4j gateway, a folder for their job tags."""
 
-    name: str
-    proc: subprocess.Popen
     port: int
     secret: str
-    jvm_pid: int
-    app_id: str
-    started_s: float
     tags: Path  # a folder for the attached tasks' job tags
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def env(self, tag_file: Path) -> dict[str, str]:
         return {GATEWAY_PORT: str(self.port), GATEWAY_SECRET: self.secret, TAG_FILE: str(tag_file)}
@@ -109,14 +110,32 @@ class Driver:
         except OSError:
             return  # it never attached
         tag_file.unlink(missing_ok=True)
+        self._cancel(tag)
+
+    def _cancel(self, tag: str) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class Driver(Gateway):
+    """A job cluster's driver: a process of its own, started for a run (:func:`start_driver`)."""
+
+    name: str = ""
+    proc: subprocess.Popen | None = None
+    jvm_pid: int = 0
+    app_id: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _cancel(self, tag: str) -> None:
         with self.lock, contextlib.suppress(OSError, ValueError):
-            assert self.proc.stdin is not None
+            assert self.proc is not None and self.proc.stdin is not None
             self.proc.stdin.write(f"cancel {tag}\n")
             self.proc.stdin.flush()
 
     def stop(self, grace: float = STOP_GRACE_S) -> None:
         """Close the driver's stdin (it stops Spark and exits), SIGTERM then SIGKILL its process
         group (its JVM and Python workers) when it outlives ``grace``."""
+        assert self.proc is not None
         with self.lock, contextlib.suppress(OSError, ValueError):
             if self.proc.stdin is not None:
                 self.proc.stdin.close()
@@ -141,7 +160,6 @@ class Driver:
 def start_driver(name: str, env: Mapping[str, str]) -> Driver:
     """Start a cluster's driver with the task environment ``env``; ClusterError when it does not
     come up (its stderr, which is this process's, says why)."""
-    clock = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", __name__], env=dict(env), stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, bufsize=1, start_new_session=True)
     assert proc.stdout is not None
@@ -152,7 +170,7 @@ def start_driver(name: str, env: Mapping[str, str]) -> Driver:
     info = json.loads(line)
     threading.Thread(target=_forward, args=(proc.stdout,), name=f"driver-{name}", daemon=True).start()
     return Driver(name=name, proc=proc, port=int(info["port"]), secret=str(info["secret"]),
-                  jvm_pid=int(info["jvm_pid"]), app_id=str(info["app_id"]), started_s=time.monotonic() - clock,
+                  jvm_pid=int(info["jvm_pid"]), app_id=str(info["app_id"]),
                   tags=Path(tempfile.mkdtemp(prefix="cluster-tags-")))
 
 
@@ -183,11 +201,48 @@ def _wait_gone(pid: int, seconds: float) -> None:
         time.sleep(0.05)
 
 
+class SharedDriver(Gateway):
+    """This process's own Spark driver, serving as an all-purpose cluster (module docstring)."""
+
+    def _cancel(self, tag: str) -> None:
+        from pyspark import SparkContext
+
+        context = SparkContext._active_spark_context
+        if context is not None:
+            with contextlib.suppress(Exception):
+                context.cancelJobsWithTag(tag)
+
+
+_shared: SharedDriver | None = None
+_shared_lock = threading.Lock()
+
+
+def this_process() -> SharedDriver:
+    """The gateway of this process's Spark (the active session's, else the project's local session,
+    started now): one per process, never stopped by a run."""
+    global _shared
+    with _shared_lock:
+        from pyspark import SparkContext
+
+        if _shared is None or SparkContext._active_spark_context is None:
+            from spark_mlops.config import build_settings
+            from spark_mlops.spark import get_spark
+
+            params = get_spark(build_settings()).sparkContext._gateway.gateway_parameters
+            _shared = SharedDriver(port=params.port, secret=params.auth_token,
+                                   tags=Path(tempfile.mkdtemp(prefix="cluster-tags-")))
+        return _shared
+
+
 class Clusters:
     """The clusters of one job run: started on a task's first need, stopped when the run no longer
-    needs them. ``uses``: the cluster each task of the run names (:func:`compute_of`; None: none)."""
+    needs them. ``uses``: the cluster each task of the run names (:func:`compute_of`; None: none).
+    ``shared``: an all-purpose cluster that serves every task that names a cluster, and that the
+    run neither starts nor stops (:func:`this_process`)."""
 
-    def __init__(self, uses: Mapping[str, str | None], task_env: Callable[[], dict[str, str]]):
+    def __init__(self, uses: Mapping[str, str | None], task_env: Callable[[], dict[str, str]],
+                 shared: Callable[[], Gateway] | None = None):
+        self.shared = shared
         self.compute = dict(uses)  # task key -> cluster name (or None)
         self.left: dict[str, int] = {}
         for name in self.compute.values():
@@ -199,12 +254,14 @@ class Clusters:
         self.lock = threading.Lock()
         self.starting: dict[str, threading.Lock] = {name: threading.Lock() for name in self.left}
 
-    def driver_for(self, task_key: str) -> Driver | None:
+    def driver_for(self, task_key: str) -> Gateway | None:
         """The running driver of the task's cluster, started now if it is not running; None for a
         task with no cluster. Raises ClusterError when the driver does not start."""
         name = self.compute.get(task_key)
         if name is None:
             return None
+        if self.shared is not None:
+            return self.shared()
         with self.starting[name]:
             with self.lock:
                 if name in self.running:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from spark_mlops.errors import ConfigError
-from spark_mlops_dev.bundle import entry_points, graph
+from spark_mlops_dev.bundle import entry_points, graph, job_rules
 from spark_mlops_dev.bundle.references import Context, RefError, as_text, reference_fields
 
 UNLIMITED_RETRIES_CAP = 5
@@ -277,43 +277,9 @@ def _check_references(plan: JobPlan) -> None:
 
 
 def pushdown_collisions(bundle: Any, job_key: str) -> list[str]:
-    """Where a job parameter of ``job_key``, pushed down through Run Job tasks (docs:
-    jobs/job-parameters "Job parameter pushdown"), reaches a job below it whose own parameter or
-    wheel task parameter has the same name, and overrides it (a job parameter wins). A Run Job
-    task that passes the key on explicitly as ``{{job.parameters.<key>}}`` means it: not reported."""
-    found: list[str] = []
-
-    def walk(key: str, incoming: set[str], path: tuple[str, ...]) -> None:
-        job = bundle.jobs.get(key) or {}
-        declared = {str(p.get("name")) for p in job.get("parameters") or [] if isinstance(p, dict)}
-        reaching = incoming | declared
-        for task in job.get("tasks") or []:
-            spec = task.get("run_job_task") if isinstance(task, dict) else None
-            if not isinstance(spec, dict):
-                continue
-            child = _child_key(spec, getattr(bundle, "job_ids", None) or {})
-            if child is None or child in path:
-                continue
-            explicit = spec.get("job_parameters") or {}
-            forwarded = {n for n in reaching if as_text(explicit.get(n, "")).replace(" ", "") ==
-                         f"{{{{job.parameters.{n}}}}}"}
-            child_job = bundle.jobs.get(child) or {}
-            child_declared = {str(p.get("name")) for p in child_job.get("parameters") or [] if isinstance(p, dict)}
-            for name in sorted(reaching - forwarded):
-                where = [f"its parameter {name!r}"] if name in child_declared else []
-                where += [f"task {t.get('task_key')!r}'s --{name}" for t in child_job.get("tasks") or []
-                          if name in ((t.get("python_wheel_task") or {}).get("named_parameters") or {})]
-                if where:
-                    found.append(f"job parameter {name!r} of {path[0]} reaches job {child} "
-                                 f"({' -> '.join((*path, child))}, task {task.get('task_key')!r}) and overrides "
-                                 f"{', '.join(where)}")
-            walk(child, reaching, (*path, child))
-
-    walk(job_key, set(), (job_key,))
-    return found
-
-
-def _child_key(spec: dict, job_ids: Mapping[str, str]) -> str | None:
-    job_id = str(spec.get("job_id", "")).strip()
-    m = _SAME_BUNDLE_JOB.match(job_id)
-    return m.group(1) if m else job_ids.get(job_id)
+    """Where a job parameter of ``job_key``, pushed down through Run Job tasks, overrides a
+    parameter of a job below it: the validator's rule (:func:`.job_rules.pushdown_collisions`),
+    for the job about to run."""
+    config = {"resources": {"jobs": dict(bundle.jobs)}}
+    return [f.message for f in job_rules.pushdown_collisions(
+        config, origins=[job_key], job_ids=getattr(bundle, "job_ids", None) or {})]

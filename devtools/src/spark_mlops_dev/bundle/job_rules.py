@@ -75,13 +75,15 @@ def _parameters(job: dict) -> list[tuple[int, str]]:
 # ---------------------------------------------------------------- 1. job parameter pushdown
 
 
-def _child_key(run_job_task: dict, jobs: dict[str, dict]) -> str | None:
+def _child_key(run_job_task: dict, jobs: dict[str, dict], job_ids: Mapping[str, str]) -> str | None:
     """The job a Run Job task starts: ``${resources.jobs.<key>.id}`` as validate prints it, or
-    the numeric id of a deployed job (``bundle summary`` gives each job its ``id``)."""
+    the numeric id of a deployed job (``job_ids``, else the ``id`` ``bundle summary`` gives each job)."""
     job_id = str(run_job_task.get("job_id", "")).strip()
     m = _CHILD_REF.match(job_id)
     if m:
         return m.group(1) if m.group(1) in jobs else None
+    if job_id in job_ids:
+        return job_ids[job_id] if job_ids[job_id] in jobs else None
     return next((k for k, j in jobs.items() if job_id and str(j.get("id", "")) == job_id), None)
 
 
@@ -95,30 +97,33 @@ def _uses(job: dict, name: str) -> list[str]:
     return where
 
 
-def pushdown_collisions(config: Mapping[str, Any]) -> list[Finding]:
+def pushdown_collisions(config: Mapping[str, Any], *, origins: list[str] | None = None,
+                        job_ids: Mapping[str, str] | None = None) -> list[Finding]:
     """A job parameter that reaches, through Run Job tasks, a job below that takes a parameter of
     the same name, and overrides it there. A Run Job task that passes the name on explicitly
     (``job_parameters: {x: "{{job.parameters.x}}"}``) means it: from there on it is the child's
     parameter. A Run Job task that sets the name to anything else is overridden by the job
-    parameter, which is reported as well."""
+    parameter, which is reported as well. ``origins``: the jobs whose parameters to follow (all
+    of them unless given: the local runner follows the job it runs); ``job_ids``: deployed job
+    ids to job keys, for Run Job tasks that name their child by id."""
     jobs = _jobs(config)
     findings: list[Finding] = []
-    for origin, job in jobs.items():
-        own = dict((n, i) for i, n in _parameters(job))
+    for origin in jobs if origins is None else [o for o in origins if o in jobs]:
+        own = dict((n, i) for i, n in _parameters(jobs[origin]))
         if own:
-            findings += _walk(jobs, origin, own, origin, set(own), (origin,))
+            findings += _walk(jobs, job_ids or {}, origin, own, origin, set(own), (origin,))
     return findings
 
 
-def _walk(jobs: dict[str, dict], origin: str, own: dict[str, int], key: str, carried: set[str],
-          chain: tuple[str, ...]) -> list[Finding]:
+def _walk(jobs: dict[str, dict], job_ids: Mapping[str, str], origin: str, own: dict[str, int], key: str,
+          carried: set[str], chain: tuple[str, ...]) -> list[Finding]:
     """Follow ``origin``'s parameters ``carried`` from job ``key`` down its Run Job tasks."""
     findings: list[Finding] = []
     for i, task in _tasks(jobs[key]):
         rjt = task.get("run_job_task")
         if not isinstance(rjt, dict):
             continue
-        child = _child_key(rjt, jobs)
+        child = _child_key(rjt, jobs, job_ids)
         if child is None or child in chain:  # not a job of this bundle, or a cycle (reported elsewhere)
             continue
         explicit = rjt.get("job_parameters") if isinstance(rjt.get("job_parameters"), dict) else {}
@@ -150,7 +155,7 @@ def _walk(jobs: dict[str, dict], origin: str, own: dict[str, int], key: str, car
                     f"job_parameters: {{{name}: \"{{{{job.parameters.{name}}}}}\"}} on the Run Job task "
                     "where the child is meant to get it"))
         if still:
-            findings += _walk(jobs, origin, own, child, still, below)
+            findings += _walk(jobs, job_ids, origin, own, child, still, below)
     return findings
 
 

@@ -20,8 +20,9 @@ Execution API (for callers that hold job definitions as deployed, e.g. a fake wo
   each task and when it ends; ``.api_state()`` is runs/get's ``state`` (QUEUED, RUNNING,
   TERMINATED, SKIPPED; INTERNAL_ERROR when the process running it is gone).
 * ``cancel_run(run_id, state_dir=...)``: runs/cancel, from any process sharing the state folder.
-* ``RunOptions(process_per_task=True, max_parallel=N, max_retry_wait_s=..., kill_grace_s=...)``:
-  how tasks run locally (``process_per_task=False``: the in-process mode). run_job and repair_run
+* ``RunOptions(process_per_task=True, max_parallel=N, max_retry_wait_s=..., kill_grace_s=...,
+  shared_cluster=False)``: how tasks run locally (``process_per_task=False``: the in-process mode;
+  ``shared_cluster``: this process's Spark serves every run, as an all-purpose cluster would). run_job and repair_run
   raise ConfigError before anything runs when the job cannot run.
 
 How tasks run (cluster.py, task_process.py), as on Databricks: each wheel task in a Python process
@@ -116,6 +117,7 @@ from spark_mlops_dev.bundle.results import JobRunResult, RunState, TaskResult, T
 DEFAULT_MAX_PARALLEL = 2  # ready tasks at once: the machines this runs on have 2 cores
 MAX_PARALLEL_ENV = "SPARK_MLOPS_MAX_PARALLEL_TASKS"
 MAX_RETRY_WAIT_ENV = "SPARK_MLOPS_MAX_RETRY_WAIT_S"  # unset: min_retry_interval_millis is waited in full
+SHARED_CLUSTER_ENV = "SPARK_MLOPS_SHARED_CLUSTER"  # 1: this process's Spark is every run's cluster
 DEBUG_ENV = "SPARK_MLOPS_DEBUG"
 STATE_DIR_ENV = concurrency.STATE_DIR_ENV  # the state folder a run exports to its tasks
 STDOUT = "stdout"  # `out=` default: the sys.stdout of the moment of printing
@@ -143,19 +145,23 @@ class RunOptions:
     max_parallel: int = DEFAULT_MAX_PARALLEL  # ready tasks at once; process-per-task only
     max_retry_wait_s: float | None = None  # shortens min_retry_interval_millis locally (stated in the output)
     kill_grace_s: float = task_process.KILL_GRACE_S  # SIGTERM, then SIGKILL this much later
+    # The tasks attach to this process's own Spark, which outlives the run, as an all-purpose
+    # cluster does (cluster.this_process); False: a job cluster's driver started for each run.
+    shared_cluster: bool = False
 
     @classmethod
     def from_env(cls, *, process_per_task: bool = True, max_parallel: int | None = None,
                  max_retry_wait_s: float | None = None) -> RunOptions:
-        """Options with ``SPARK_MLOPS_MAX_PARALLEL_TASKS`` / ``SPARK_MLOPS_MAX_RETRY_WAIT_S`` read
-        where an argument is None."""
+        """Options with ``SPARK_MLOPS_MAX_PARALLEL_TASKS`` / ``SPARK_MLOPS_MAX_RETRY_WAIT_S`` /
+        ``SPARK_MLOPS_SHARED_CLUSTER`` read where an argument is None."""
         if max_parallel is None:
             max_parallel = _env_number(MAX_PARALLEL_ENV, int) or DEFAULT_MAX_PARALLEL
         if max_retry_wait_s is None:
             max_retry_wait_s = _env_number(MAX_RETRY_WAIT_ENV, float)
         if max_parallel < 1:
             raise ConfigError(f"max parallel tasks must be at least 1, found {max_parallel}")
-        return cls(process_per_task=process_per_task, max_parallel=max_parallel, max_retry_wait_s=max_retry_wait_s)
+        return cls(process_per_task=process_per_task, max_parallel=max_parallel, max_retry_wait_s=max_retry_wait_s,
+                   shared_cluster=os.environ.get(SHARED_CLUSTER_ENV, "").strip() == "1")
 
     @property
     def parallel(self) -> int:
@@ -447,7 +453,8 @@ class _Run:
         if self.options.process_per_task:
             self.clusters = cluster.Clusters(
                 {k: cluster.compute_of(k, t.spec) if t.type == "python_wheel_task" and k not in self.kept else None
-                 for k, t in plan.tasks.items()}, task_process.task_environment)
+                 for k, t in plan.tasks.items()}, task_process.task_environment,
+                shared=cluster.this_process if self.options.shared_cluster else None)
         try:
             timed_out = scheduling.execute(
                 plan.order, task_graph(plan.tasks), start=self._start_task, max_parallel=self.options.parallel,
