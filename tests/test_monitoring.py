@@ -4,7 +4,9 @@ monitoring table, the version tags and the drift gate's exit code.
 One registry for the module (trained once): v1 is trained on the synthetic distribution and
 scores four batches (same distribution, Glucose +50, Glucose null, a tiny one); then v2 is
 trained on Glucose-shifted data and becomes @champion. Each test monitors its own batch, so
-tests do not depend on each other's order.
+tests do not depend on each other's order. The scenario costs most of a minute, so its tests run
+with the slow checks, where the drift jobs through the local runner need it too (one pytest
+worker builds it once); the statistics' own tests below it stay in the quick suite.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ def by_name(verdict: dict) -> dict:
 # ---------------------------------------------------------------- the baseline
 
 
+@pytest.mark.slow  # the registry scenario, built once with the drift jobs below
 def test_every_version_carries_its_own_baseline(world):
     b1, b2 = monitoring.load_baseline(world.settings, "1"), monitoring.load_baseline(world.settings, "2")
     assert set(b1["features"]) == set(FEATURES)
@@ -106,6 +109,7 @@ def test_every_version_carries_its_own_baseline(world):
 # ---------------------------------------------------------------- verdicts
 
 
+@pytest.mark.slow  # the registry scenario, built once with the drift jobs below
 def test_a_batch_from_the_training_distribution_flags_nothing(world, capsys):
     v = verdict_json(world, "same", capsys)
     assert v["batch_id"] == "same" and v["model_version"] == "1"
@@ -115,6 +119,7 @@ def test_a_batch_from_the_training_distribution_flags_nothing(world, capsys):
     assert v["output"]["status"] == "ok"
 
 
+@pytest.mark.slow  # the registry scenario, built once with the drift jobs below
 def test_a_shifted_feature_flags_exactly_that_feature(world, capsys):
     v = verdict_json(world, "glucose", capsys)
     features = by_name(v)
@@ -124,6 +129,7 @@ def test_a_shifted_feature_flags_exactly_that_feature(world, capsys):
     assert [n for n, f in features.items() if f["status"] != "ok"] == ["Glucose"]
 
 
+@pytest.mark.slow  # the registry scenario, built once with the drift jobs below
 def test_a_feature_set_to_null_raises_the_quality_alert(world, capsys):
     v = verdict_json(world, "nulls", capsys)
     features = by_name(v)
@@ -133,6 +139,7 @@ def test_a_feature_set_to_null_raises_the_quality_alert(world, capsys):
     assert v["verdict"] == "drift"
 
 
+@pytest.mark.slow  # the registry scenario, built once with the drift jobs below
 def test_features_passed_through_by_score_need_no_input(world, spark, capsys):
     predictions = tables_for(spark, world.settings).read(world.settings.table_name("keyless_predictions"))
     assert set(FEATURES) <= set(predictions.columns)
@@ -141,6 +148,7 @@ def test_features_passed_through_by_score_need_no_input(world, spark, capsys):
     assert (v["rows"], v["verdict"], v["drift"]) == (200, "ok", False), v
 
 
+@pytest.mark.slow  # the registry scenario, built once with the drift jobs below
 def test_a_small_batch_over_the_threshold_within_sampling_noise_is_not_drift(world, capsys):
     # 50 rows from the training distribution: some PSIs pass 0.2 on sampling noise alone.
     v = verdict_json(world, "tiny", capsys, "--min-rows", "10")
@@ -157,6 +165,7 @@ def test_a_small_batch_over_the_threshold_within_sampling_noise_is_not_drift(wor
     assert verdict_json(world, "tiny", capsys, "--min-rows", "10", "--psi-noise-quantile", "0")["drift"] is True
 
 
+@pytest.mark.slow  # the registry scenario, built once with the drift jobs below
 def test_too_few_rows_give_no_verdict(world, capsys):
     v = verdict_json(world, "tiny", capsys)
     assert v["verdict"] == "insufficient" and v["drift"] is False
@@ -165,6 +174,7 @@ def test_too_few_rows_give_no_verdict(world, capsys):
     assert "fewer than 100 scored rows: no drift verdict" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # the registry scenario, built once with the drift jobs below
 def test_the_baseline_is_the_scoring_versions_even_after_champion_moved(world, capsys):
     assert registry.alias_version(world.settings, "champion") == "2"
     # v1 scored "glucose": against v1's baseline Glucose drifted ...
@@ -174,6 +184,7 @@ def test_the_baseline_is_the_scoring_versions_even_after_champion_moved(world, c
     assert v2["model_version"] == "2" and by_name(v2)["Glucose"]["status"] == "ok", v2
 
 
+@pytest.mark.slow  # the registry scenario, built once with the drift jobs below
 def test_monitoring_table_rows_and_re_monitoring_replaces_them(world, spark):
     tables = tables_for(spark, world.settings)
     table = world.settings.table_name("monitoring")
@@ -190,6 +201,7 @@ def test_monitoring_table_rows_and_re_monitoring_replaces_them(world, spark):
     assert 0 < psi["Glucose"]["baseline"] < 0.2 and 0 < psi["(output)"]["baseline"]  # psi rows: the noise bound
 
 
+@pytest.mark.slow  # the registry scenario, built once with the drift jobs below
 def test_version_tags_mlflow_run_and_status(world, capsys):
     from mlflow.tracking import MlflowClient
 
@@ -206,6 +218,7 @@ def test_version_tags_mlflow_run_and_status(world, capsys):
     assert "same: ok" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # the registry scenario, built once with the drift jobs below
 def test_thresholds_are_flags(world, capsys):
     # A near-zero threshold flags the sampling noise itself once the noise allowance is off.
     v = verdict_json(world, "same", capsys, "--psi-threshold", "0.000001", "--psi-noise-quantile", "0")
@@ -215,6 +228,7 @@ def test_thresholds_are_flags(world, capsys):
     assert monitor(world, "no_such_batch") == 3
 
 
+@pytest.mark.slow  # the registry scenario, built once with the drift jobs below
 def test_drift_check_exits_7_on_drift_only(world):
     common = ("--state-dir", str(world.settings.state_dir))
     # Each check follows its own monitor run: another test may have monitored the batch with other thresholds.
@@ -285,7 +299,7 @@ def gate_bundle(root, world: World):
     # deploy the model: drift fails drift_check (its notification is the alert), nothing retrains
     ("prod", "glucose", False, "SUCCESS_WITH_FAILURES"),
 ])
-@pytest.mark.slow  # whole jobs through the local runner: a JVM per job cluster, a process per task
+@pytest.mark.slow  # whole jobs through the local runner, a process per task
 def test_drift_starts_the_retraining_job_through_the_local_runner(world, tmp_path, target, batch, retrained, state):
     import io
 
