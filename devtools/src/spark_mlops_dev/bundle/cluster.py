@@ -43,9 +43,10 @@ What pyspark would do otherwise, and what is done instead (pyspark 4.1 ``core/co
 An all-purpose cluster (:func:`this_process`, the runner's ``shared_cluster`` option): the
 runner's own Spark driver serves every task of every run it starts, and no run stops it, as an
 all-purpose cluster named by ``existing_cluster_id`` serves the runs of any job and outlives them
-(Jobs API, ``existing_cluster_id``: "an existing cluster that is used for all runs"). Tasks still run in processes of their own with a session each; what they
-share beyond one run is the driver's JVM (its cache, its catalog). The tests of whole jobs use
-it, so that a run costs its tasks and not a cold JVM; the default stays a job cluster per run.
+(Jobs API, ``existing_cluster_id``: "an existing cluster that is used for all runs"). Tasks still
+run in processes of their own with a session each; what they share beyond one run is the
+driver's JVM (its cache, its catalog). The tests of whole jobs use it, so that a run costs its
+tasks and not a cold JVM; the default stays a job cluster per run, as the bundle's jobs declare.
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ Execution API (for callers that hold job definitions as deployed, e.g. a fake wo
 * ``cancel_run(run_id, state_dir=...)``: runs/cancel, from any process sharing the state folder.
 * ``RunOptions(process_per_task=True, max_parallel=N, max_retry_wait_s=..., kill_grace_s=...,
   shared_cluster=False)``: how tasks run locally (``process_per_task=False``: the in-process mode;
-  ``shared_cluster``: this process's Spark serves every run, as an all-purpose cluster would). run_job and repair_run
-  raise ConfigError before anything runs when the job cannot run.
+  ``shared_cluster``: this process's Spark serves every run, as an all-purpose cluster would).
+  run_job and repair_run raise ConfigError before anything runs when the job cannot run.
 
 How tasks run (cluster.py, task_process.py), as on Databricks: each wheel task in a Python process
 of its own, with only its arguments; the tasks of a run that name the same ``job_cluster_key``
