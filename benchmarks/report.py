@@ -193,6 +193,12 @@ def render(res: dict) -> str:
                       f"{_spread(j['peak_rss_mb']['baseline'], ' MB', 0)} |",
                       "", f"Load average after each run: this {j['load_average']['this']}, baseline "
                       f"{j['load_average']['baseline']}."]
+            spans = [(task, name, v) for task, t in j["tasks"]["this"].items() for name, v in t.get("spans", {}).items()]
+            if spans:
+                lines += ["", "Where this checkout's tasks spend their time (spans, medians of the counted rounds; "
+                          "the rest of a task is opening tables, the registry and MLflow):", "",
+                          "| Task | Span | Seconds |", "|---|---|---:|"]
+                lines += [f"| {task} | {name} | {_spread(v, ' s')} |" for task, name, v in spans]
             errors = [e for side in j["errors"].values() for e in side]
             if errors:
                 lines.append(f"\nFailed runs: {' | '.join(errors)}")

@@ -290,7 +290,8 @@ def bench_batch_inference(workdir: Path, p: dict) -> dict:
     for i in range(p["job_pairs"]):
         for side, src in sides.items():
             say(f"batch_inference: pair {i + 1}/{p['job_pairs']}, {side} (load {os.getloadavg()[0]:.2f})")
-            env = {"PYTHONPATH": os.pathsep.join([str(src), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+            env = {"PYTHONPATH": os.pathsep.join([str(src), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+                   "SPARK_MLOPS_TIMINGS": str(workdir / "logs" / f"batch-inference-{side}-{i}-timings.json")}
             with _signatures_aside(workdir / "state", side == "baseline" and not _knows_signatures(src)):
                 r = measure.run_worker("batch_inference", {"workdir": str(workdir), "rows": rows, "rounds": 1,
                                                            "suffix": f"_{side}", "side": side, "pair": i},
@@ -299,8 +300,15 @@ def bench_batch_inference(workdir: Path, p: dict) -> dict:
 
     def per_task(side: str) -> dict:
         counted = [t for r in runs[side] for t in r.get("times", []) if not t["warm_up"]]
+
+        def spans(task: str) -> dict:
+            of_task = [t.get("spans", {}) for t in counted if t["task"] == task]
+            names = dict.fromkeys(n for s in of_task for n in s)
+            return {n: measure.stats([s.get(n, 0.0) for s in of_task]) for n in names}
+
         return {task: {"seconds": measure.stats([t["seconds"] for t in counted if t["task"] == task]),
-                       "cpu_seconds": measure.stats([t["cpu_seconds"] for t in counted if t["task"] == task])}
+                       "cpu_seconds": measure.stats([t["cpu_seconds"] for t in counted if t["task"] == task]),
+                       "spans": spans(task)}
                 for task in workloads.BATCH_INFERENCE_TASKS}
 
     def totals(side: str, key: str) -> list[float | None]:

@@ -235,7 +235,7 @@ def batch_inference_rounds(spark, workdir: Path, rows: int, rounds: int, tables_
     JVM (class loading, code generation) and is reported apart. Only the step functions the job's
     wheel tasks call are used, with the same arguments in every version of the code, so that the
     same function can time an older commit (``PYTHONPATH`` pointing at its ``src``)."""
-    from spark_mlops import monitoring, prepare, scoring
+    from spark_mlops import monitoring, prepare, scoring, timing
     from spark_mlops.config import ScoreConfig
 
     settings = settings_for(workdir)
@@ -259,10 +259,14 @@ def batch_inference_rounds(spark, workdir: Path, rows: int, rounds: int, tables_
         # check_batch records is then read back by score of the same round only (issue 30).
         job_run = dataclasses.replace(settings, job_run_id=f"bench-{uuid.uuid4().hex[:12]}-{i}")
         for task in BATCH_INFERENCE_TASKS:
+            first_span = len(timing.SPANS)  # spans are recorded when SPARK_MLOPS_TIMINGS is set
             wall, cpu = time.perf_counter(), _cpu_seconds()
             tasks[task](job_run)
+            spans: dict[str, float] = {}
+            for s in timing.SPANS[first_span:]:
+                spans[s["name"]] = round(spans.get(s["name"], 0.0) + s["seconds"], 3)
             out.append({"round": i, "task": task, "warm_up": i == 0, "seconds": round(time.perf_counter() - wall, 3),
-                        "cpu_seconds": round(_cpu_seconds() - cpu, 3)})
+                        "cpu_seconds": round(_cpu_seconds() - cpu, 3), "spans": spans})
     import spark_mlops
 
     return {"rows": rows, "times": out, "code": str(Path(spark_mlops.__file__).resolve().parents[1])}

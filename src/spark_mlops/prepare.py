@@ -456,8 +456,9 @@ def check_batch(
     contract = dc.load_contract(settings.contract)
     # The input's identity before the read: a change during the check then shows as another input.
     identity = batch_check.input_identity(source, settings, tables_for(spark, settings))
-    checked = read_checked(spark, settings, source, contract, with_label=False, count_duplicate_keys=True,
-                           count_rejected=True)
+    with span("check_batch.count"):  # the contract's one counting pass over the batch
+        checked = read_checked(spark, settings, source, contract, with_label=False, count_duplicate_keys=True,
+                               count_rejected=True)
     check_missing(checked, source, max_null_fraction)
     check_duplicate_keys(checked, source)
     rows, rejected = checked.rows, checked.rejected
@@ -468,5 +469,6 @@ def check_batch(
             f"{max_rejected_fraction:.0%}); first reasons: "
             f"{[r[0] for r in checked.df.where(F.col(dc.REASON_COLUMN).isNotNull()).select(dc.REASON_COLUMN).limit(3).collect()]}"
         )
-    batch_check.record(settings, identity, contract, rows, rejected)  # for score of this job run
+    with span("check_batch.record"):
+        batch_check.record(settings, identity, contract, rows, rejected)  # for score of this job run
     return rows, rejected

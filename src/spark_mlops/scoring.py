@@ -218,7 +218,8 @@ def run(settings: Settings, conf: ScoreConfig) -> ScoreResult:
     with span("score.write"):
         rows_out = None
         if checked.rejected == 0 or vouched:
-            tables.delete_partition(rejected_table, BATCH_COLUMN, batch_id)
+            with span("score.delete_rejects"):
+                tables.delete_partition(rejected_table, BATCH_COLUMN, batch_id)
             rows_rejected = 0
             guard = F.when(valid, F.lit(True)).otherwise(F.raise_error(F.lit(_VOUCHED_ROW_REJECTED)))
             try:

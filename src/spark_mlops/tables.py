@@ -40,6 +40,7 @@ from pyspark.sql import DataFrame, Row, SparkSession
 
 from spark_mlops.config import Settings, check_table_name, on_databricks, volume_local_path
 from spark_mlops.errors import ConfigError, MlopsError
+from spark_mlops.timing import span
 
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 # Delta's session setting for the userMetadata of commits made by SQL (DELETE), where there is
@@ -172,10 +173,12 @@ class DeltaTables:
         writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
         writer.option("userMetadata", self._commit_info()).saveAsTable(self.names.identifier(name))
 
-    def replace_partition(self, name: str, df: DataFrame, column: str, value: str) -> dict[str, int]:
+    def replace_partition(self, name: str, df: DataFrame, column: str, value: str, *,
+                          metrics: bool = True) -> dict[str, int]:
         """Replace the rows with ``column == value`` by ``df`` (which has no ``column``): Delta's
         ``replaceWhere``, one commit, other batches untouched. Creates the table, partitioned by
-        ``column``, if absent. Returns the commit's operation metrics (:meth:`commit_metrics`)."""
+        ``column``, if absent. Returns the commit's operation metrics (:meth:`commit_metrics`), or
+        ``{}`` with ``metrics=False`` (a caller that knows what it wrote skips reading the history)."""
         from pyspark.sql import functions as F
 
         check_partition_value(value, column)
@@ -188,14 +191,16 @@ class DeltaTables:
          .option("replaceWhere", f"{quote_identifier(column)} = {sql_string(value)}")
          .option("userMetadata", commit_info)
          .saveAsTable(self.names.identifier(name)))
-        return self.commit_metrics(name, commit_info)
+        return self.commit_metrics(name, commit_info) if metrics else {}
 
     def commit_metrics(self, name: str, user_metadata: str) -> dict[str, int]:
         """What the newest commit made with ``user_metadata`` wrote, as Delta recorded it in the
         commit itself: ``DESCRIBE HISTORY``'s ``operationMetrics`` (for a write ``numOutputRows``,
         ``numFiles``, ``numOutputBytes``, and ``numRemovedFiles`` for a ``replaceWhere``; docs:
         delta-utility, "Operation metrics keys"). The rows a write wrote, without reading them back."""
-        for commit in self.history(name, 10):  # newest first: a later writer of this table is skipped
+        with span("delta.commit_metrics"):
+            history = self.history(name, 10)
+        for commit in history:  # newest first: a later writer of this table is skipped
             if commit["userMetadata"] == user_metadata:
                 return {k: int(v) for k, v in (commit["operationMetrics"] or {}).items() if v.isdigit()}
         raise MlopsError(f"table {name}: no commit with userMetadata {user_metadata} among its 10 newest")

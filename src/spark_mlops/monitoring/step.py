@@ -25,6 +25,7 @@ from spark_mlops.monitoring.statistics import (
     judge,
     verdict_rows,
 )
+from spark_mlops.timing import span
 
 
 class DriftDetected(MlopsError):
@@ -118,7 +119,8 @@ def run(settings, conf: MonitorConfig) -> list[BatchVerdict]:
     if not tables.exists(predictions_table):
         raise DataContractError(f"table {predictions_table} does not exist: score a batch first")
     batch = tables.read(predictions_table).where(F.col(BATCH_COLUMN) == batch_id)
-    versions = sorted({r[0] for r in batch.select("model_version").distinct().collect()})
+    with span("monitor.versions"):
+        versions = sorted({r[0] for r in batch.select("model_version").distinct().collect()})
     if not versions:
         raise DataContractError(f"{predictions_table} has no rows for batch {batch_id!r}: score it first")
     carried = all(f in batch.columns for f in contract.feature_names)
@@ -137,10 +139,11 @@ def run(settings, conf: MonitorConfig) -> list[BatchVerdict]:
     for version in versions:
         baseline = load_baseline(settings, version)
         scored = batch if len(versions) == 1 else batch.where(F.col("model_version") == version)
-        stats = batch_stats(scored, rejected if len(versions) == 1 else None, baseline, contract, features=inputs)
+        with span("monitor.stats"):
+            stats = batch_stats(scored, rejected if len(versions) == 1 else None, baseline, contract, features=inputs)
         v = judge(batch_id, settings.model_name, version, baseline, stats, t)
         v.monitored_at = datetime.now(UTC).replace(microsecond=0).isoformat()
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"monitor-{batch_id}",
+        with span("monitor.log_run"), mlflow.start_run(experiment_id=experiment_id, run_name=f"monitor-{batch_id}",
                               tags=tracking.safe({**settings.run_tags(), rt.RUN_STEP: "monitor",
                                                   rt.RUN_MODEL_VERSION: version, "batch_id": batch_id,
                                                   rt.RUN_VERDICT: v.verdict})) as mlrun:
@@ -150,7 +153,9 @@ def run(settings, conf: MonitorConfig) -> list[BatchVerdict]:
 
     rows = [r for v in verdicts for r in verdict_rows(v, settings.job_run_id)]
     frame = frame_of_rows(spark, [(*r[:9], datetime.fromisoformat(r[9]), *r[10:]) for r in rows], MONITORING_SCHEMA)
-    tables.replace_partition(monitoring_table, frame, BATCH_COLUMN, batch_id)
+    with span("monitor.write"):
+        # A few rows built here: their count is known, so the commit's history is not read.
+        tables.replace_partition(monitoring_table, frame, BATCH_COLUMN, batch_id, metrics=False)
     for v in verdicts:
         registry.set_tags(settings, v.model_version, {rt.MONITORING_LAST_BATCH: batch_id,
                                                        rt.MONITORING_LAST_VERDICT: v.verdict,
@@ -252,11 +257,12 @@ def drift_check(settings, batch_id: str, monitoring_table: str = "monitoring", *
     table = settings.table_name(monitoring_table)
     scope = f" by job run {settings.job_run_id}" if settings.job_run_id else ""
     rows = []
-    if tables.exists(table):
-        found = tables.read(table).where((F.col(BATCH_COLUMN) == batch_id) & (F.col("metric") == "verdict"))
-        if settings.job_run_id:
-            found = found.where(F.col("job_run_id") == settings.job_run_id)
-        rows = found.select("model_version", "status").collect()
+    with span("drift_check.read"):
+        if tables.exists(table):
+            found = tables.read(table).where((F.col(BATCH_COLUMN) == batch_id) & (F.col("metric") == "verdict"))
+            if settings.job_run_id:
+                found = found.where(F.col("job_run_id") == settings.job_run_id)
+            rows = found.select("model_version", "status").collect()
     if not rows:
         print(f"drift-check: no monitoring verdict for batch {batch_id} recorded{scope} in {table}; nothing to gate")
         return "none"
