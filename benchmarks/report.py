@@ -202,6 +202,15 @@ def render(res: dict) -> str:
             errors = [e for side in j["errors"].values() for e in side]
             if errors:
                 lines.append(f"\nFailed runs: {' | '.join(errors)}")
+    if "job_bounds" in res:
+        b = res["job_bounds"]
+        if b.get("error"):
+            lines += ["", f"job_bounds benchmark failed: {b['error']}"]
+        else:
+            lines += ["", "## What bounds the `batch_inference` job, each cost measured apart", "",
+                      f"{b['rows']:,} rows; {b['what']}. " + _conditions(res, "job_bounds"), "",
+                      "| Cell | Seconds |", "|---|---:|"]
+            lines += [f"| {cell} | {_spread(v, ' s')} |" for cell, v in b["cells"].items()]
     if "scoring" in res:
         s = res["scoring"]
         lines += ["", "## Batch scoring in one process", "", f"Input: {s.get('input', '-')}; {s.get('what', '')}. "

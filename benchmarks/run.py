@@ -35,8 +35,8 @@ from benchmarks.report import render  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-PIECES = ("imports", "scoring", "scoring_slow", "score_process", "monitoring", "batch_inference", "training", "demo",
-          "tests")
+PIECES = ("imports", "scoring", "scoring_slow", "score_process", "monitoring", "batch_inference", "job_bounds",
+          "training", "demo", "tests")
 # The committed run: every piece a target or a comparison of docs/scaling.md needs. Training and
 # the test suite are measured on request (--with training,tests); their times are not targets.
 DEFAULT_PIECES = ("imports", "scoring", "scoring_slow", "score_process", "monitoring", "batch_inference", "demo")
@@ -233,6 +233,27 @@ def bench_monitoring(workdir: Path, p: dict) -> dict:
             "error": run.get("error"),
             "what": "scoring.run then monitoring.run of the same keyed batch (monitor reads the input's valid "
                     "rows and the predictions), alternating in one process; x score = monitor / score, pair by pair"}
+
+
+def bench_job_bounds(workdir: Path, p: dict) -> dict:
+    """The costs that bound ``batch_inference`` (docs/scaling.md, "What bounds V"), each measured
+    apart in one process, every cell once per round (``workloads.job_bounds_rounds``)."""
+    setup = _setup_champion(workdir)
+    if setup.get("error"):
+        return {"error": f"setup failed: {setup['error']}"}
+    rows = p["process_rows"]
+    say(f"job_bounds: {len(workloads.JOB_BOUNDS_CELLS)} cells x{p['rounds']} at {rows} rows "
+        f"(load {os.getloadavg()[0]:.2f})")
+    run = measure.run_worker("job_bounds", {"workdir": str(workdir), "rows": rows, "rounds": p["rounds"]},
+                             workdir / "logs", timeout=3600)
+    counted = [t for t in run.get("times", []) if not t["warm_up"]]
+    return {"rows": rows, "error": run.get("error"),
+            "cells": {c: measure.stats([t["seconds"] for t in counted if t["cell"] == c])
+                      for c in workloads.JOB_BOUNDS_CELLS},
+            "what": "in one process, every cell once per round after a warm-up round: the batch read, the "
+                    "champion's transform (both to the noop sink), writes of the predictions held in memory "
+                    "(parquet, Delta append, Delta replaceWhere of one partition), a new Delta version's file "
+                    "list (1,000 rows), check_batch's counting pass with and without its distinct keys"}
 
 
 def _checkout_of(rev: str, workdir: Path) -> Path:
@@ -437,6 +458,8 @@ def worker(kind: str, args: dict, out: Path) -> None:
             result = workloads.monitor_vs_score(spark, workdir, args["rows"], args["reps"])
         elif kind == "batch_inference":
             result = workloads.batch_inference_rounds(spark, workdir, args["rows"], args["rounds"], args["suffix"])
+        elif kind == "job_bounds":
+            result = workloads.job_bounds_rounds(spark, workdir, args["rows"], args["rounds"])
         elif kind == "train":
             result = workloads.train(spark, workdir, args["rows"], args["mode"], args["reps"])
         else:
@@ -489,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     runners = {"imports": bench_imports, "scoring": bench_scoring, "scoring_slow": bench_scoring_slow,
                "score_process": bench_score_process, "monitoring": bench_monitoring,
-               "batch_inference": bench_batch_inference, "training": bench_training,
+               "batch_inference": bench_batch_inference, "job_bounds": bench_job_bounds, "training": bench_training,
                "demo": bench_demo,
                "tests": bench_tests}
     for piece in pieces:

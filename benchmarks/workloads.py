@@ -272,6 +272,80 @@ def batch_inference_rounds(spark, workdir: Path, rows: int, rounds: int, tables_
     return {"rows": rows, "times": out, "code": str(Path(spark_mlops.__file__).resolve().parents[1])}
 
 
+JOB_BOUNDS_CELLS = ("read", "transform", "parquet_write", "delta_append", "delta_replace", "file_list",
+                    "check_pass", "check_pass_no_keys")
+
+
+def job_bounds_rounds(spark, workdir: Path, rows: int, rounds: int) -> dict:
+    """The costs docs/scaling.md says bound the ``batch_inference`` job, each measured apart on the
+    same ``rows``-row batch, every cell once per round (round 0 is a warm-up):
+
+    - ``read``: the batch read and discarded (the ``noop`` sink); ``transform``: the champion's
+      transform and the prediction columns, discarded: the model's own work;
+    - over the predictions held in memory: a parquet write, a Delta append, and a Delta overwrite
+      of one partition (``replaceWhere``, as ``score`` writes);
+    - ``file_list``: after a 1,000-row append, the file list of that new table version (Delta's
+      log replay, which any read or overwrite of a new version pays);
+    - ``check_pass``: ``check_batch``'s counting pass; ``check_pass_no_keys``: the same without
+      the count of distinct keys.
+    """
+    from pyspark.sql import functions as F
+
+    from spark_mlops import contract as dc
+    from spark_mlops import registry, scoring
+    from spark_mlops.config import CHAMPION_ALIAS
+    from spark_mlops.prepare import read_checked
+
+    settings = settings_for(workdir)
+    contract = dc.load_contract(settings.contract)
+    source = str(scoring_input(workdir, rows))
+    version = registry.alias_version(settings, CHAMPION_ALIAS)
+    fitted, _ = registry.load_spark_model(settings, version)
+    model = scoring.without_raw_prediction(fitted)
+    batch = spark.read.parquet(source)
+    scored = scoring.with_lineage(model.transform(batch), contract, settings.model_name, version,
+                                  datetime.now(UTC).replace(microsecond=0))
+    # Cached under a plan of its own: a cache of ``scored`` itself would also serve ``transform``.
+    cached = scored.withColumn("__held", F.lit(True)).cache()
+    cached.count()
+    held = cached.drop("__held")
+    out = workdir / "out" / "job_bounds"
+    shutil.rmtree(out, ignore_errors=True)
+    small = spark.range(1000).select(F.col("id"), (F.col("id") * 2).alias("value"))
+
+    def file_list() -> float:
+        small.write.format("delta").mode("append").save(str(out / "small"))
+        start = time.perf_counter()
+        spark.read.format("delta").load(str(out / "small")).inputFiles()
+        return time.perf_counter() - start
+
+    def check(keys: bool):
+        return lambda: read_checked(spark, settings, source, contract, with_label=False, count_duplicate_keys=keys,
+                                    count_rejected=True)
+
+    partitioned = held.withColumn("batch_id", F.lit("b"))
+    cells = {
+        "read": lambda: batch.write.format("noop").mode("overwrite").save(),
+        "transform": lambda: scored.write.format("noop").mode("overwrite").save(),
+        "parquet_write": lambda: held.write.mode("overwrite").parquet(str(out / "parquet")),
+        "delta_append": lambda: held.write.format("delta").mode("append").save(str(out / "append")),
+        "delta_replace": lambda: (partitioned.write.format("delta").mode("overwrite").partitionBy("batch_id")
+                                  .option("replaceWhere", "batch_id = 'b'").save(str(out / "replace"))),
+        "file_list": file_list,
+        "check_pass": check(True),
+        "check_pass_no_keys": check(False),
+    }
+    times = []
+    for i in range(rounds + 1):
+        for name in JOB_BOUNDS_CELLS:
+            start = time.perf_counter()
+            timed = cells[name]()
+            seconds = timed if isinstance(timed, float) else time.perf_counter() - start
+            times.append({"round": i, "cell": name, "warm_up": i == 0, "seconds": round(seconds, 3)})
+    cached.unpersist()
+    return {"rows": rows, "times": times}
+
+
 # ---------------------------------------------------------------- training
 
 

@@ -161,9 +161,10 @@ def test_conditions_does_not_count_the_benchmarks_own_cpu(tmp_path):
 def test_report_checks_issue_30s_targets_from_paired_figures():
     """score against the bare minimum script, and the whole job's vCPU-s per 1e6 rows against 15."""
     calm = measure.conditions(_counters(0, 100, 10), _counters(10, 118, 27, load=2.4), 2)
-    task = {"seconds": measure.stats([1.0]), "cpu_seconds": measure.stats([0.9])}
+    task = {"seconds": measure.stats([1.0]), "cpu_seconds": measure.stats([0.9]),
+            "spans": {"score.write": measure.stats([0.75, 0.5])}}
     results = {
-        "started_at": "now", "quick": False, "pieces": ["score_process", "batch_inference"],
+        "started_at": "now", "quick": False, "pieces": ["score_process", "batch_inference", "job_bounds"],
         "machine": measure.machine(), "plan": {"process_rows": 1_000_000},
         "score_process": {"rows": 1_000_000, "score_command": "-m spark_mlops score", "plain_copy_command": "copy",
                           "score_wall": measure.stats([9.0, 10.0]), "plain_copy_wall": measure.stats([6.0, 5.0]),
@@ -182,6 +183,8 @@ def test_report_checks_issue_30s_targets_from_paired_figures():
                             "peak_rss_mb": {"this": measure.stats([900]), "baseline": measure.stats([950])},
                             "load_average": {"this": [[1.0, 1.0, 1.0]], "baseline": [[1.0, 1.0, 1.0]]},
                             "measured": calm},
+        "job_bounds": {"rows": 1_000_000, "what": "apart", "error": None, "measured": calm,
+                       "cells": {c: measure.stats([0.5, 1.5]) for c in workloads.JOB_BOUNDS_CELLS}},
     }
     by_name = {name: (value, met) for name, value, met in report.targets(results)}
     bare = by_name["`score` whole process <= 1.0x the bare minimum script (benchmarks.bare_score), 1,000,000 rows, "
@@ -192,4 +195,7 @@ def test_report_checks_issue_30s_targets_from_paired_figures():
     text = report.render(results)
     assert "## The `batch_inference` job's tasks, against the baseline commit" in text
     assert "| **vCPU-s per 1e6 rows** (wall x cores) | 14.50 (14.00-16.00) | 25.50 (25.00-26.00) |" in text
+    assert "| check_batch | score.write | 0.62 s (0.50-0.75) |" in text  # each task's spans, this side
+    assert "## What bounds the `batch_inference` job, each cost measured apart" in text
+    assert "| delta_replace | 1.00 s (0.50-1.50) |" in text
     assert "| Wall | 9.50 s (9.00-10.00) | 10.00 s (10.00-10.00) | 0.95x (pairs: 0.90-1.00, n=2) |" in text
