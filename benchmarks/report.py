@@ -211,6 +211,7 @@ def render(res: dict) -> str:
                       f"{b['rows']:,} rows; {b['what']}. " + _conditions(res, "job_bounds"), "",
                       "| Cell | Seconds |", "|---|---:|"]
             lines += [f"| {cell} | {_spread(v, ' s')} |" for cell, v in b["cells"].items()]
+            lines += [f"| {name} (round by round) | {_spread(v, ' s')} |" for name, v in b.get("paired", {}).items()]
     if "scoring" in res:
         s = res["scoring"]
         lines += ["", "## Batch scoring in one process", "", f"Input: {s.get('input', '-')}; {s.get('what', '')}. "

@@ -247,9 +247,18 @@ def bench_job_bounds(workdir: Path, p: dict) -> dict:
     run = measure.run_worker("job_bounds", {"workdir": str(workdir), "rows": rows, "rounds": p["rounds"]},
                              workdir / "logs", timeout=3600)
     counted = [t for t in run.get("times", []) if not t["warm_up"]]
+    rounds: dict[int, dict[str, float]] = {}
+    for t in counted:
+        rounds.setdefault(t["round"], {})[t["cell"]] = t["seconds"]
+
+    def extra(cell: str, base: str) -> dict:  # paired: the two cells of the same round
+        return measure.stats([r[cell] - r[base] for r in rounds.values() if cell in r and base in r])
+
     return {"rows": rows, "error": run.get("error"),
             "cells": {c: measure.stats([t["seconds"] for t in counted if t["cell"] == c])
                       for c in workloads.JOB_BOUNDS_CELLS},
+            "paired": {"delta_replace - delta_append": extra("delta_replace", "delta_append"),
+                       "check_pass - check_pass_no_keys": extra("check_pass", "check_pass_no_keys")},
             "what": "in one process, every cell once per round after a warm-up round: the batch read, the "
                     "champion's transform (both to the noop sink), writes of the predictions held in memory "
                     "(parquet, Delta append, Delta replaceWhere of one partition), a new Delta version's file "

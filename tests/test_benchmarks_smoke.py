@@ -184,7 +184,8 @@ def test_report_checks_issue_30s_targets_from_paired_figures():
                             "load_average": {"this": [[1.0, 1.0, 1.0]], "baseline": [[1.0, 1.0, 1.0]]},
                             "measured": calm},
         "job_bounds": {"rows": 1_000_000, "what": "apart", "error": None, "measured": calm,
-                       "cells": {c: measure.stats([0.5, 1.5]) for c in workloads.JOB_BOUNDS_CELLS}},
+                       "cells": {c: measure.stats([0.5, 1.5]) for c in workloads.JOB_BOUNDS_CELLS},
+                       "paired": {"delta_replace - delta_append": measure.stats([0.25, 0.75])}},
     }
     by_name = {name: (value, met) for name, value, met in report.targets(results)}
     bare = by_name["`score` whole process <= 1.0x the bare minimum script (benchmarks.bare_score), 1,000,000 rows, "
@@ -198,4 +199,5 @@ def test_report_checks_issue_30s_targets_from_paired_figures():
     assert "| check_batch | score.write | 0.62 s (0.50-0.75) |" in text  # each task's spans, this side
     assert "## What bounds the `batch_inference` job, each cost measured apart" in text
     assert "| delta_replace | 1.00 s (0.50-1.50) |" in text
+    assert "| delta_replace - delta_append (round by round) | 0.50 s (0.25-0.75) |" in text
     assert "| Wall | 9.50 s (9.00-10.00) | 10.00 s (10.00-10.00) | 0.95x (pairs: 0.90-1.00, n=2) |" in text
